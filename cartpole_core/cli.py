@@ -1,0 +1,366 @@
+"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run).
+
+Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout.
+Progress goes to stderr. A user's mistake prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cartpole_core import __version__
+from cartpole_core.envs import DEFAULT_ENV_ID
+from cartpole_core.errors import UserError
+from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate, record_episode
+from cartpole_core.generate import GenerationConfig, GenerationResult, generate
+from cartpole_core.progress import Progress, ProgressCallback
+from cartpole_core.storage import save_dataset, to_jsonable
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_bar_line_open = [False]  # a progress bar is drawn and its line not yet ended
+
+
+def _bar(quiet: bool) -> ProgressCallback | None:
+    """A text progress bar on stderr, redrawn at most 10 times a second."""
+    if quiet:
+        return None
+    last = [0.0]
+
+    def draw(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and p.fraction < 1.0:
+            return
+        last[0] = now
+        filled = int(p.fraction * 30)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} {p.message[:60]:<60}")
+        _bar_line_open[0] = p.fraction < 1.0
+        if not _bar_line_open[0]:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return draw
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what TensorFlow's C++ side writes to stderr while it starts (CUDA probes)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_tensorflow() -> None:
+    with _quiet_native_stderr():
+        import tensorflow as tf
+
+        import cartpole_core.model  # noqa: F401  (imports Keras)
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here, not at the first op
+
+
+# ---------------------------------------------------------------- JSON shapes
+
+
+def generation_json(result: GenerationResult) -> dict[str, Any]:
+    return {
+        "env_id": result.config.env_id,
+        "games": result.games,
+        "accepted": result.accepted,
+        "acceptance_rate": result.acceptance_rate,
+        "accepted_mean": result.accepted_mean,
+        "accepted_median": result.accepted_median,
+        "accepted_counts": {f"{score:g}": n for score, n in result.accepted_counts.items()},
+        "samples": len(result.dataset),
+        "seconds": result.seconds,
+    }
+
+
+def evaluation_json(result: EvaluationResult) -> dict[str, Any]:
+    return {
+        "env_id": result.config.env_id,
+        "policy": result.policy_name,
+        "games": result.config.games,
+        "scores": to_jsonable(result.scores),
+        "mean": result.mean,
+        "median": result.median,
+        "min": result.min,
+        "max": result.max,
+        "choice_ratios": to_jsonable(result.choice_ratios),
+        "seconds": result.seconds,
+    }
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(to_jsonable(data)) if args.json else text)
+
+
+def _counter_text(counts: dict[float, int]) -> str:
+    return "Counter({" + ", ".join(f"{s:g}: {n}" for s, n in counts.items()) + "})"
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    config = GenerationConfig(
+        env_id=args.env,
+        games=args.games,
+        goal_steps=args.goal_steps,
+        score_requirement=args.score_requirement,
+        seed=args.seed,
+    )
+    result = generate(config, _bar(args.quiet))
+    dataset = result.require_accepted()
+    if args.out:
+        save_dataset(dataset, args.out)
+    data = generation_json(result)
+    text = (
+        f"Played {result.games} games of {config.env_id} in {result.seconds:.2f} s; kept {result.accepted} "
+        f"({result.acceptance_rate:.1%}), {len(dataset)} rows\n"
+        f"Average accepted score: {result.accepted_mean:.2f}\n"
+        f"Median accepted score: {result.accepted_median:g}\n"
+        f"{_counter_text(result.accepted_counts)}" + (f"\nSaved {args.out}" if args.out else "")
+    )
+    _emit(args, data, text)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from cartpole_core.storage import load_dataset
+
+    dataset = load_dataset(args.data)
+    _import_tensorflow()
+    from cartpole_core.model import ModelConfig, build_model, parse_hidden
+    from cartpole_core.storage import save_model
+    from cartpole_core.training import TrainingConfig, train
+
+    model_cfg = ModelConfig(hidden=parse_hidden(args.hidden), dropout=args.dropout, learning_rate=args.lr)
+    train_cfg = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        seed=args.seed,
+        tensorboard_dir=args.tensorboard,
+    )
+    train_cfg.validate()
+    if args.out and Path(args.out).suffix != ".keras":
+        raise UserError(f"Models are saved as .keras files: use --out {Path(args.out).with_suffix('.keras')}.")
+    model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=args.seed)
+    result = train(model, dataset, train_cfg, _bar(args.quiet))
+    if args.out:
+        save_model(model, args.out)
+    data = {
+        "epochs": result.epochs_completed,
+        "history": result.epoch_history,
+        "samples": result.samples,
+        "seconds": result.seconds,
+    }
+    lines = [
+        f"epoch {i + 1}: " + ", ".join(f"{k} {v[i]:.4f}" for k, v in result.epoch_history.items())
+        for i in range(result.epochs_completed)
+    ]
+    lines.append(
+        f"Trained on {result.samples} rows in {result.seconds:.1f} s" + (f"; saved {args.out}" if args.out else "")
+    )
+    _emit(args, data, "\n".join(lines))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from cartpole_core.envs import env_info
+    from cartpole_core.policies import Policy, RandomPolicy
+
+    info = env_info(args.env)
+    config = EvaluationConfig(env_id=info.env_id, games=args.games, goal_steps=args.goal_steps, seed=args.seed)
+    config.validate()
+    names = args.model or ["random"]
+    policies: list[Policy] = []
+    for name in names:
+        if name == "random":
+            policies.append(RandomPolicy(info.n_actions))
+            continue
+        from cartpole_core.storage import load_model
+
+        _import_tensorflow()
+        from cartpole_core.policies import ModelPolicy
+
+        policies.append(ModelPolicy(load_model(name), name=Path(name).name))
+    for p in policies:
+        if getattr(p, "obs_dim", info.obs_dim) != info.obs_dim or p.n_actions != info.n_actions:
+            raise UserError(
+                f"Model {p.name} does not fit {info.env_id} ({info.obs_dim} observation values, "
+                f"{info.n_actions} actions): pass --env with the env it was trained on."
+            )
+    bar = _bar(args.quiet)
+    policy: Policy
+    if len(policies) > 1:
+        from cartpole_core.ensemble import EnsemblePolicy, evaluate_ensemble
+
+        ensemble = EnsemblePolicy(policies, vote=args.vote)
+        ens = evaluate_ensemble(ensemble, config, bar)
+        result, policy = ens.ensemble, ensemble
+        data = evaluation_json(result)
+        data["members"] = [evaluation_json(m) for m in ens.members]
+        data["disagreement"] = ens.disagreement
+    else:
+        policy = policies[0]
+        result = evaluate(policy, config, bar)
+        data = evaluation_json(result)
+    text = [
+        f"{result.policy_name} on {config.games} games of {config.env_id} ({result.seconds:.2f} s)",
+        f"Average score: {result.mean:.1f} (median {result.median:g}, min {result.min:g}, max {result.max:g})",
+        " ".join(f"Choice {a}: {r:.2f}" for a, r in enumerate(result.choice_ratios)),
+    ]
+    if "members" in data:
+        text += [f"  {m['policy']}: average {m['mean']:.1f}" for m in data["members"]]
+    if args.gif:
+        from cartpole_core.gif import frames_to_gif
+        from cartpole_core.storage import atomic_write
+
+        episode = record_episode(policy, config, result.best_game, frame_stride=args.gif_stride)
+        gif = frames_to_gif(episode.frames, frame_stride=args.gif_stride)
+        atomic_write(Path(args.gif), gif)
+        text.append(f"Saved {args.gif}: game {episode.game}, score {episode.score:g}, {len(gif) / 1e3:.0f} KB")
+        data["gif"] = {"path": args.gif, "game": episode.game, "score": episode.score, "bytes": len(gif)}
+    _emit(args, data, "\n".join(text))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from cartpole_core.pipeline import NotebookConfig, run_notebook
+
+    gen = GenerationConfig(
+        env_id=args.env,
+        games=args.games,
+        goal_steps=args.goal_steps,
+        score_requirement=args.score_requirement,
+        seed=args.seed,
+    ).validate()
+    started = time.perf_counter()
+    _import_tensorflow()
+    import_seconds = time.perf_counter() - started
+    result = run_notebook(NotebookConfig(generation=gen, evaluation_games=args.eval_games), _bar(args.quiet))
+    g, t, e, r = result.generation, result.training, result.evaluation, result.random_evaluation
+    seconds = dict(result.seconds, import_tensorflow=import_seconds, total=time.perf_counter() - started)
+    data = {
+        "generate": generation_json(g),
+        "train": {"epochs": t.epochs_completed, "history": t.epoch_history, "samples": t.samples, "seconds": t.seconds},
+        "evaluate": evaluation_json(e),
+        "random": evaluation_json(r),
+        "seconds": seconds,
+    }
+    ratios = e.choice_ratios
+    text = "\n".join(
+        [
+            f"Average accepted score: {g.accepted_mean:.2f}",
+            f"Median accepted score: {g.accepted_median:g}",
+            _counter_text(g.accepted_counts),
+            f"Kept {g.accepted} of {g.games} games ({g.acceptance_rate:.1%}), {len(g.dataset)} rows",
+            f"Training: loss {t.final_loss:.4f}, accuracy {t.final_accuracy:.4f} after {t.epochs_completed} epochs",
+            f"Average score: {e.mean:.1f} over {e.config.games} games (random play: {r.mean:.1f})",
+            " ".join(f"Choice {a}: {ratios[a]:.2f}" for a in reversed(range(len(ratios)))),
+            "Seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()),
+        ]
+    )
+    _emit(args, data, text)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    d = GenerationConfig()
+    p.add_argument("--env", default=d.env_id, help=f"Gymnasium env id (default {d.env_id})")
+    p.add_argument("--games", type=int, default=d.games, help=f"random games to play (default {d.games})")
+    p.add_argument(
+        "--goal-steps", type=int, default=d.goal_steps, help=f"most steps a game lasts (default {d.goal_steps})"
+    )
+    p.add_argument(
+        "--score-requirement",
+        type=float,
+        default=d.score_requirement,
+        help=f"keep games scoring at least this (default {d.score_requirement:g})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cartpole_core", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cartpole_core {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("generate", help="play random games and keep the good ones")
+    _generation_args(p)
+    p.add_argument("--out", help="save the dataset to this .npz file")
+    _common(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="train a network on a dataset")
+    p.add_argument("--data", required=True, help="dataset .npz made by generate")
+    p.add_argument("--epochs", type=int, default=4, help="passes over the data (default 4)")
+    p.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--hidden", default="128,256,512,256,128", help="hidden layer sizes (default 128,256,512,256,128)")
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout rate (default 0.2)")
+    p.add_argument("--validation-split", type=float, default=0.0, help="share of games held out (default 0)")
+    p.add_argument("--tensorboard", help="write TensorBoard logs to this folder")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", help="save the model to this .keras file")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="let a model (or several, or random) play")
+    p.add_argument("--model", action="append", help="a .keras file, or 'random'; repeat for an ensemble")
+    p.add_argument("--vote", choices=("soft", "hard"), default="soft", help="how an ensemble votes (default soft)")
+    p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
+    p.add_argument("--games", type=int, default=10, help="games to play (default 10)")
+    p.add_argument("--goal-steps", type=int, default=500, help="most steps a game lasts (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the games (default 0)")
+    p.add_argument("--gif", help="save the best game as an animated GIF here")
+    p.add_argument("--gif-stride", type=int, default=2, help="keep every k-th frame in the GIF (default 2)")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="the whole notebook with its defaults")
+    _generation_args(p)
+    p.add_argument("--eval-games", type=int, default=10, help="games the network plays (default 10)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        sys.stderr.write(("\n" if _bar_line_open[0] else "") + f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return 0

@@ -1,0 +1,175 @@
+"""Environments: which Gymnasium games we support and how we make them.
+
+Any registered Gymnasium environment whose action space is ``Discrete(n)`` and whose
+observation space is a 1-D ``Box`` works. Nothing about CartPole is hard-wired: the
+observation size, the number of actions and the names of the observation dimensions are
+read from the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from cartpole_core.errors import UserError
+
+DEFAULT_ENV_ID = "CartPole-v1"
+
+#: Names of observation dimensions for environments where we know them (from the
+#: environments' own documentation). Others are called ``obs[0]``, ``obs[1]``, ...
+OBSERVATION_NAMES: dict[str, tuple[str, ...]] = {
+    "CartPole": ("cart position", "cart velocity", "pole angle", "pole angular velocity"),
+    "Acrobot": (
+        "cos θ1",
+        "sin θ1",
+        "cos θ2",
+        "sin θ2",
+        "angular velocity θ1",
+        "angular velocity θ2",
+    ),
+    "MountainCar": ("car position", "car velocity"),
+    "LunarLander": (
+        "x",
+        "y",
+        "x velocity",
+        "y velocity",
+        "angle",
+        "angular velocity",
+        "left leg contact",
+        "right leg contact",
+    ),
+}
+
+#: Names of actions where we know them; others are called ``action 0``, ``action 1``, ...
+ACTION_NAMES: dict[str, tuple[str, ...]] = {
+    "CartPole": ("push left", "push right"),
+    "MountainCar": ("accelerate left", "don't accelerate", "accelerate right"),
+    "Acrobot": ("torque -1", "torque 0", "torque +1"),
+    "LunarLander": ("do nothing", "fire left engine", "fire main engine", "fire right engine"),
+}
+
+#: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).
+SUGGESTED_ENV_IDS = ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0")
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the rest of the library needs to know about an environment."""
+
+    env_id: str
+    """Registered Gymnasium id, e.g. ``"CartPole-v1"``."""
+    obs_dim: int
+    """Length of one observation vector."""
+    n_actions: int
+    """Number of discrete actions; actions are ``0 .. n_actions - 1``."""
+    obs_names: tuple[str, ...]
+    """One human name per observation dimension."""
+    action_names: tuple[str, ...]
+    """One human name per action."""
+    obs_low: tuple[float, ...]
+    """Lower bound of each observation dimension (may be ``-inf``)."""
+    obs_high: tuple[float, ...]
+    """Upper bound of each observation dimension (may be ``inf``)."""
+    max_episode_steps: int | None
+    """The env's own time limit, if it registers one."""
+    reward_threshold: float | None
+    """Score at which Gymnasium considers the env solved, if it says."""
+    has_vector_env: bool
+    """True when the env ships its own vectorised implementation (fast)."""
+
+
+def _family(env_id: str) -> str:
+    return env_id.split("-v")[0].split("/")[-1]
+
+
+@lru_cache(maxsize=64)
+def env_info(env_id: str) -> EnvInfo:
+    """Check that ``env_id`` is supported and describe it.
+
+    Raises :class:`UserError` for an unknown id or unsupported spaces, naming what the env
+    has and what is supported.
+    """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise UserError("The environment id is empty: give a Gymnasium id such as CartPole-v1.")
+    env_id = env_id.strip()
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise UserError(
+            f"Unknown environment {env_id!r}: use a registered Gymnasium id such as {', '.join(SUGGESTED_ENV_IDS)}."
+        ) from exc
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # a missing optional dependency (box2d, mujoco...)
+        raise UserError(
+            f"Environment {env_id!r} could not be created ({exc}). Install what it needs, "
+            f"or choose one of {', '.join(SUGGESTED_ENV_IDS)}."
+        ) from exc
+    try:
+        act, obs = env.action_space, env.observation_space
+    finally:
+        env.close()
+    problems = []
+    if not isinstance(act, spaces.Discrete):
+        problems.append(f"its action space is {act}, not Discrete(n)")
+    if not isinstance(obs, spaces.Box) or len(obs.shape) != 1:
+        problems.append(f"its observation space is {obs}, not a 1-D Box")
+    if problems:
+        raise UserError(
+            f"Environment {env_id!r} is not supported: {' and '.join(problems)}. "
+            "CartPole Lab needs discrete actions and a flat observation vector "
+            f"(for example {', '.join(SUGGESTED_ENV_IDS)})."
+        )
+    assert isinstance(act, spaces.Discrete) and isinstance(obs, spaces.Box)
+    if int(act.start) != 0:
+        raise UserError(
+            f"Environment {env_id!r} numbers its actions from {int(act.start)}; "
+            "only action spaces starting at 0 are supported."
+        )
+    obs_dim, n_actions = int(obs.shape[0]), int(act.n)
+    family = _family(env_id)
+    names = OBSERVATION_NAMES.get(family, ())
+    if len(names) != obs_dim:
+        names = tuple(f"obs[{i}]" for i in range(obs_dim))
+    actions = ACTION_NAMES.get(family, ())
+    if len(actions) != n_actions:
+        actions = tuple(f"action {i}" for i in range(n_actions))
+    return EnvInfo(
+        env_id=env_id,
+        obs_dim=obs_dim,
+        n_actions=n_actions,
+        obs_names=names,
+        action_names=actions,
+        obs_low=tuple(float(v) for v in np.asarray(obs.low, dtype=np.float64)),
+        obs_high=tuple(float(v) for v in np.asarray(obs.high, dtype=np.float64)),
+        max_episode_steps=spec.max_episode_steps,
+        reward_threshold=spec.reward_threshold,
+        has_vector_env=spec.vector_entry_point is not None,
+    )
+
+
+def make_vector_env(env_id: str, num_envs: int, goal_steps: int) -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` copies, each game cut at ``goal_steps`` steps.
+
+    Uses the env's own vectorised implementation when it has one (CartPole does), a
+    ``SyncVectorEnv`` otherwise. Autoreset mode is Gymnasium's default, ``NEXT_STEP``: the
+    step after a game ends is a reset, not a transition.
+    """
+    info = env_info(env_id)
+    mode = "vector_entry_point" if info.has_vector_env else "sync"
+    return gym.make_vec(info.env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=goal_steps)
+
+
+def make_env(env_id: str, goal_steps: int, render: bool = False) -> gym.Env:
+    """One env cut at ``goal_steps`` steps; ``render=True`` makes ``render()`` return RGB frames."""
+    info = env_info(env_id)
+    return gym.make(
+        info.env_id,
+        max_episode_steps=goal_steps,
+        render_mode="rgb_array" if render else None,
+        disable_env_checker=True,
+    )

@@ -1,0 +1,210 @@
+"""Generation: play many random games and keep the good ones (the notebook's
+``initial_population``).
+
+Games run side by side in a vector env: one ``step`` call advances every game, so there is
+no Python loop over games. Each env plays a fixed number of games one after another
+through Gymnasium's autoreset, which keeps every env busy without favouring short games
+(an env never stops mid-game, and how many games it plays does not depend on their
+length). The autoreset step (the step after a game ends, which only resets) is not a
+transition and is not recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from cartpole_core import __version__
+from cartpole_core.dataset import Dataset, empty_dataset
+from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_vector_env
+from cartpole_core.errors import UserError, check_range
+from cartpole_core.progress import ProgressCallback, report
+
+#: Games each env of a native vector env plays in turn. Fewer envs means fewer wasted
+#: steps on finished envs at the end; more envs means fewer (costly) ``step`` calls.
+GAMES_PER_VECTOR_ENV = 8
+#: Most envs in a Python-loop ``SyncVectorEnv`` (for envs without their own vector code).
+MAX_SYNC_ENVS = 16
+#: Most games one call may play (the dashboard sets its own, lower limit).
+MAX_GAMES = 1_000_000
+MAX_GOAL_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Settings of one generation run; defaults are the notebook's."""
+
+    env_id: str = DEFAULT_ENV_ID
+    """Gymnasium environment id."""
+    games: int = 10_000
+    """Random games to play (the notebook's ``initial_games``)."""
+    goal_steps: int = 500
+    """Most steps a game may last; a game still going then is cut (truncated)."""
+    score_requirement: float = 50.0
+    """A game is kept when its score (sum of rewards) is at least this."""
+    seed: int | None = 0
+    """Seed of the env starts and the random actions; None for fresh randomness."""
+
+    def validate(self) -> GenerationConfig:
+        """Raise :class:`UserError` for settings out of range; return self."""
+        env_info(self.env_id)
+        check_range("games", self.games, 1, MAX_GAMES)
+        check_range("goal_steps", self.goal_steps, 1, MAX_GOAL_STEPS)
+        if not isinstance(self.games, int) or not isinstance(self.goal_steps, int):
+            raise UserError("games and goal_steps must be whole numbers.")
+        check_range("score_requirement", self.score_requirement, -1e9, 1e9)
+        if self.seed is not None:
+            check_range("seed", self.seed, 0, 2**32 - 1)
+        return self
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a generation run produced."""
+
+    config: GenerationConfig
+    scores: np.ndarray
+    """float32, shape (games,): the score of every game played, kept or not."""
+    dataset: Dataset
+    """The rows of the kept games (empty when no game was kept)."""
+    accepted_counts: dict[float, int]
+    """Kept games per score, most common first (the notebook's ``Counter``)."""
+    env_steps: int
+    """Transitions played (autoreset steps not counted)."""
+    seconds: float
+    """Wall time of the run."""
+
+    @property
+    def games(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def accepted(self) -> int:
+        return self.dataset.n_games
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Share of games kept, 0.0 to 1.0."""
+        return self.accepted / self.games if self.games else 0.0
+
+    @property
+    def accepted_mean(self) -> float | None:
+        """Mean score of the kept games; None when none was kept."""
+        s = self.dataset.game_scores
+        return float(np.mean(s)) if s.size else None
+
+    @property
+    def accepted_median(self) -> float | None:
+        """Median score of the kept games; None when none was kept."""
+        s = self.dataset.game_scores
+        return float(statistics.median(s.tolist())) if s.size else None
+
+    def require_accepted(self) -> Dataset:
+        """The dataset, or a :class:`UserError` saying no game reached the threshold."""
+        if self.accepted == 0:
+            best = float(self.scores.max()) if self.scores.size else 0.0
+            raise UserError(
+                f"No game reached score_requirement {self.config.score_requirement:g} "
+                f"(the best of {self.games} games scored {best:g}): lower the score "
+                "requirement or play more games."
+            )
+        return self.dataset
+
+
+def _vector_width(games: int, native: bool) -> int:
+    if native:
+        return max(1, min(games, math.ceil(games / GAMES_PER_VECTOR_ENV)))
+    return max(1, min(games, MAX_SYNC_ENVS))
+
+
+def generate(config: GenerationConfig, progress: ProgressCallback | None = None) -> GenerationResult:
+    """Play ``config.games`` games of uniformly random actions and keep the good ones.
+
+    Same config with the same integer seed gives the same scores and the same dataset.
+    """
+    config.validate()
+    info = env_info(config.env_id)
+    start_time = time.perf_counter()
+    width = _vector_width(config.games, info.has_vector_env)
+    quota = np.full(width, config.games // width, dtype=np.int64)
+    quota[: config.games % width] += 1
+    first_game = np.cumsum(quota) - quota  # game id of each env's first game
+
+    seeds = np.random.SeedSequence(config.seed)
+    env_seed, action_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(2))
+    rng = np.random.default_rng(action_seed)
+    env = make_vector_env(info.env_id, width, config.goal_steps)
+    try:
+        obs, _ = env.reset(seed=env_seed)
+        played = np.zeros(width, dtype=np.int64)  # games finished per env
+        running = np.zeros(width, dtype=np.float64)  # score of the game in progress
+        resetting = np.zeros(width, dtype=bool)  # this step is an autoreset, not a move
+        scores = np.zeros(config.games, dtype=np.float64)
+        obs_parts: list[np.ndarray] = []
+        action_parts: list[np.ndarray] = []
+        game_parts: list[np.ndarray] = []
+        step = 0
+        while True:
+            live = played < quota
+            if not live.any():
+                break
+            moving = live & ~resetting
+            actions = rng.integers(info.n_actions, size=width, dtype=np.int64)
+            game = first_game + played
+            obs_parts.append(np.asarray(obs, dtype=np.float32)[moving])
+            action_parts.append(actions[moving])
+            game_parts.append(game[moving])
+            obs, reward, terminated, truncated, _ = env.step(actions)
+            running[moving] += reward[moving]
+            ended = (terminated | truncated) & moving
+            scores[game[ended]] = running[ended]
+            running[ended] = 0.0
+            played[ended] += 1
+            resetting = ended
+            step += 1
+            if step % 25 == 0:
+                done = int(played.clip(max=quota).sum())
+                report(progress, done / config.games, f"{done:,} of {config.games:,} games played")
+    finally:
+        env.close()
+
+    game_of_row = np.concatenate(game_parts)
+    keep_game = scores >= config.score_requirement
+    n_kept = int(keep_game.sum())
+    metadata = {
+        "env_id": info.env_id,
+        "obs_dim": info.obs_dim,
+        "n_actions": info.n_actions,
+        "settings": asdict(config),
+        "seed": config.seed,
+        "source": "random play",
+        "library_version": __version__,
+    }
+    if n_kept:
+        rows = np.flatnonzero(keep_game[game_of_row])
+        rows = rows[np.argsort(game_of_row[rows], kind="stable")]  # group by game, keep step order
+        new_id = np.cumsum(keep_game) - 1
+        dataset = Dataset(
+            observations=np.concatenate(obs_parts)[rows],
+            actions=np.concatenate(action_parts)[rows],
+            game_ids=new_id[game_of_row[rows]],
+            game_scores=scores[keep_game].astype(np.float32),
+            metadata=metadata,
+        )
+    else:
+        dataset = empty_dataset(info, metadata)
+    counts = Counter(float(s) for s in scores[keep_game])
+    report(progress, 1.0, f"{config.games:,} games played, {n_kept:,} kept")
+    return GenerationResult(
+        config=config,
+        scores=scores.astype(np.float32),
+        dataset=dataset,
+        accepted_counts=dict(counts.most_common()),
+        env_steps=int(game_of_row.size),
+        seconds=time.perf_counter() - start_time,
+    )

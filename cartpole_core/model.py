@@ -1,0 +1,108 @@
+"""Model: the notebook's network, built with Keras 3 for any env.
+
+Default: fully connected layers of 128, 256, 512, 256 and 128 ReLU units, each followed by
+dropout 0.2 (the notebook's keep probability 0.8), then a softmax with one unit per action;
+Adam at 1e-3, categorical cross-entropy, accuracy. The notebook's input shape (obs_dim, 1)
+was a tflearn habit; here the input is the flat observation, shape (obs_dim,).
+
+Importing this module imports TensorFlow (a few seconds, once per process).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stderr
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+from cartpole_core.errors import UserError, check_range  # noqa: E402
+
+MAX_LAYERS = 8
+MAX_UNITS = 2048
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network and its optimiser; defaults are the notebook's."""
+
+    hidden: tuple[int, ...] = (128, 256, 512, 256, 128)
+    """Units of each hidden Dense+ReLU layer, input side first."""
+    dropout: float = 0.2
+    """Share of units dropped after each hidden layer while training (0 = none)."""
+    learning_rate: float = 1e-3
+    """Adam's step size."""
+
+    def validate(self) -> ModelConfig:
+        """Raise :class:`UserError` for an impossible network; return self."""
+        if not self.hidden or len(self.hidden) > MAX_LAYERS:
+            raise UserError(f"The network needs 1 to {MAX_LAYERS} hidden layers, got {len(self.hidden)}.")
+        for units in self.hidden:
+            check_range("hidden layer units", units, 1, MAX_UNITS)
+        check_range("dropout", self.dropout, 0.0, 0.9, "0.2 is the notebook's.")
+        check_range("learning rate", self.learning_rate, 1e-6, 1.0, "1e-3 is the notebook's.")
+        return self
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``"128,256,512"`` -> ``(128, 256, 512)``; a :class:`UserError` for anything else."""
+    try:
+        hidden = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError as exc:
+        raise UserError(
+            f"Hidden layers must be whole numbers separated by commas (e.g. 128,256,512,256,128), got {text!r}."
+        ) from exc
+    ModelConfig(hidden=hidden).validate()
+    return hidden
+
+
+def build_model(obs_dim: int, n_actions: int, config: ModelConfig, seed: int | None = 0) -> keras.Model:
+    """A compiled Keras model mapping float32 (batch, obs_dim) to probabilities (batch, n_actions).
+
+    Every initialiser and dropout layer gets its own seed derived from ``seed``, so the
+    same seed builds the same weights without touching Keras's global random state.
+    """
+    config.validate()
+
+    def layer_seed(i: int) -> int | None:
+        return None if seed is None else seed * 1000 + i
+
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(obs_dim,), name="observation")]
+    for i, units in enumerate(config.hidden):
+        layers.append(
+            keras.layers.Dense(
+                units,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(2 * i)),
+                name=f"dense_{i + 1}",
+            )
+        )
+        if config.dropout > 0:
+            layers.append(keras.layers.Dropout(config.dropout, seed=layer_seed(2 * i + 1), name=f"dropout_{i + 1}"))
+    layers.append(
+        keras.layers.Dense(
+            n_actions,
+            activation="softmax",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(99)),
+            name="action_probabilities",
+        )
+    )
+    model = keras.Sequential(layers, name="imitation_policy")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def model_shape(model: keras.Model) -> tuple[int, int]:
+    """``(obs_dim, n_actions)`` of a model that maps observations to action probabilities."""
+    try:
+        obs_dim = int(model.input_shape[-1])
+        n_actions = int(model.output_shape[-1])
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise UserError("This model does not map one observation vector to action probabilities.") from exc
+    return obs_dim, n_actions

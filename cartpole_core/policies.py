@@ -1,0 +1,133 @@
+"""Policies: anything that maps a batch of observations to action probabilities.
+
+A policy has ``n_actions``, a ``name``, ``deterministic`` (True: play the most probable
+action; False: draw the action from the probabilities) and
+``probabilities(observations) -> float32 (n, n_actions)``. Random play, one network and an
+ensemble (:mod:`cartpole_core.ensemble`) are all policies, so evaluation treats them alike.
+
+A Keras model is run as a NumPy forward pass when it is a plain stack of Dense (and
+Dropout) layers, which on a small batch is several times faster than any TensorFlow call
+and equal to ``model(x, training=False)`` within float32 rounding; any other model runs
+through one compiled ``tf.function``. Never ``model.predict`` per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What evaluation needs from a player."""
+
+    name: str
+    n_actions: int
+    deterministic: bool
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        """float32 (n, obs_dim) -> float32 (n, n_actions), rows summing to 1."""
+        ...
+
+
+class RandomPolicy:
+    """Uniformly random actions (the notebook's ``env.action_space.sample()``)."""
+
+    deterministic = False
+
+    def __init__(self, n_actions: int, name: str = "random"):
+        self.n_actions = n_actions
+        self.name = name
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        return np.full((observations.shape[0], self.n_actions), 1.0 / self.n_actions, dtype=np.float32)
+
+
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "linear": lambda z: z,
+    "tanh": np.tanh,
+    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_layers(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
+    """The model's (kernel, bias, activation) per Dense layer, or None when it is not a
+    plain Dense/Dropout stack with activations NumPy can compute."""
+    import keras
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
+            continue
+        if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
+            return None
+        activation = keras.activations.serialize(layer.activation)
+        if isinstance(activation, dict):
+            activation = activation.get("config", {}).get("name", activation.get("class_name"))
+        if activation not in _ACTIVATIONS and activation != "softmax":
+            return None
+        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        layers.append((kernel, bias, str(activation)))
+    return layers or None
+
+
+class ModelPolicy:
+    """A Keras model's action probabilities, computed on whole batches."""
+
+    deterministic = True
+
+    def __init__(self, model: keras.Model, name: str = "model"):
+        from cartpole_core.model import model_shape
+
+        self.model = model
+        self.name = name
+        self.obs_dim, self.n_actions = model_shape(model)
+        self._layers = numpy_layers(model)
+        self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
+        if self._layers is None:
+            import tensorflow as tf
+
+            fn = tf.function(
+                lambda x: model(x, training=False),
+                input_signature=[tf.TensorSpec(shape=(None, self.obs_dim), dtype=tf.float32)],
+            )
+            self._compiled = lambda x: fn(x).numpy()
+
+    @property
+    def uses_numpy(self) -> bool:
+        """True when the forward pass runs in NumPy (a plain Dense stack)."""
+        return self._layers is not None
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        x = np.asarray(observations, dtype=np.float32)
+        if self._layers is None:
+            assert self._compiled is not None
+            return np.asarray(self._compiled(x), dtype=np.float32)
+        for kernel, bias, activation in self._layers:
+            z = x @ kernel + bias
+            x = _softmax(z) if activation == "softmax" else _ACTIVATIONS[activation](z)
+        return x.astype(np.float32, copy=False)
+
+
+def choose_actions(probabilities: np.ndarray, deterministic: bool, uniforms: np.ndarray | None = None) -> np.ndarray:
+    """int64 (n,): argmax of each row, or (not deterministic) a draw using ``uniforms``
+    (float (n,) in [0, 1), one per row)."""
+    if deterministic:
+        return probabilities.argmax(axis=1).astype(np.int64)
+    if uniforms is None:
+        raise ValueError("sampling needs one uniform number per row")
+    cumulative = np.cumsum(probabilities, axis=1)
+    cumulative[:, -1] = 1.0  # guard against rounding below 1
+    return (uniforms[:, None] >= cumulative).sum(axis=1).astype(np.int64)
