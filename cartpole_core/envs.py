@@ -52,6 +52,15 @@ ACTION_NAMES: dict[str, tuple[str, ...]] = {
     "LunarLander": ("do nothing", "fire left engine", "fire main engine", "fire right engine"),
 }
 
+#: What a score means, for envs where we can say it in the game's terms.
+SCORE_MEANING: dict[str, str] = {
+    "CartPole": "+1 for every step the pole stays up. A game ends when the pole leans more than 12° "
+    "or the cart leaves the track, or when it reaches the step limit (500 in CartPole-v1).",
+    "Acrobot": "-1 for every step until the free end swings above the line; higher (closer to 0) is better.",
+    "MountainCar": "-1 for every step until the car reaches the flag; higher (closer to 0) is better.",
+    "LunarLander": "Points for landing softly on the pad, minus fuel and crashes; 200 counts as solved.",
+}
+
 #: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).
 SUGGESTED_ENV_IDS = ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0")
 
@@ -150,6 +159,14 @@ def env_info(env_id: str) -> EnvInfo:
         reward_threshold=spec.reward_threshold,
         has_vector_env=spec.vector_entry_point is not None,
     )
+
+
+def score_meaning(info: EnvInfo) -> str:
+    """One or two sentences on what a game's score (sum of rewards) means in this env."""
+    text = SCORE_MEANING.get(_family(info.env_id), "The score is the sum of the rewards of one game.")
+    if info.reward_threshold is not None:
+        text += f" Gymnasium counts {info.reward_threshold:g} as solved."
+    return text
 
 
 def make_vector_env(env_id: str, num_envs: int, goal_steps: int) -> gym.vector.VectorEnv:

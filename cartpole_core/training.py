@@ -104,7 +104,7 @@ class _Recorder(keras.callbacks.Callback):
         if batch % self.every == 0 or last:
             message = f"epoch {self.epoch + 1}/{self.epochs}, batch {batch + 1}/{self.steps_per_epoch}"
             fraction = step / (self.steps_per_epoch * self.epochs)
-            if report(self.progress, fraction, message, loss=loss, accuracy=acc):
+            if report(self.progress, fraction, message, loss=loss, accuracy=acc, step=step, epoch=self.epoch + 1):
                 self.stop_requested = True
                 self.model.stop_training = True
 

@@ -1,0 +1,62 @@
+"""CartPole Lab: see a neural network learn to play a game.
+
+Entry point of the dashboard: page set-up, the sidebar every page shares, and the
+navigation over the pages in ``pages/`` (one page per step of the journey).
+Run it with ``make run`` (or ``streamlit run app.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
+
+from pages.common import lab, tensorflow_line  # noqa: E402
+
+st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
+
+PAGES = {
+    "Start": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "The notebook, step by step": [
+        st.Page("pages/random_play.py", title="1 · Random play", icon="🎲"),
+        st.Page("pages/generate.py", title="2 · Generate data", icon="🧺"),
+        st.Page("pages/train.py", title="3 · Train", icon="🧠"),
+        st.Page("pages/play.py", title="4 · Play & evaluate", icon="🎮"),
+    ],
+    "Beyond the notebook": [
+        st.Page("pages/ensemble.py", title="5 · Ensemble", icon="🗳️"),
+        st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+    ],
+}
+
+
+def sidebar() -> None:
+    """This session's dataset, model and ensemble at a glance, and the hardware line."""
+    state = lab()
+    with st.sidebar:
+        st.markdown("### This session")
+        st.caption(f"Environment: **{state.env_id}**")
+        if state.dataset is not None:
+            st.caption(
+                f"Dataset: **{state.dataset.n_games:,} games**, {len(state.dataset):,} rows ({state.dataset_source})"
+            )
+        else:
+            st.caption("Dataset: none yet")
+        if state.model is not None:
+            acc = state.training.final_accuracy if state.training else None
+            acc_text = f", accuracy {acc:.2f}" if acc is not None else ""
+            st.caption(f"Model: **{state.model_source}**{acc_text}")
+        else:
+            st.caption("Model: none yet")
+        if state.ensemble is not None:
+            st.caption(f"Ensemble: **{len(state.ensemble.models)} members**, {state.ensemble.config.vote} vote")
+        st.divider()
+        st.caption(tensorflow_line())
+
+
+page = st.navigation(PAGES)
+page.run()
+sidebar()  # after the page, so it shows what the page just made

@@ -1,0 +1,253 @@
+"""What every page shares: this session's lab state, the env picker, progress bars,
+error display and the charts. Pages stay thin: widgets -> a config -> one cartpole_core
+call -> these charts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.envs import DEFAULT_ENV_ID, SUGGESTED_ENV_IDS, EnvInfo, env_info
+from cartpole_core.errors import UserError
+from cartpole_core.progress import Progress, ProgressCallback
+
+if TYPE_CHECKING:
+    import keras
+
+    from cartpole_core.dataset import Dataset
+    from cartpole_core.ensemble import EnsembleEvaluation, EnsembleResult
+    from cartpole_core.evaluate import EvaluationResult
+    from cartpole_core.generate import GenerationResult
+    from cartpole_core.pipeline import NotebookResult
+    from cartpole_core.training import TrainingResult
+
+#: Most of each budget one visitor may ask for on this server.
+LIMITS = {
+    "games": 100_000,
+    "eval_games": 1_000,
+    "epochs": 50,
+    "members": 10,
+    "upload_mb": 50,
+}
+
+ACCENT = "#d1495b"
+RANDOM_COLOR = "#8d99ae"
+MODEL_COLOR = "#00798c"
+
+
+@dataclass
+class Lab:
+    """Everything this browser session has made. Lives in ``st.session_state["lab"]``."""
+
+    env_id: str = DEFAULT_ENV_ID
+    random_play: EvaluationResult | None = None
+    random_gif: bytes | None = None
+    generation: GenerationResult | None = None
+    dataset: Dataset | None = None
+    dataset_source: str = ""
+    model: keras.Model | None = None
+    model_source: str = ""
+    model_bytes: bytes | None = None
+    """The model as .keras bytes, made once for downloads (None until asked)."""
+    training: TrainingResult | None = None
+    live_training: dict[str, Any] | None = None
+    evaluation: EvaluationResult | None = None
+    evaluation_random: EvaluationResult | None = None
+    evaluation_gifs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    ensemble: EnsembleResult | None = None
+    ensemble_eval: EnsembleEvaluation | None = None
+    notebook: NotebookResult | None = None
+
+
+def set_model(model: keras.Model, source: str, training: TrainingResult | None = None) -> None:
+    """Make ``model`` this session's current model (forgetting what described the old one)."""
+    state = lab()
+    state.model, state.model_source, state.training = model, source, training
+    state.model_bytes = None
+    state.evaluation = state.evaluation_random = None
+    state.evaluation_gifs = {}
+
+
+def lab() -> Lab:
+    """This session's :class:`Lab` (created on first use)."""
+    if "lab" not in st.session_state:
+        st.session_state["lab"] = Lab()
+    return st.session_state["lab"]
+
+
+def show_error(exc: Exception) -> None:
+    """A user's mistake as a friendly message; anything else as an error with its type."""
+    if isinstance(exc, UserError):
+        st.error(str(exc), icon="⚠️")
+    else:
+        st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing you had was lost; try again.")
+
+
+def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
+    """A select box of environments that also accepts any Gymnasium id typed in."""
+    state = lab()
+    options = list(dict.fromkeys([state.env_id, *SUGGESTED_ENV_IDS]))
+    env_id = st.selectbox(
+        "Environment",
+        options,
+        index=0,
+        key=key,
+        accept_new_options=True,
+        help=help_text
+        or "The Gymnasium game to play. Any env with discrete actions and a flat observation works; "
+        "type another id to try it.",
+    )
+    try:
+        info = env_info(str(env_id))
+    except UserError as exc:
+        show_error(exc)
+        return None
+    state.env_id = info.env_id
+    return info
+
+
+def progress_bar(label: str) -> tuple[ProgressCallback, Any]:
+    """A Streamlit progress bar and a callback that moves it (at most ~10 redraws a second)."""
+    bar = st.progress(0.0, text=label)
+    last = [0.0]
+
+    def update(p: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1 or p.fraction >= 1.0:
+            last[0] = now
+            bar.progress(p.fraction, text=f"{label}: {p.message}")
+
+    return update, bar
+
+
+def tensorflow_line() -> str:
+    """TensorFlow's version and GPUs seen, once TensorFlow has been loaded by a page."""
+    if "tensorflow" not in sys.modules:
+        return "TensorFlow: loads when a page needs it"
+    tf = sys.modules["tensorflow"]
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return f"TensorFlow {tf.__version__} · GPUs available: {gpus}"
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow (once per process) with a spinner the first time."""
+    if "keras" in sys.modules:
+        return
+    with st.spinner("Loading TensorFlow (only the first time, a few seconds)…"):
+        import cartpole_core.model  # noqa: F401
+
+
+# ---------------------------------------------------------------- charts
+
+
+def score_histogram(scores: np.ndarray, title: str, threshold: float | None = None) -> alt.Chart:
+    """Histogram of game scores, with the keep threshold as a red rule."""
+    df = pd.DataFrame({"score": np.asarray(scores, dtype=float)})
+    bars = (
+        alt.Chart(df, title=title)
+        .mark_bar(color=MODEL_COLOR)
+        .encode(
+            x=alt.X("score:Q", bin=alt.Bin(maxbins=60), title="score (sum of rewards)"),
+            y=alt.Y("count():Q", title="games"),
+            tooltip=[
+                alt.Tooltip("score:Q", bin=alt.Bin(maxbins=60), title="score"),
+                alt.Tooltip("count():Q", title="games"),
+            ],
+        )
+    )
+    if threshold is None:
+        return bars
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        .mark_rule(color=ACCENT, strokeWidth=2)
+        .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="score requirement")])
+    )
+    return bars + rule
+
+
+def counter_chart(counts: dict[float, int]) -> alt.Chart:
+    """Bar chart of kept games per score (the notebook's Counter)."""
+    df = pd.DataFrame({"score": list(counts.keys()), "games": list(counts.values())})
+    return (
+        alt.Chart(df, title="Kept games per score (the notebook's Counter)")
+        .mark_bar(color=MODEL_COLOR)
+        .encode(
+            x=alt.X("score:Q", title="score"),
+            y=alt.Y("games:Q", title="kept games"),
+            tooltip=["score:Q", "games:Q"],
+        )
+    )
+
+
+def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Chart:
+    """Loss and accuracy against ``x`` in two panels side by side."""
+    long = df.melt(id_vars=[x], value_vars=[c for c in df.columns if c != x and c != "epoch"], var_name="series")
+    long["metric"] = np.where(long["series"].str.contains("loss"), "loss", "accuracy")
+    base = (
+        alt.Chart(long)
+        .mark_line(point=len(df) <= 30)
+        .encode(
+            x=alt.X(f"{x}:Q", title=x_title),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+            color=alt.Color("series:N", title=None),
+            tooltip=[f"{x}:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
+        )
+    )
+    return (
+        base.properties(width=300, height=220)
+        .facet(column=alt.Column("metric:N", title=None), title=title)
+        .resolve_scale(y="independent")
+    )
+
+
+def scores_by_game_chart(results: dict[str, np.ndarray], title: str) -> alt.Chart:
+    """Every game's score for each policy, game by game, on the same games."""
+    frames = [pd.DataFrame({"game": np.arange(len(s)), "score": s, "policy": name}) for name, s in results.items()]
+    df = pd.concat(frames)
+    return (
+        alt.Chart(df, title=title)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("game:Q", title="game (same start for every policy)"),
+            y=alt.Y("score:Q", title="score"),
+            color=alt.Color("policy:N", title="policy"),
+            tooltip=["policy:N", "game:Q", "score:Q"],
+        )
+    )
+
+
+def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -> alt.Chart:
+    """How often each action was taken, per policy (the notebook's Choice 0 / Choice 1)."""
+    rows = [
+        {"policy": name, "action": f"{a}: {action_names[a]}", "share": float(r[a])}
+        for name, r in ratios.items()
+        for a in range(len(r))
+    ]
+    return (
+        alt.Chart(pd.DataFrame(rows), title="Choice ratios: share of steps on each action")
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("policy:N", title=None),
+            color=alt.Color("action:N", title="action"),
+            tooltip=["policy:N", "action:N", alt.Tooltip("share:Q", format=".1%")],
+        )
+    )
+
+
+def metrics_row(result: EvaluationResult, label: str = "") -> None:
+    """Mean, median, min and max of an evaluation as st.metric tiles."""
+    cols = st.columns(4)
+    prefix = f"{label} " if label else ""
+    cols[0].metric(f"{prefix}mean", f"{result.mean:.1f}")
+    cols[1].metric(f"{prefix}median", f"{result.median:g}")
+    cols[2].metric(f"{prefix}min", f"{result.min:g}")
+    cols[3].metric(f"{prefix}max", f"{result.max:g}")

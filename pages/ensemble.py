@@ -1,0 +1,116 @@
+"""Ensemble: several weak networks vote (the notebook's "several weak models give a
+stronger, more correct signal")."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.evaluate import EvaluationConfig
+from cartpole_core.progress import Progress
+from pages.common import ACCENT, LIMITS, MODEL_COLOR, lab, load_tensorflow, progress_bar, show_error
+
+state = lab()
+st.title("🗳️ Ensemble")
+st.markdown(
+    "Train several **weak** networks — each for one epoch on its own resample of the kept games — and "
+    "let them vote. Each alone plays unevenly; together they usually play far better. "
+    "Below, every member and the ensemble meet exactly the same games."
+)
+
+dataset = state.dataset
+if dataset is None:
+    st.warning("There is no dataset in this session yet: make one first.", icon="🧺")
+    st.page_link("pages/generate.py", label="Generate data →", icon="🧺")
+    st.stop()
+
+with st.form("ensemble_form"):
+    c = st.columns(5)
+    members = c[0].number_input(
+        "Members", 2, LIMITS["members"], 5, key="ens_members", help=f"Networks that vote (at most {LIMITS['members']})."
+    )
+    vote = c[1].selectbox(
+        "Vote",
+        ["soft", "hard"],
+        key="ens_vote",
+        help="soft: average the members' probabilities; hard: each member's favourite action counts as one vote.",
+    )
+    epochs = c[2].number_input(
+        "Epochs per member", 1, LIMITS["epochs"], 1, key="ens_epochs", help="Weak members: 1 epoch each by default."
+    )
+    games = c[3].number_input(
+        "Evaluation games",
+        1,
+        LIMITS["eval_games"],
+        100,
+        key="ens_games",
+        help="Games every member and the ensemble play.",
+    )
+    seed = c[4].number_input("Seed", 0, 2**31 - 1 - 50, 0, key="ens_seed", help="Member i uses seed + i.")
+    submitted = st.form_submit_button("🗳️ Train the members and compare", type="primary")
+
+if submitted:
+    load_tensorflow()
+    from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble, train_ensemble
+    from cartpole_core.model import ModelConfig
+    from cartpole_core.training import TrainingConfig
+
+    cfg = EnsembleConfig(members=int(members), vote=str(vote), epochs=int(epochs), seed=int(seed))
+    status = st.empty()
+    update, bar = progress_bar("Training members")
+
+    def member_update(p: Progress) -> None:
+        update(p)
+        status.caption(p.message)
+
+    try:
+        trained = train_ensemble(dataset, ModelConfig(), TrainingConfig(), cfg, member_update)
+        eval_update, eval_bar = progress_bar("Playing")
+        evaluation = evaluate_ensemble(
+            trained.policy(), EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed)), eval_update
+        )
+        eval_bar.empty()
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        show_error(exc)
+    else:
+        state.ensemble, state.ensemble_eval = trained, evaluation
+    finally:
+        bar.empty()
+        status.empty()
+
+ens, ev = state.ensemble, state.ensemble_eval
+if ens is not None and ev is not None:
+    best_member = max(m.mean for m in ev.members)
+    m = st.columns(4)
+    m[0].metric(f"Ensemble mean ({ens.config.vote} vote)", f"{ev.ensemble.mean:.1f}")
+    m[1].metric("Best member", f"{best_member:.1f}")
+    m[2].metric("Members' average", f"{sum(x.mean for x in ev.members) / len(ev.members):.1f}")
+    m[3].metric(
+        "Members disagree on",
+        f"{ev.disagreement:.1%}",
+        help="Share of the ensemble's states where not all members agree.",
+    )
+    rows = [{"player": f"member {i + 1}", "mean score": r.mean, "kind": "member"} for i, r in enumerate(ev.members)]
+    rows.append({"player": "ensemble", "mean score": ev.ensemble.mean, "kind": "ensemble"})
+    chart = (
+        alt.Chart(pd.DataFrame(rows), title=f"Mean score over the same {ev.ensemble.config.games} games")
+        .mark_bar()
+        .encode(
+            x=alt.X("player:N", sort=None, title=None),
+            y=alt.Y("mean score:Q", title="mean score"),
+            color=alt.Color(
+                "kind:N", scale=alt.Scale(domain=["member", "ensemble"], range=[MODEL_COLOR, ACCENT]), legend=None
+            ),
+            tooltip=["player:N", alt.Tooltip("mean score:Q", format=".1f")],
+        )
+    )
+    st.altair_chart(chart, width="stretch")
+    accs = [h.final_accuracy or 0.0 for h in ens.histories]
+    st.caption(
+        "Members' training accuracy: "
+        + ", ".join(f"{a:.3f}" for a in accs)
+        + f" · trained in {ens.seconds:.1f} s"
+        + (" · stopped early" if ens.stopped_early else "")
+    )
+    st.page_link("pages/play.py", label="Watch the ensemble play (choose 'ensemble') →", icon="🎮")

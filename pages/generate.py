@@ -1,0 +1,166 @@
+"""Generate data: play many random games and keep the good ones (the notebook's
+``initial_population``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.generate import GenerationConfig, generate
+from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes, save_run
+from pages.common import LIMITS, counter_chart, env_picker, lab, progress_bar, score_histogram, show_error
+
+state = lab()
+st.title("🧺 Generate data")
+st.markdown(
+    "Play thousands of games with random pushes and **keep only the games that scored at least the "
+    "requirement**. Every step of a kept game becomes a training row: the observation the player saw "
+    "and the action it took. Unlike the notebook, each game's first step (from the reset observation) is kept."
+)
+
+defaults = GenerationConfig()
+with st.form("generate_form"):
+    info = env_picker("gen_env")
+    c = st.columns(4)
+    games = c[0].number_input(
+        "Games",
+        1,
+        LIMITS["games"],
+        defaults.games,
+        step=1000,
+        key="gen_games",
+        help=f"Random games to play (the notebook: 10,000; at most {LIMITS['games']:,} here).",
+    )
+    goal_steps = c[1].number_input(
+        "Goal steps",
+        1,
+        10_000,
+        defaults.goal_steps,
+        key="gen_goal_steps",
+        help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
+    )
+    requirement = c[2].number_input(
+        "Score requirement",
+        value=float(defaults.score_requirement),
+        step=5.0,
+        key="gen_requirement",
+        help="A game is kept when its score reaches at least this (the notebook: 50).",
+    )
+    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
+    submitted = st.form_submit_button("🧺 Play and keep the good games", type="primary")
+
+if submitted and info is not None:
+    config = GenerationConfig(
+        env_id=info.env_id,
+        games=int(games),
+        goal_steps=int(goal_steps),
+        score_requirement=float(requirement),
+        seed=int(seed),
+    )
+    update, bar = progress_bar("Playing")
+    try:
+        result = generate(config, update)
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        show_error(exc)
+    else:
+        state.generation = result
+        if result.accepted:
+            state.dataset = result.dataset
+            state.dataset_source = f"{result.games:,} random games, seed {config.seed}"
+    finally:
+        bar.empty()
+
+result = state.generation
+if result is not None:
+    cfg = result.config
+    st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if score ≥ {cfg.score_requirement:g}")
+    m = st.columns(5)
+    m[0].metric("Games played", f"{result.games:,}")
+    m[1].metric("Kept", f"{result.accepted:,}")
+    m[2].metric("Acceptance rate", f"{result.acceptance_rate:.1%}")
+    m[3].metric("Average kept score", "–" if result.accepted_mean is None else f"{result.accepted_mean:.2f}")
+    m[4].metric("Median kept score", "–" if result.accepted_median is None else f"{result.accepted_median:g}")
+    if result.accepted == 0:
+        st.warning(
+            f"No game reached {cfg.score_requirement:g} (the best scored {result.scores.max():g}): "
+            "lower the score requirement or play more games. Your previous dataset (if any) is kept.",
+            icon="⚠️",
+        )
+    c1, c2 = st.columns(2)
+    with c1:
+        st.altair_chart(
+            score_histogram(result.scores, "All scores, with the score requirement", cfg.score_requirement),
+            width="stretch",
+        )
+    with c2:
+        if result.accepted:
+            st.altair_chart(counter_chart(result.accepted_counts), width="stretch")
+    st.caption(
+        f"{result.env_steps:,} steps played in {result.seconds:.2f} s "
+        f"({result.env_steps / max(result.seconds, 1e-9):,.0f} steps a second)."
+    )
+
+dataset = state.dataset
+if dataset is not None:
+    st.subheader("The dataset")
+    st.caption(f"{dataset.n_games:,} games, {len(dataset):,} rows, from {state.dataset_source}.")
+    from cartpole_core.envs import env_info
+
+    ds_info = env_info(dataset.env_id)
+    peek = pd.DataFrame(dataset.observations[:200], columns=list(ds_info.obs_names))
+    peek.insert(0, "game", dataset.game_ids[:200])
+    peek["action"] = [ds_info.action_names[a] for a in dataset.actions[:200]]
+    st.dataframe(peek, height=240, width="stretch", hide_index=True)
+    counts = dataset.action_counts()
+    st.caption(
+        "Label balance: "
+        + ", ".join(f"{ds_info.action_names[a]} {counts[a] / max(len(dataset), 1):.1%}" for a in range(len(counts)))
+    )
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "⬇ Download dataset (.npz)",
+        data=dataset_to_bytes(dataset),
+        file_name=f"cartpole-lab-{dataset.env_id}-{dataset.n_games}-games.npz",
+        mime="application/octet-stream",
+        key="gen_download",
+        on_click="ignore",
+    )
+    if d2.button("💾 Save as a run", key="gen_save_run") and state.generation is not None:
+        try:
+            g = state.generation
+            record = save_run(
+                RunRecord(
+                    kind="generate",
+                    name=f"{g.config.env_id} {g.games} games",
+                    settings=g.config.__dict__,
+                    results={
+                        "accepted": g.accepted,
+                        "acceptance_rate": g.acceptance_rate,
+                        "accepted_mean": g.accepted_mean,
+                        "accepted_median": g.accepted_median,
+                        "scores": g.scores,
+                    },
+                ),
+                dataset=dataset,
+            )
+            st.success(f"Saved as run {record.run_id}.")
+        except Exception as exc:
+            show_error(exc)
+
+st.subheader("Upload a dataset")
+upload = st.file_uploader(
+    "A .npz dataset saved by CartPole Lab",
+    type=["npz"],
+    key="gen_upload",
+    max_upload_size=LIMITS["upload_mb"],
+    help="It is checked (shapes, types, actions, env) before it replaces the current dataset.",
+)
+if upload is not None and st.button("Use this dataset", key="gen_use_upload"):
+    try:
+        loaded = dataset_from_bytes(upload.getvalue())
+    except Exception as exc:
+        show_error(exc)
+    else:
+        state.dataset, state.dataset_source = loaded, f"uploaded {upload.name}"
+        state.env_id = loaded.env_id
+        st.success(f"Loaded {loaded.n_games:,} games, {len(loaded):,} rows of {loaded.env_id}.")

@@ -1,0 +1,89 @@
+"""Home: what this is, where this session stands, and the whole notebook in one click."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cartpole_core.generate import GenerationConfig
+from cartpole_core.pipeline import NotebookConfig, run_notebook
+from pages.common import lab, load_tensorflow, progress_bar, set_model, show_error
+
+state = lab()
+
+st.title("🕹️ CartPole Lab")
+st.markdown(
+    "Watch a neural network learn to balance a pole **without any reinforcement-learning algorithm**: "
+    "play thousands of random games, keep the few good ones, and train a network to imitate them. "
+    "Then let it play, side by side with random play, and push it further with ensembles."
+)
+
+steps = [
+    ("1 · Random play", "pages/random_play.py", "watch random games", state.random_play is not None),
+    (
+        "2 · Generate data",
+        "pages/generate.py",
+        "keep the games scoring at least a threshold",
+        state.dataset is not None,
+    ),
+    ("3 · Train", "pages/train.py", "teach a network the kept (observation, action) pairs", state.model is not None),
+    ("4 · Play & evaluate", "pages/play.py", "let the network play, beside random play", state.evaluation is not None),
+    ("5 · Ensemble", "pages/ensemble.py", "several weak networks vote", state.ensemble is not None),
+]
+st.subheader("Your pipeline")
+cols = st.columns(len(steps))
+for col, (title, path, what, done) in zip(cols, steps, strict=True):
+    with col.container(border=True):
+        st.markdown(f"**{title}**")
+        st.caption(what)
+        st.markdown("✅ done" if done else "⬜ not yet")
+        st.page_link(path, label="Open", icon="➡️")
+
+st.subheader("The whole notebook in one click")
+st.markdown(
+    "10,000 random CartPole-v1 games, keep those scoring ≥ 50, train the notebook's network "
+    "(128-256-512-256-128, dropout 0.2, 4 epochs, batch 64), then play 10 games — about half a minute."
+)
+seed = st.number_input(
+    "Seed",
+    min_value=0,
+    max_value=2**31 - 1,
+    value=0,
+    step=1,
+    key="home_seed",
+    help="Same seed, same games, same network. Results vary a lot between seeds: try several.",
+)
+if st.button("▶ Run the whole notebook", type="primary", key="home_run"):
+    load_tensorflow()
+    update, bar = progress_bar("Running the notebook")
+    try:
+        result = run_notebook(NotebookConfig(generation=GenerationConfig(seed=int(seed))), update)
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        bar.empty()
+        show_error(exc)
+    else:
+        bar.empty()
+        state.notebook = result
+        state.generation, state.dataset = result.generation, result.generation.dataset
+        state.dataset_source = f"notebook run, seed {seed}"
+        set_model(result.model, f"notebook network, seed {seed}", result.training)
+        state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
+        state.env_id = result.generation.config.env_id
+
+if state.notebook is not None:
+    r = state.notebook
+    g, t, e, rnd = r.generation, r.training, r.evaluation, r.random_evaluation
+    st.success(f"Notebook finished in {r.seconds['total']:.1f} s (seed {g.config.seed}).")
+    c = st.columns(5)
+    c[0].metric("Kept games", f"{g.accepted:,}", f"{g.acceptance_rate:.1%} of {g.games:,}", delta_color="off")
+    c[1].metric("Average accepted score", f"{g.accepted_mean:.2f}")
+    c[2].metric("Training accuracy", f"{t.final_accuracy:.3f}")
+    c[3].metric("Network's average score", f"{e.mean:.1f}", f"{e.mean - rnd.mean:+.1f} vs random", delta_color="normal")
+    c[4].metric("Random play's average", f"{rnd.mean:.1f}")
+    ratios = e.choice_ratios
+    st.caption(
+        " · ".join(f"Choice {a}: {ratios[a]:.2f}" for a in reversed(range(len(ratios))))
+        + f" · median accepted score {g.accepted_median:g}"
+        + " · seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
+    )
+    st.page_link("pages/play.py", label="See the network play (GIFs, charts) →", icon="🎮")

@@ -1,0 +1,150 @@
+"""Play & evaluate: the network plays, always beside random play on the very same games."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cartpole_core.envs import env_info
+from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
+from cartpole_core.gif import frames_to_gif
+from cartpole_core.policies import Policy, RandomPolicy
+from cartpole_core.storage import RunRecord, save_run
+from pages.common import (
+    LIMITS,
+    RANDOM_COLOR,
+    choice_chart,
+    lab,
+    load_tensorflow,
+    metrics_row,
+    progress_bar,
+    scores_by_game_chart,
+    show_error,
+)
+
+state = lab()
+st.title("🎮 Play & evaluate")
+st.markdown(
+    "Now the network plays: each step it sees the observation and takes its most probable action "
+    "(from the very first observation — the notebook chose the first action at random). "
+    "Random play meets exactly the same games, so the comparison is fair."
+)
+
+choices = ["current model", "ensemble", "random"]
+available = {
+    "current model": state.model is not None,
+    "ensemble": state.ensemble is not None,
+    "random": True,
+}
+c = st.columns(3)
+policy_choice = c[0].selectbox(
+    "Player",
+    [name for name in choices if available[name]],
+    key="play_policy",
+    help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
+)
+games = c[1].number_input(
+    "Games",
+    1,
+    LIMITS["eval_games"],
+    10,
+    key="play_games",
+    help=f"Games to play (the notebook: 10; at most {LIMITS['eval_games']:,} here). More games, steadier figures.",
+)
+seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
+if not available["current model"]:
+    st.info("No model in this session yet: train one to see it play. Random play works meanwhile.", icon="🧠")
+    st.page_link("pages/train.py", label="Train a network →", icon="🧠")
+
+
+def current_policy() -> Policy:
+    if policy_choice == "current model":
+        from cartpole_core.policies import ModelPolicy
+
+        return ModelPolicy(state.model, name="network")
+    if policy_choice == "ensemble":
+        assert state.ensemble is not None
+        return state.ensemble.policy()
+    return RandomPolicy(env_info(state.env_id).n_actions)
+
+
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+if st.button("🎮 Play", type="primary", key="play_run"):
+    if policy_choice != "random":
+        load_tensorflow()
+    config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
+    update, bar = progress_bar("Playing")
+    try:
+        policy = current_policy()
+        result = evaluate(policy, config, update)
+        baseline = evaluate(RandomPolicy(policy.n_actions), config)
+        gifs = {}
+        for label, game in (("best", result.best_game), ("worst", result.worst_game)):
+            episode = record_episode(policy, config, game, frame_stride=2)
+            gifs[label] = (
+                frames_to_gif(episode.frames, frame_stride=2),
+                f"{label.capitalize()} game (#{game + 1}): score {episode.score:g}",
+            )
+        baseline_episode = record_episode(RandomPolicy(policy.n_actions), config, result.best_game, frame_stride=2)
+        gifs["random"] = (
+            frames_to_gif(baseline_episode.frames, frame_stride=2),
+            f"Random play on the same game (#{result.best_game + 1}): score {baseline_episode.score:g}",
+        )
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        show_error(exc)
+    else:
+        state.evaluation, state.evaluation_random, state.evaluation_gifs = result, baseline, gifs
+    finally:
+        bar.empty()
+
+result, baseline = state.evaluation, state.evaluation_random
+if result is not None and baseline is not None:
+    info = env_info(result.config.env_id)
+    st.subheader(f"{result.policy_name} vs random on {result.config.games:,} games of {info.env_id}")
+    metrics_row(result, result.policy_name)
+    metrics_row(baseline, "random")
+    gif_cols = st.columns(3)
+    for col, key in zip(gif_cols, ("best", "worst", "random"), strict=True):
+        if key in state.evaluation_gifs:
+            data, caption = state.evaluation_gifs[key]
+            col.image(data, caption=caption)
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        st.altair_chart(
+            scores_by_game_chart(
+                {result.policy_name: result.scores, "random": baseline.scores}, "Every game's score, same games"
+            ),
+            width="stretch",
+        )
+    with c2:
+        st.altair_chart(
+            choice_chart(
+                {result.policy_name: result.choice_ratios, "random": baseline.choice_ratios}, info.action_names
+            ),
+            width="stretch",
+        )
+    st.caption(
+        f"{result.steps_played:,} steps in {result.seconds:.2f} s "
+        f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once). "
+        f"Random play is shown in grey-blue ({RANDOM_COLOR})."
+    )
+    if st.button("💾 Save as a run", key="play_save_run"):
+        try:
+            record = save_run(
+                RunRecord(
+                    kind="evaluate",
+                    name=f"{result.policy_name} on {info.env_id}",
+                    settings=result.config.__dict__,
+                    results={
+                        "policy": result.policy_name,
+                        "scores": result.scores,
+                        "mean": result.mean,
+                        "random_scores": baseline.scores,
+                        "random_mean": baseline.mean,
+                        "choice_ratios": result.choice_ratios,
+                    },
+                ),
+                model=state.model if result.policy_name == "network" else None,
+            )
+            st.success(f"Saved as run {record.run_id}.")
+        except Exception as exc:
+            show_error(exc)

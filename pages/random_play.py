@@ -1,0 +1,70 @@
+"""Random play: what the game looks like when nobody plays it well."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cartpole_core.envs import score_meaning
+from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
+from cartpole_core.gif import frames_to_gif
+from cartpole_core.policies import RandomPolicy
+from pages.common import LIMITS, env_picker, lab, progress_bar, score_histogram, show_error
+
+state = lab()
+st.title("🎲 Random play")
+st.markdown(
+    "First, the game itself: each step the player pushes the cart left or right at random. "
+    "This is where the notebook starts, and the baseline every network is measured against."
+)
+
+info = env_picker("random_env")
+c1, c2 = st.columns(2)
+games = c1.number_input(
+    "Games",
+    min_value=1,
+    max_value=LIMITS["eval_games"],
+    value=100,
+    step=10,
+    key="random_games",
+    help=f"How many random games to play (at most {LIMITS['eval_games']:,} here).",
+)
+seed = c2.number_input(
+    "Seed",
+    min_value=0,
+    max_value=2**31 - 1,
+    value=0,
+    key="random_seed",
+    help="Same seed, same starting positions and same random pushes.",
+)
+
+if info is not None:
+    st.info(f"**What is a score in {info.env_id}?** {score_meaning(info)}", icon="ℹ️")
+    if st.button("🎲 Play random games", type="primary", key="random_play"):
+        config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
+        update, bar = progress_bar("Playing")
+        try:
+            result = evaluate(RandomPolicy(info.n_actions), config, update)
+            episode = record_episode(RandomPolicy(info.n_actions), config, game=0, frame_stride=1)
+            gif = frames_to_gif(episode.frames, frame_stride=1)
+        except Exception as exc:  # shown to the user; the session keeps what it had
+            show_error(exc)
+        else:
+            state.random_play, state.random_gif = result, gif
+        finally:
+            bar.empty()
+
+result = state.random_play
+if result is not None:
+    st.subheader(f"{result.config.games:,} random games of {result.config.env_id}")
+    cols = st.columns([1, 2])
+    with cols[0]:
+        if state.random_gif:
+            st.image(state.random_gif, caption=f"Game 1 of seed {result.config.seed}: score {result.scores[0]:g}")
+    with cols[1]:
+        m = st.columns(4)
+        m[0].metric("Mean score", f"{result.mean:.1f}")
+        m[1].metric("Median", f"{result.median:g}")
+        m[2].metric("Best", f"{result.max:g}")
+        m[3].metric("Worst", f"{result.min:g}")
+        st.altair_chart(score_histogram(result.scores, "Scores of random play"), width="stretch")
+    st.caption(f"Played in {result.seconds:.2f} s.")

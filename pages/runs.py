@@ -1,0 +1,119 @@
+"""Runs: every saved run of this server — load, download, delete, compare."""
+
+from __future__ import annotations
+
+import time
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.storage import delete_run, list_runs, load_run_dataset, load_run_model, run_zip
+from pages.common import lab, load_tensorflow, set_model, show_error
+
+state = lab()
+st.title("🗂️ Runs")
+st.markdown(
+    "Runs saved on this server (use **Save as a run** on the other pages). Load a run's dataset or model "
+    "into your session, download it as a zip, or compare the scores of several runs."
+)
+
+runs = list_runs()
+damaged = [r for r in runs if r.damaged]
+healthy = [r for r in runs if not r.damaged]
+for r in damaged:
+    st.warning(f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). You can delete it below.", icon="⚠️")
+
+if not runs:
+    st.info("No run has been saved yet.", icon="🗂️")
+    st.stop()
+
+
+def headline(results: dict) -> str:
+    for key in ("mean", "accepted_mean", "accuracy"):
+        if isinstance(results.get(key), (int, float)):
+            return f"{key.replace('_', ' ')} {results[key]:.3g}"
+    return ""
+
+
+table = pd.DataFrame(
+    [
+        {
+            "saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
+            "kind": r.kind,
+            "name": r.name,
+            "result": headline(r.results),
+            "dataset": "✓" if r.has_dataset else "",
+            "model": "✓" if r.has_model else "",
+            "id": r.run_id,
+        }
+        for r in healthy
+    ]
+)
+if not table.empty:
+    st.dataframe(table, hide_index=True, width="stretch")
+
+ids = [r.run_id for r in runs]
+chosen = st.selectbox("Run", ids, key="runs_chosen", help="The run the buttons below act on.")
+record = next(r for r in runs if r.run_id == chosen)
+c = st.columns(4)
+if c[0].button("Load its dataset", key="runs_load_dataset", disabled=not record.has_dataset):
+    try:
+        state.dataset = load_run_dataset(chosen)
+        state.dataset_source = f"run {chosen}"
+        state.env_id = state.dataset.env_id
+        st.success(f"Loaded the dataset of {chosen}.")
+    except Exception as exc:
+        show_error(exc)
+if c[1].button("Load its model", key="runs_load_model", disabled=not record.has_model):
+    load_tensorflow()
+    try:
+        set_model(load_run_model(chosen), f"run {chosen}")
+        st.success(f"Loaded the model of {chosen}.")
+    except Exception as exc:
+        show_error(exc)
+try:
+    c[2].download_button(
+        "⬇ Download (.zip)",
+        data=run_zip(chosen),
+        file_name=f"{chosen}.zip",
+        mime="application/zip",
+        key="runs_download",
+        on_click="ignore",
+    )
+except Exception as exc:
+    show_error(exc)
+if c[3].button("🗑 Delete", key="runs_delete"):
+    try:
+        delete_run(chosen)
+        st.rerun()
+    except Exception as exc:
+        show_error(exc)
+
+scored = [r for r in healthy if isinstance(r.results.get("scores"), list) and r.results["scores"]]
+if scored:
+    st.subheader("Compare scores")
+    picked = st.multiselect(
+        "Runs to compare",
+        [r.run_id for r in scored],
+        default=[r.run_id for r in scored[:5]],
+        key="runs_compare",
+        help="Each run's game scores as a box: the line is the median, the box the middle half of the games.",
+    )
+    rows = [
+        {"run": f"{r.name} ({r.run_id[:15]})", "score": float(s)}
+        for r in scored
+        if r.run_id in picked
+        for s in r.results["scores"]
+    ]
+    if rows:
+        chart = (
+            alt.Chart(pd.DataFrame(rows), title="Game scores per run")
+            .mark_boxplot(extent="min-max")
+            .encode(
+                x=alt.X("run:N", title=None),
+                y=alt.Y("score:Q", title="score"),
+                tooltip=["run:N"],
+            )
+        )
+        st.altair_chart(chart, width="stretch")

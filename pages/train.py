@@ -1,0 +1,226 @@
+"""Train: fit the network to the kept (observation, action) pairs, with live curves."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.errors import UserError
+from cartpole_core.progress import Progress
+from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes, save_run
+from pages.common import LIMITS, curves_chart, lab, load_tensorflow, set_model, show_error
+
+state = lab()
+st.title("🧠 Train")
+st.markdown(
+    "The network sees an observation and learns to answer with the action the random player took in a "
+    "**kept** game: plain imitation of lucky play. The notebook reached about 61 % accuracy — that is "
+    "enough to play far better than random, as the next page shows."
+)
+
+
+def finish_stopped_run() -> None:
+    """A Stop click interrupts the script mid-training: keep the model and its curves so far."""
+    live = state.live_training
+    if live is None or live.get("done"):
+        return
+    from cartpole_core.training import TrainingResult
+
+    rows = live["rows"]
+    state.training = TrainingResult(
+        config=live["config"],
+        batch_history={k: [r[k] for r in rows] for k in ("step", "epoch", "loss", "accuracy")},
+        epochs_completed=int(rows[-1]["epoch"]) - 1 if rows else 0,
+        stopped_early=True,
+        samples=live["samples"],
+        seconds=time.perf_counter() - live["started"],
+    )
+    live["done"] = True
+    st.info("Training stopped. The network keeps what it learned so far.", icon="⏹️")
+
+
+finish_stopped_run()
+
+dataset = state.dataset
+if dataset is None:
+    st.warning("There is no dataset in this session yet: make one first.", icon="🧺")
+    st.page_link("pages/generate.py", label="Generate data →", icon="🧺")
+else:
+    st.caption(
+        f"Dataset: {dataset.n_games:,} games, {len(dataset):,} rows of {dataset.env_id} ({state.dataset_source})."
+    )
+    with st.form("train_form"):
+        st.markdown("**Network** (defaults: the notebook's)")
+        c = st.columns(3)
+        hidden = c[0].text_input(
+            "Hidden layers",
+            "128,256,512,256,128",
+            key="train_hidden",
+            help="Units of each hidden layer, input side first, separated by commas.",
+        )
+        dropout = c[1].number_input(
+            "Dropout",
+            0.0,
+            0.9,
+            0.2,
+            step=0.05,
+            key="train_dropout",
+            help="Share of units switched off at random while training (the notebook keeps 80 %).",
+        )
+        lr = c[2].number_input(
+            "Learning rate",
+            1e-6,
+            1.0,
+            1e-3,
+            step=1e-4,
+            format="%.4f",
+            key="train_lr",
+            help="Adam's step size: larger learns faster but less steadily.",
+        )
+        st.markdown("**Training**")
+        c = st.columns(4)
+        epochs = c[0].number_input(
+            "Epochs",
+            1,
+            LIMITS["epochs"],
+            4,
+            key="train_epochs",
+            help=f"Passes over the data (the notebook: 4; at most {LIMITS['epochs']} here).",
+        )
+        batch = c[1].number_input(
+            "Batch size", 1, 4096, 64, key="train_batch", help="Rows per learning step (the notebook: 64)."
+        )
+        split = c[2].number_input(
+            "Validation share",
+            0.0,
+            0.5,
+            0.0,
+            step=0.05,
+            key="train_split",
+            help="Share of games held out to check the network on games it never saw (0 = none).",
+        )
+        seed = c[3].number_input(
+            "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
+        )
+        submitted = st.form_submit_button("🧠 Train", type="primary")
+
+    if submitted:
+        load_tensorflow()
+        from cartpole_core.model import ModelConfig, build_model, parse_hidden
+        from cartpole_core.training import TrainingConfig, train
+
+        try:
+            model_cfg = ModelConfig(hidden=parse_hidden(hidden), dropout=float(dropout), learning_rate=float(lr))
+            train_cfg = TrainingConfig(
+                epochs=int(epochs), batch_size=int(batch), validation_split=float(split), seed=int(seed)
+            ).validate()
+            model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=int(seed))
+        except UserError as exc:
+            show_error(exc)
+        else:
+            set_model(model, f"{model_cfg.hidden} net, seed {seed}")
+            rows: list[dict[str, float]] = []
+            state.live_training = {
+                "rows": rows,
+                "config": train_cfg,
+                "started": time.perf_counter(),
+                "samples": len(dataset),
+                "done": False,
+            }
+            st.button("⏹ Stop training", key="train_stop", help="Ends training now; the network keeps what it learned.")
+            bar = st.progress(0.0, text="Starting…")
+            chart = st.empty()
+            last_draw = [0.0]
+
+            def update(p: Progress) -> None:
+                rows.append(dict(p.metrics))
+                bar.progress(p.fraction, text=p.message)
+                now = time.monotonic()
+                if now - last_draw[0] > 0.5:
+                    last_draw[0] = now
+                    df = pd.DataFrame(rows)[["step", "loss", "accuracy"]]
+                    chart.altair_chart(curves_chart(df, "step", "Learning live", "batch"))
+
+            try:
+                result = train(model, dataset, train_cfg, update)
+            except Exception as exc:  # shown to the user; the session keeps what it had
+                show_error(exc)
+            else:
+                state.training = result
+                state.live_training["done"] = True
+            finally:
+                bar.empty()
+                chart.empty()
+
+    result = state.training
+    if state.model is not None and result is not None:
+        st.subheader("Result")
+        m = st.columns(5)
+        m[0].metric("Accuracy", f"{result.final_accuracy:.3f}" if result.final_accuracy is not None else "–")
+        m[1].metric("Loss", f"{result.final_loss:.4f}" if result.final_loss is not None else "–")
+        val = result.epoch_history.get("val_accuracy")
+        m[2].metric("Validation accuracy", f"{val[-1]:.3f}" if val else "–")
+        m[3].metric("Epochs", f"{result.epochs_completed}" + (" (stopped)" if result.stopped_early else ""))
+        m[4].metric("Seconds", f"{result.seconds:.1f}")
+        if result.epoch_history:
+            epochs_df = pd.DataFrame(result.epoch_history)
+            epochs_df.insert(0, "epoch", range(1, len(epochs_df) + 1))
+            st.altair_chart(curves_chart(epochs_df, "epoch", "Per epoch", "epoch"))
+        batches = pd.DataFrame(result.batch_history)
+        if not batches.empty:
+            st.altair_chart(
+                curves_chart(
+                    batches[["step", "loss", "accuracy"]], "step", "Per batch (running mean of the epoch)", "batch"
+                )
+            )
+        st.caption(f"{result.samples:,} training rows · {state.model_source}")
+
+if state.model is not None:
+    d1, d2 = st.columns(2)
+    if state.model_bytes is None:
+        state.model_bytes = model_to_bytes(state.model)
+    d1.download_button(
+        "⬇ Download model (.keras)",
+        data=state.model_bytes,
+        file_name="cartpole-lab-model.keras",
+        mime="application/octet-stream",
+        key="train_download",
+        on_click="ignore",
+    )
+    if d2.button("💾 Save as a run", key="train_save_run", disabled=state.training is None):
+        try:
+            t = state.training
+            assert t is not None
+            record = save_run(
+                RunRecord(
+                    kind="train",
+                    name=state.model_source,
+                    settings={"training": t.config.__dict__, "dataset": state.dataset_source},
+                    results={"epoch_history": t.epoch_history, "accuracy": t.final_accuracy, "seconds": t.seconds},
+                ),
+                dataset=state.dataset,
+                model=state.model,
+            )
+            st.success(f"Saved as run {record.run_id}.")
+        except Exception as exc:
+            show_error(exc)
+
+st.subheader("Upload a model")
+upload = st.file_uploader(
+    "A .keras model saved by CartPole Lab",
+    type=["keras"],
+    key="train_upload",
+    max_upload_size=LIMITS["upload_mb"],
+    help="Loaded in Keras's safe mode: files that carry code are refused.",
+)
+if upload is not None and st.button("Use this model", key="train_use_upload"):
+    load_tensorflow()
+    try:
+        uploaded = model_from_bytes(upload.getvalue())
+    except Exception as exc:
+        show_error(exc)
+    else:
+        set_model(uploaded, f"uploaded {upload.name}")
+        st.success(f"Loaded {upload.name}.")
