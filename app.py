@@ -19,16 +19,16 @@ from pages.common import lab, tensorflow_line  # noqa: E402
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
 
 PAGES = {
-    "Start": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "The notebook, step by step": [
-        st.Page("pages/random_play.py", title="1 · Random play", icon="🎲"),
-        st.Page("pages/generate.py", title="2 · Generate data", icon="🧺"),
-        st.Page("pages/train.py", title="3 · Train", icon="🧠"),
-        st.Page("pages/play.py", title="4 · Play & evaluate", icon="🎮"),
+        st.Page("pages/random_play.py", title="1 · Random play", icon=":material/casino:"),
+        st.Page("pages/generate.py", title="2 · Generate data", icon=":material/dataset:"),
+        st.Page("pages/train.py", title="3 · Train", icon=":material/neurology:"),
+        st.Page("pages/play.py", title="4 · Play & evaluate", icon=":material/sports_esports:"),
     ],
     "Beyond the notebook": [
-        st.Page("pages/ensemble.py", title="5 · Ensemble", icon="🗳️"),
-        st.Page("pages/runs.py", title="Runs", icon="🗂️"),
+        st.Page("pages/ensemble.py", title="5 · Ensemble", icon=":material/how_to_vote:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
     ],
 }
 

@@ -47,7 +47,7 @@ class NotebookResult:
     random_evaluation: EvaluationResult
     """Random play on the very same games."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per stage: ``generate``, ``import``, ``train``, ``evaluate``, ``total``."""
+    """Wall time per stage: ``generate``, ``train``, ``evaluate``, ``total``."""
 
 
 def run_notebook(config: NotebookConfig = NotebookConfig(), progress: ProgressCallback | None = None) -> NotebookResult:
@@ -64,12 +64,10 @@ def run_notebook(config: NotebookConfig = NotebookConfig(), progress: ProgressCa
     seconds["generate"] = gen.seconds
     dataset = gen.require_accepted()
 
-    t = time.perf_counter()
     from cartpole_core.model import ModelConfig, build_model
     from cartpole_core.policies import ModelPolicy
     from cartpole_core.training import TrainingConfig, train
 
-    seconds["import"] = time.perf_counter() - t
     model_cfg = config.model or ModelConfig()
     train_cfg = config.training or TrainingConfig(seed=gen_cfg.seed)
     model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=gen_cfg.seed)

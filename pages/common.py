@@ -86,7 +86,7 @@ def lab() -> Lab:
 def show_error(exc: Exception) -> None:
     """A user's mistake as a friendly message; anything else as an error with its type."""
     if isinstance(exc, UserError):
-        st.error(str(exc), icon="⚠️")
+        st.error(str(exc), icon=":material/warning:")
     else:
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing you had was lost; try again.")
 

@@ -12,7 +12,7 @@ from cartpole_core.progress import Progress
 from pages.common import ACCENT, LIMITS, MODEL_COLOR, lab, load_tensorflow, progress_bar, show_error
 
 state = lab()
-st.title("🗳️ Ensemble")
+st.title("Ensemble")
 st.markdown(
     "Train several **weak** networks — each for one epoch on its own resample of the kept games — and "
     "let them vote. Each alone plays unevenly; together they usually play far better. "
@@ -21,8 +21,8 @@ st.markdown(
 
 dataset = state.dataset
 if dataset is None:
-    st.warning("There is no dataset in this session yet: make one first.", icon="🧺")
-    st.page_link("pages/generate.py", label="Generate data →", icon="🧺")
+    st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
+    st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
     st.stop()
 
 with st.form("ensemble_form"):
@@ -48,7 +48,7 @@ with st.form("ensemble_form"):
         help="Games every member and the ensemble play.",
     )
     seed = c[4].number_input("Seed", 0, 2**31 - 1 - 50, 0, key="ens_seed", help="Member i uses seed + i.")
-    submitted = st.form_submit_button("🗳️ Train the members and compare", type="primary")
+    submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
 if submitted:
     load_tensorflow()
@@ -97,7 +97,7 @@ if ens is not None and ev is not None:
         alt.Chart(pd.DataFrame(rows), title=f"Mean score over the same {ev.ensemble.config.games} games")
         .mark_bar()
         .encode(
-            x=alt.X("player:N", sort=None, title=None),
+            x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("mean score:Q", title="mean score"),
             color=alt.Color(
                 "kind:N", scale=alt.Scale(domain=["member", "ensemble"], range=[MODEL_COLOR, ACCENT]), legend=None
@@ -113,4 +113,6 @@ if ens is not None and ev is not None:
         + f" · trained in {ens.seconds:.1f} s"
         + (" · stopped early" if ens.stopped_early else "")
     )
-    st.page_link("pages/play.py", label="Watch the ensemble play (choose 'ensemble') →", icon="🎮")
+    st.page_link(
+        "pages/play.py", label="Watch the ensemble play (choose 'ensemble') →", icon=":material/sports_esports:"
+    )

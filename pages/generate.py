@@ -11,7 +11,7 @@ from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_byte
 from pages.common import LIMITS, counter_chart, env_picker, lab, progress_bar, score_histogram, show_error
 
 state = lab()
-st.title("🧺 Generate data")
+st.title("Generate data")
 st.markdown(
     "Play thousands of games with random pushes and **keep only the games that scored at least the "
     "requirement**. Every step of a kept game becomes a training row: the observation the player saw "
@@ -47,7 +47,7 @@ with st.form("generate_form"):
         help="A game is kept when its score reaches at least this (the notebook: 50).",
     )
     seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
-    submitted = st.form_submit_button("🧺 Play and keep the good games", type="primary")
+    submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
 if submitted and info is not None:
     config = GenerationConfig(
@@ -84,7 +84,7 @@ if result is not None:
         st.warning(
             f"No game reached {cfg.score_requirement:g} (the best scored {result.scores.max():g}): "
             "lower the score requirement or play more games. Your previous dataset (if any) is kept.",
-            icon="⚠️",
+            icon=":material/warning:",
         )
     c1, c2 = st.columns(2)
     with c1:
@@ -118,14 +118,15 @@ if dataset is not None:
     )
     d1, d2 = st.columns(2)
     d1.download_button(
-        "⬇ Download dataset (.npz)",
+        "Download dataset (.npz)",
+        icon=":material/download:",
         data=dataset_to_bytes(dataset),
         file_name=f"cartpole-lab-{dataset.env_id}-{dataset.n_games}-games.npz",
         mime="application/octet-stream",
         key="gen_download",
         on_click="ignore",
     )
-    if d2.button("💾 Save as a run", key="gen_save_run") and state.generation is not None:
+    if d2.button("Save as a run", icon=":material/save:", key="gen_save_run") and state.generation is not None:
         try:
             g = state.generation
             record = save_run(

@@ -10,7 +10,7 @@ from pages.common import lab, load_tensorflow, progress_bar, set_model, show_err
 
 state = lab()
 
-st.title("🕹️ CartPole Lab")
+st.title("CartPole Lab")
 st.markdown(
     "Watch a neural network learn to balance a pole **without any reinforcement-learning algorithm**: "
     "play thousands of random games, keep the few good ones, and train a network to imitate them. "
@@ -25,25 +25,28 @@ steps = [
         "keep the games scoring at least a threshold",
         state.dataset is not None,
     ),
-    ("3 · Train", "pages/train.py", "teach a network the kept (observation, action) pairs", state.model is not None),
+    ("3 · Train", "pages/train.py", "imitate the kept games", state.model is not None),
     ("4 · Play & evaluate", "pages/play.py", "let the network play, beside random play", state.evaluation is not None),
     ("5 · Ensemble", "pages/ensemble.py", "several weak networks vote", state.ensemble is not None),
 ]
 st.subheader("Your pipeline")
 cols = st.columns(len(steps))
 for col, (title, path, what, done) in zip(cols, steps, strict=True):
-    with col.container(border=True):
+    with col.container(border=True, height=200):
         st.markdown(f"**{title}**")
         st.caption(what)
-        st.markdown("✅ done" if done else "⬜ not yet")
-        st.page_link(path, label="Open", icon="➡️")
+        st.markdown(
+            ":green[:material/check_circle: **done**]" if done else ":gray[:material/radio_button_unchecked: not yet]"
+        )
+        st.page_link(path, label="Open", icon=":material/arrow_forward:")
 
 st.subheader("The whole notebook in one click")
 st.markdown(
     "10,000 random CartPole-v1 games, keep those scoring ≥ 50, train the notebook's network "
     "(128-256-512-256-128, dropout 0.2, 4 epochs, batch 64), then play 10 games — about half a minute."
 )
-seed = st.number_input(
+left, right = st.columns([1, 3], vertical_alignment="bottom")
+seed = left.number_input(
     "Seed",
     min_value=0,
     max_value=2**31 - 1,
@@ -52,7 +55,7 @@ seed = st.number_input(
     key="home_seed",
     help="Same seed, same games, same network. Results vary a lot between seeds: try several.",
 )
-if st.button("▶ Run the whole notebook", type="primary", key="home_run"):
+if right.button("Run the whole notebook", icon=":material/play_arrow:", type="primary", key="home_run"):
     load_tensorflow()
     update, bar = progress_bar("Running the notebook")
     try:
@@ -68,6 +71,7 @@ if st.button("▶ Run the whole notebook", type="primary", key="home_run"):
         set_model(result.model, f"notebook network, seed {seed}", result.training)
         state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
         state.env_id = result.generation.config.env_id
+        st.rerun()  # redraw the step cards above with the new state
 
 if state.notebook is not None:
     r = state.notebook
@@ -86,4 +90,4 @@ if state.notebook is not None:
         + " · seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
     )
-    st.page_link("pages/play.py", label="See the network play (GIFs, charts) →", icon="🎮")
+    st.page_link("pages/play.py", label="See the network play (GIFs, charts) →", icon=":material/sports_esports:")

@@ -22,7 +22,7 @@ from pages.common import (
 )
 
 state = lab()
-st.title("🎮 Play & evaluate")
+st.title("Play & evaluate")
 st.markdown(
     "Now the network plays: each step it sees the observation and takes its most probable action "
     "(from the very first observation — the notebook chose the first action at random). "
@@ -52,8 +52,11 @@ games = c[1].number_input(
 )
 seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
 if not available["current model"]:
-    st.info("No model in this session yet: train one to see it play. Random play works meanwhile.", icon="🧠")
-    st.page_link("pages/train.py", label="Train a network →", icon="🧠")
+    st.info(
+        "No model in this session yet: train one to see it play. Random play works meanwhile.",
+        icon=":material/neurology:",
+    )
+    st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
 
 
 def current_policy() -> Policy:
@@ -68,7 +71,7 @@ def current_policy() -> Policy:
 
 
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
-if st.button("🎮 Play", type="primary", key="play_run"):
+if st.button("Play", icon=":material/sports_esports:", type="primary", key="play_run"):
     if policy_choice != "random":
         load_tensorflow()
     config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
@@ -127,7 +130,7 @@ if result is not None and baseline is not None:
         f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once). "
         f"Random play is shown in grey-blue ({RANDOM_COLOR})."
     )
-    if st.button("💾 Save as a run", key="play_save_run"):
+    if st.button("Save as a run", icon=":material/save:", key="play_save_run"):
         try:
             record = save_run(
                 RunRecord(

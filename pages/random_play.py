@@ -11,7 +11,7 @@ from cartpole_core.policies import RandomPolicy
 from pages.common import LIMITS, env_picker, lab, progress_bar, score_histogram, show_error
 
 state = lab()
-st.title("🎲 Random play")
+st.title("Random play")
 st.markdown(
     "First, the game itself: each step the player pushes the cart left or right at random. "
     "This is where the notebook starts, and the baseline every network is measured against."
@@ -38,8 +38,8 @@ seed = c2.number_input(
 )
 
 if info is not None:
-    st.info(f"**What is a score in {info.env_id}?** {score_meaning(info)}", icon="ℹ️")
-    if st.button("🎲 Play random games", type="primary", key="random_play"):
+    st.info(f"**What is a score in {info.env_id}?** {score_meaning(info)}", icon=":material/info:")
+    if st.button("Play random games", icon=":material/casino:", type="primary", key="random_play"):
         config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:

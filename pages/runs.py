@@ -12,7 +12,7 @@ from cartpole_core.storage import delete_run, list_runs, load_run_dataset, load_
 from pages.common import lab, load_tensorflow, set_model, show_error
 
 state = lab()
-st.title("🗂️ Runs")
+st.title("Runs")
 st.markdown(
     "Runs saved on this server (use **Save as a run** on the other pages). Load a run's dataset or model "
     "into your session, download it as a zip, or compare the scores of several runs."
@@ -22,10 +22,13 @@ runs = list_runs()
 damaged = [r for r in runs if r.damaged]
 healthy = [r for r in runs if not r.damaged]
 for r in damaged:
-    st.warning(f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). You can delete it below.", icon="⚠️")
+    st.warning(
+        f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). You can delete it below.",
+        icon=":material/warning:",
+    )
 
 if not runs:
-    st.info("No run has been saved yet.", icon="🗂️")
+    st.info("No run has been saved yet.", icon=":material/folder_open:")
     st.stop()
 
 
@@ -74,7 +77,8 @@ if c[1].button("Load its model", key="runs_load_model", disabled=not record.has_
         show_error(exc)
 try:
     c[2].download_button(
-        "⬇ Download (.zip)",
+        "Download (.zip)",
+        icon=":material/download:",
         data=run_zip(chosen),
         file_name=f"{chosen}.zip",
         mime="application/zip",
@@ -83,7 +87,7 @@ try:
     )
 except Exception as exc:
     show_error(exc)
-if c[3].button("🗑 Delete", key="runs_delete"):
+if c[3].button("Delete", icon=":material/delete:", key="runs_delete"):
     try:
         delete_run(chosen)
         st.rerun()

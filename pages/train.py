@@ -13,7 +13,7 @@ from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes, s
 from pages.common import LIMITS, curves_chart, lab, load_tensorflow, set_model, show_error
 
 state = lab()
-st.title("🧠 Train")
+st.title("Train")
 st.markdown(
     "The network sees an observation and learns to answer with the action the random player took in a "
     "**kept** game: plain imitation of lucky play. The notebook reached about 61 % accuracy — that is "
@@ -38,15 +38,15 @@ def finish_stopped_run() -> None:
         seconds=time.perf_counter() - live["started"],
     )
     live["done"] = True
-    st.info("Training stopped. The network keeps what it learned so far.", icon="⏹️")
+    st.info("Training stopped. The network keeps what it learned so far.", icon=":material/stop_circle:")
 
 
 finish_stopped_run()
 
 dataset = state.dataset
 if dataset is None:
-    st.warning("There is no dataset in this session yet: make one first.", icon="🧺")
-    st.page_link("pages/generate.py", label="Generate data →", icon="🧺")
+    st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
+    st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
 else:
     st.caption(
         f"Dataset: {dataset.n_games:,} games, {len(dataset):,} rows of {dataset.env_id} ({state.dataset_source})."
@@ -104,7 +104,7 @@ else:
         seed = c[3].number_input(
             "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
         )
-        submitted = st.form_submit_button("🧠 Train", type="primary")
+        submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
 
     if submitted:
         load_tensorflow()
@@ -129,7 +129,13 @@ else:
                 "samples": len(dataset),
                 "done": False,
             }
-            st.button("⏹ Stop training", key="train_stop", help="Ends training now; the network keeps what it learned.")
+            stop_slot = st.empty()
+            stop_slot.button(
+                "Stop training",
+                icon=":material/stop:",
+                key="train_stop",
+                help="Ends training now; the network keeps what it learned.",
+            )
             bar = st.progress(0.0, text="Starting…")
             chart = st.empty()
             last_draw = [0.0]
@@ -151,6 +157,7 @@ else:
                 state.training = result
                 state.live_training["done"] = True
             finally:
+                stop_slot.empty()
                 bar.empty()
                 chart.empty()
 
@@ -182,14 +189,15 @@ if state.model is not None:
     if state.model_bytes is None:
         state.model_bytes = model_to_bytes(state.model)
     d1.download_button(
-        "⬇ Download model (.keras)",
+        "Download model (.keras)",
+        icon=":material/download:",
         data=state.model_bytes,
         file_name="cartpole-lab-model.keras",
         mime="application/octet-stream",
         key="train_download",
         on_click="ignore",
     )
-    if d2.button("💾 Save as a run", key="train_save_run", disabled=state.training is None):
+    if d2.button("Save as a run", icon=":material/save:", key="train_save_run", disabled=state.training is None):
         try:
             t = state.training
             assert t is not None
