@@ -1,0 +1,199 @@
+"""The dashboard, driven headlessly with Streamlit's AppTest from the entrypoint.
+
+Each test starts from ``app.py``, visits pages, presses their main buttons with small
+budgets and checks that no exception was raised and that the key results appear.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = [
+    "pages/home.py",
+    "pages/random_play.py",
+    "pages/generate.py",
+    "pages/train.py",
+    "pages/play.py",
+    "pages/ensemble.py",
+    "pages/runs.py",
+]
+TIMEOUT = 300  # seconds per script run: TensorFlow's first import and training take a while
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CARTPOLE_LAB_RUNS", str(runs))
+    return runs
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def press(at: AppTest, label: str) -> AppTest:
+    """Click the button (or form submit button) whose label contains ``label`` and rerun."""
+    matches = [b for b in at.button if label in b.label]
+    assert matches, f"no button {label!r} among {[b.label for b in at.button]}"
+    matches[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def elements_of_type(at: AppTest, kind: str) -> list:
+    found = []
+
+    def walk(node) -> None:
+        for child in getattr(node, "children", {}).values():
+            if child.type == kind:
+                found.append(child)
+            walk(child)
+
+    walk(at.main)
+    return found
+
+
+def gif_captions(at: AppTest) -> list[str]:
+    images = elements_of_type(at, "image")
+    return [img.proto.imgs[0].caption for img in images if img.proto.imgs[0].url.endswith(".gif")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_opens_without_error(page: str) -> None:
+    at = visit(start(), page)
+    assert at.title, "every page has a title"
+    assert not at.error
+
+
+def test_home_lists_the_pipeline_steps_not_done() -> None:
+    at = start()
+    text = " ".join(m.value for m in at.markdown)
+    for step in ("Random play", "Generate data", "Train", "Play & evaluate", "Ensemble"):
+        assert step in text
+    assert "not yet" in text
+
+
+def test_random_play_shows_scores_and_an_animated_gif() -> None:
+    at = visit(start(), "pages/random_play.py")
+    at.number_input(key="random_games").set_value(30)
+    press(at, "Play random games")
+    m = metrics(at)
+    assert 8 <= float(m["Mean score"]) <= 60  # random CartPole games last ~22 steps
+    assert len(gif_captions(at)) == 1
+    assert at.get("vega_lite_chart"), "score histogram"
+    assert any("What is a score" in i.value for i in at.info)
+
+
+def _generate(at: AppTest, games: int = 3000, requirement: float = 50.0) -> AppTest:
+    visit(at, "pages/generate.py")
+    at.number_input(key="gen_games").set_value(games)
+    at.number_input(key="gen_requirement").set_value(requirement)
+    return press(at, "Play and keep the good games")
+
+
+def _train_tiny(at: AppTest) -> AppTest:
+    visit(at, "pages/train.py")
+    at.text_input(key="train_hidden").set_value("32,32")
+    at.number_input(key="train_epochs").set_value(1)
+    return press(at, "Train")
+
+
+def test_generate_shows_counters_and_keeps_the_dataset_when_nothing_is_kept() -> None:
+    at = _generate(start())
+    m = metrics(at)
+    assert m["Games played"] == "3,000"
+    kept = int(m["Kept"].replace(",", ""))
+    assert 60 <= kept <= 160  # 3-5 % of 3,000
+    assert 55 <= float(m["Average kept score"]) <= 70
+    assert len(at.get("vega_lite_chart")) >= 2, "histogram with threshold + Counter chart"
+    assert at.dataframe, "a peek at the rows"
+    # A threshold no game reaches: a clear warning, and the previous dataset stays.
+    _generate(at, games=200, requirement=400)
+    assert any("No game reached 400" in w.value for w in at.warning)
+    assert at.session_state["lab"].dataset.n_games == kept
+
+
+def test_train_then_play_then_ensemble_then_runs() -> None:
+    at = _generate(start())
+    _train_tiny(at)
+    m = metrics(at)
+    assert 0.4 <= float(m["Accuracy"]) <= 0.8
+    assert m["Epochs"] == "1"
+    assert at.get("download_button"), "model download"
+
+    visit(at, "pages/play.py")
+    at.number_input(key="play_games").set_value(5)
+    press(at, "Play")
+    m = metrics(at)
+    assert "network mean" in m and "random mean" in m
+    assert float(m["random mean"]) < 60
+    captions = gif_captions(at)
+    assert len(captions) == 3 and captions[0].startswith("Best game")
+    assert len(at.get("vega_lite_chart")) >= 2, "scores per game + choice ratios"
+
+    visit(at, "pages/ensemble.py")
+    at.number_input(key="ens_members").set_value(2)
+    at.number_input(key="ens_games").set_value(5)
+    press(at, "Train the members and compare")
+    m = metrics(at)
+    assert "Ensemble mean (soft vote)" in m and "Best member" in m
+    assert at.get("vega_lite_chart")
+
+    visit(at, "pages/play.py")
+    at.selectbox(key="play_policy").set_value("ensemble")
+    press(at, "Play")
+    assert "ensemble mean" in metrics(at)
+
+    press(at, "Save as a run")
+    assert any("Saved as run" in s.value for s in at.success)
+    visit(at, "pages/runs.py")
+    assert at.dataframe, "runs table"
+    assert at.get("vega_lite_chart"), "score comparison"
+    press(at, "Delete")
+    visit(at, "pages/runs.py")
+    assert any("No run has been saved yet" in i.value for i in at.info)
+
+
+def test_runs_page_survives_a_damaged_run(_runs_dir: Path) -> None:
+    bad = _runs_dir / "20260101-000000-broken"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text("{not json")
+    at = visit(start(), "pages/runs.py")
+    assert any("damaged" in w.value for w in at.warning)
+
+
+def test_pages_that_need_data_say_so() -> None:
+    at = start()
+    for page in ("pages/train.py", "pages/ensemble.py"):
+        visit(at, page)
+        assert any("no dataset" in w.value for w in at.warning)
+
+
+@pytest.mark.slow
+def test_home_runs_the_whole_notebook_in_one_click() -> None:
+    at = start()
+    press(at, "Run the whole notebook")
+    m = metrics(at)
+    assert float(m["Training accuracy"]) > 0.55
+    assert float(m["Network's average score"]) > 2 * float(m["Random play's average"])
+    assert 3.0 <= float(m["Kept games"].replace(",", "")) / 100 <= 5.0  # 3-5 % of 10,000
+    assert "done" in " ".join(x.value for x in at.markdown)

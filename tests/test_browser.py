@@ -1,0 +1,200 @@
+"""End to end in a real browser: `streamlit run` on a loopback port, Debian's Chromium
+driven by Playwright, asserting on what a person sees.
+
+Screenshots go to ``$CARTPOLE_LAB_SCREENSHOTS`` when set (``make screenshots`` points it
+at ``docs/screenshots``), otherwise to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served on a free loopback port, with its own runs folder."""
+    port = free_port()
+    env = dict(os.environ, CARTPOLE_LAB_RUNS=str(tmp_path_factory.mktemp("runs")))
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "streamlit", "run", "app.py",
+                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+            ],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CARTPOLE_LAB_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def settle(page, timeout_s: float = 240) -> None:
+    """Wait until the app's script has finished and the page shows its title."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000)
+    page.wait_for_selector("h1", timeout=timeout_s * 1000)
+    page.wait_for_timeout(500)
+
+
+def open_page(page, name: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+    settle(page)
+    assert page.locator("h1").first.inner_text().strip() != ""
+
+
+def click_key(page, key: str) -> None:
+    page.locator(f".st-key-{key} button").first.click()
+    settle(page)
+
+
+def set_number(page, label: str, value: int | float) -> None:
+    box = page.get_by_label(label, exact=True).first
+    box.fill(str(value))
+    box.press("Tab")
+    page.wait_for_timeout(300)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_person_goes_random_play_generate_train_play(server: str, browser, shots: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    settle(page)
+    assert "CartPole Lab" in page.locator("h1").first.inner_text()
+    page.screenshot(path=shots / "home.png", full_page=True)
+
+    open_page(page, "Random play")
+    set_number(page, "Games", 50)
+    click_key(page, "random_play")
+    no_exception(page)
+    gif = page.locator('img[src*=".gif"]').first
+    gif.wait_for()
+    assert gif.evaluate("img => img.naturalWidth") > 100, "the GIF decoded in the browser"
+    page.screenshot(path=shots / "random_play.png", full_page=True)
+
+    open_page(page, "Generate data")
+    set_number(page, "Games", 3000)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    no_exception(page)
+    assert page.get_by_text("Acceptance rate").count() == 1
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
+    page.screenshot(path=shots / "generate.png", full_page=True)
+
+    open_page(page, "Train")
+    page.get_by_label("Hidden layers", exact=True).fill("64,64")
+    set_number(page, "Epochs", 2)
+    page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    settle(page)
+    no_exception(page)
+    assert page.get_by_text("Per epoch").count() >= 1
+    page.screenshot(path=shots / "train.png", full_page=True)
+
+    open_page(page, "Play & evaluate")
+    set_number(page, "Games", 10)
+    click_key(page, "play_run")
+    no_exception(page)
+    assert page.locator('img[src*=".gif"]').count() == 3, "best, worst and random GIFs"
+    assert page.get_by_text("network mean").count() == 1
+    page.screenshot(path=shots / "play.png", full_page=True)
+
+
+def test_bad_input_gets_a_clear_message_and_the_page_keeps_working(server: str, browser, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    settle(page)
+
+    open_page(page, "Random play")
+    page.locator(".st-key-random_env").click()
+    page.keyboard.type("Pendulum-v1")
+    page.keyboard.press("Enter")
+    settle(page)
+    error = page.locator('[data-testid="stAlertContentError"]').first
+    error.wait_for()
+    assert "not supported" in error.inner_text() and "Discrete" in error.inner_text()
+    no_exception(page)
+
+    open_page(page, "Generate data")
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(os.urandom(2048))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(junk))
+    page.get_by_role("button", name="Use this dataset").wait_for()
+    page.get_by_role("button", name="Use this dataset").click()
+    settle(page)
+    error = page.locator('[data-testid="stAlertContentError"]').first
+    error.wait_for()
+    assert "not an .npz" in error.inner_text()
+    no_exception(page)
+    # the page still works after the error
+    set_number(page, "Games", 500)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    assert page.get_by_text("Acceptance rate").count() == 1
