@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test lint typecheck unit e2e browser bench clean
+.PHONY: run test lint typecheck browser bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bench: $(VENV)/.dev-installed browser
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+## screenshots: refresh the README's screenshots (docs/screenshots) with the browser test
+screenshots: $(VENV)/.dev-installed browser
+	CARTPOLE_LAB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_browser.py -q

@@ -125,7 +125,7 @@ def no_exception(page) -> None:
 
 
 def test_a_person_goes_random_play_generate_train_play(server: str, browser, shots: Path) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(server)
     settle(page)
     assert "CartPole Lab" in page.locator("h1").first.inner_text()
