@@ -153,6 +153,12 @@ def _play(
             f"The policy chooses among {policy.n_actions} actions but {info.env_id} has "
             f"{info.n_actions}: use a model trained on {info.env_id}."
         )
+    obs_dim = getattr(policy, "obs_dim", info.obs_dim)
+    if obs_dim != info.obs_dim:
+        raise UserError(
+            f"The policy reads {obs_dim} observation values but {info.env_id} gives {info.obs_dim}: "
+            f"use a model trained on {info.env_id}."
+        )
     all_seeds = config.game_seeds()
     n = games.size
     sample = config.sample_actions or not policy.deterministic

@@ -124,9 +124,18 @@ if dataset is not None:
         file_name=f"cartpole-lab-{dataset.env_id}-{dataset.n_games}-games.npz",
         mime="application/octet-stream",
         key="gen_download",
+        help="The dataset as a .npz file of numbers (no code), to keep or to upload later.",
         on_click="ignore",
     )
-    if d2.button("Save as a run", icon=":material/save:", key="gen_save_run") and state.generation is not None:
+    if (
+        d2.button(
+            "Save as a run",
+            icon=":material/save:",
+            key="gen_save_run",
+            help="Keep this dataset and its figures on the server (see Runs).",
+        )
+        and state.generation is not None
+    ):
         try:
             g = state.generation
             record = save_run(
@@ -156,7 +165,9 @@ upload = st.file_uploader(
     max_upload_size=LIMITS["upload_mb"],
     help="It is checked (shapes, types, actions, env) before it replaces the current dataset.",
 )
-if upload is not None and st.button("Use this dataset", key="gen_use_upload"):
+if upload is not None and st.button(
+    "Use this dataset", key="gen_use_upload", help="Check the file and make it this session's dataset."
+):
     try:
         loaded = dataset_from_bytes(upload.getvalue())
     except Exception as exc:

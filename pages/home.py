@@ -55,7 +55,13 @@ seed = left.number_input(
     key="home_seed",
     help="Same seed, same games, same network. Results vary a lot between seeds: try several.",
 )
-if right.button("Run the whole notebook", icon=":material/play_arrow:", type="primary", key="home_run"):
+if right.button(
+    "Run the whole notebook",
+    icon=":material/play_arrow:",
+    type="primary",
+    key="home_run",
+    help="Generate, train and play with the notebook's settings and this seed.",
+):
     load_tensorflow()
     update, bar = progress_bar("Running the notebook")
     try:

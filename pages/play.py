@@ -71,7 +71,13 @@ def current_policy() -> Policy:
 
 
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
-if st.button("Play", icon=":material/sports_esports:", type="primary", key="play_run"):
+if st.button(
+    "Play",
+    icon=":material/sports_esports:",
+    type="primary",
+    key="play_run",
+    help="The chosen player and random play each play the same games; the best and worst are filmed.",
+):
     if policy_choice != "random":
         load_tensorflow()
     config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
@@ -130,7 +136,12 @@ if result is not None and baseline is not None:
         f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once). "
         f"Random play is shown in grey-blue ({RANDOM_COLOR})."
     )
-    if st.button("Save as a run", icon=":material/save:", key="play_save_run"):
+    if st.button(
+        "Save as a run",
+        icon=":material/save:",
+        key="play_save_run",
+        help="Keep these scores (and the model) on the server to compare later (see Runs).",
+    ):
         try:
             record = save_run(
                 RunRecord(

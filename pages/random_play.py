@@ -39,7 +39,13 @@ seed = c2.number_input(
 
 if info is not None:
     st.info(f"**What is a score in {info.env_id}?** {score_meaning(info)}", icon=":material/info:")
-    if st.button("Play random games", icon=":material/casino:", type="primary", key="random_play"):
+    if st.button(
+        "Play random games",
+        icon=":material/casino:",
+        type="primary",
+        key="random_play",
+        help="Play the games with random pushes and film the first one.",
+    ):
         config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:

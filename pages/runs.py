@@ -60,7 +60,12 @@ ids = [r.run_id for r in runs]
 chosen = st.selectbox("Run", ids, key="runs_chosen", help="The run the buttons below act on.")
 record = next(r for r in runs if r.run_id == chosen)
 c = st.columns(4)
-if c[0].button("Load its dataset", key="runs_load_dataset", disabled=not record.has_dataset):
+if c[0].button(
+    "Load its dataset",
+    key="runs_load_dataset",
+    help="Make this run's dataset your session's dataset.",
+    disabled=not record.has_dataset,
+):
     try:
         state.dataset = load_run_dataset(chosen)
         state.dataset_source = f"run {chosen}"
@@ -68,7 +73,12 @@ if c[0].button("Load its dataset", key="runs_load_dataset", disabled=not record.
         st.success(f"Loaded the dataset of {chosen}.")
     except Exception as exc:
         show_error(exc)
-if c[1].button("Load its model", key="runs_load_model", disabled=not record.has_model):
+if c[1].button(
+    "Load its model",
+    key="runs_load_model",
+    help="Make this run's model your session's model.",
+    disabled=not record.has_model,
+):
     load_tensorflow()
     try:
         set_model(load_run_model(chosen), f"run {chosen}")
@@ -83,11 +93,14 @@ try:
         file_name=f"{chosen}.zip",
         mime="application/zip",
         key="runs_download",
+        help="The run's settings, results, dataset and model in one zip.",
         on_click="ignore",
     )
 except Exception as exc:
     show_error(exc)
-if c[3].button("Delete", icon=":material/delete:", key="runs_delete"):
+if c[3].button(
+    "Delete", icon=":material/delete:", key="runs_delete", help="Remove this run from the server for everyone."
+):
     try:
         delete_run(chosen)
         st.rerun()

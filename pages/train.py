@@ -195,9 +195,16 @@ if state.model is not None:
         file_name="cartpole-lab-model.keras",
         mime="application/octet-stream",
         key="train_download",
+        help="The network as a .keras file, to keep or to upload later.",
         on_click="ignore",
     )
-    if d2.button("Save as a run", icon=":material/save:", key="train_save_run", disabled=state.training is None):
+    if d2.button(
+        "Save as a run",
+        icon=":material/save:",
+        key="train_save_run",
+        help="Keep this model, its dataset and curves on the server (see Runs).",
+        disabled=state.training is None,
+    ):
         try:
             t = state.training
             assert t is not None
@@ -223,7 +230,9 @@ upload = st.file_uploader(
     max_upload_size=LIMITS["upload_mb"],
     help="Loaded in Keras's safe mode: files that carry code are refused.",
 )
-if upload is not None and st.button("Use this model", key="train_use_upload"):
+if upload is not None and st.button(
+    "Use this model", key="train_use_upload", help="Load the file in safe mode and make it this session's model."
+):
     load_tensorflow()
     try:
         uploaded = model_from_bytes(upload.getvalue())
