@@ -142,7 +142,10 @@ def validate_arrays(
         info = env_info(str(metadata["env_id"]))
     except UserError as exc:
         raise UserError(f"The dataset names an environment this server cannot run: {exc}") from exc
-    n_actions = int(metadata["n_actions"])
+    try:
+        n_actions = int(metadata["n_actions"])
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"The dataset's n_actions is not a whole number: {metadata['n_actions']!r}. {fix}") from exc
     if n_actions != info.n_actions or observations.shape[1] != info.obs_dim:
         raise UserError(
             f"The dataset says {info.env_id} but its shapes do not match it "

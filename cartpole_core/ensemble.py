@@ -77,7 +77,7 @@ class EnsemblePolicy:
         mean = each.mean(axis=0)
         if self.vote == "soft":
             return mean.astype(np.float32)
-        votes = np.stack([np.bincount(row, minlength=self.n_actions) for row in each.argmax(axis=2).T])
+        votes = (each.argmax(axis=2)[:, :, None] == np.arange(self.n_actions)).sum(axis=0)  # (n, n_actions)
         shares = votes / len(self.members)
         return (shares + 1e-3 * mean).astype(np.float32) / (1 + 1e-3)  # tie-break by mean
 

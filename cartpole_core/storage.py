@@ -118,7 +118,7 @@ def dataset_from_bytes(data: bytes, expect_env: str | None = None) -> Dataset:
         if "pickle" in str(exc).lower():
             raise UserError(f"The .npz file holds pickled Python objects, which are never loaded. {fix}") from exc
         raise UserError(f"The .npz file could not be read ({exc}). {fix}") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except Exception as exc:  # damaged bytes: BadZipFile, zlib.error, EOFError, tokenize errors...
         raise UserError(f"The .npz file is damaged or truncated ({exc}). {fix}") from exc
     meta = arrays.pop("metadata")
     if meta.dtype.kind != "U" or meta.shape != ():

@@ -9,6 +9,7 @@ shared by every session of a server).
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,11 @@ class TrainingConfig:
         check_range("validation_split", self.validation_split, 0.0, 0.5)
         if self.seed is not None:
             check_range("seed", self.seed, 0, 2**31 - 1)
+        if self.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
+            raise UserError(
+                "TensorBoard logs need the tensorboard package: run 'pip install tensorboard', "
+                "or train without a TensorBoard folder."
+            )
         return self
 
 

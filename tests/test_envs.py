@@ -1,0 +1,137 @@
+"""Environments: which Gymnasium games are supported and what we read from them."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from cartpole_core.envs import SUGGESTED_ENV_IDS, env_info, make_env, make_vector_env
+from cartpole_core.errors import UserError
+
+
+class _PlainEnv(gym.Env):
+    """A minimal env the library has no names for: Discrete(3) actions, 5 observation values."""
+
+    def __init__(self, action_start: int = 0, obs_shape: tuple[int, ...] = (5,)):
+        self.action_space = spaces.Discrete(3, start=action_start)
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=obs_shape, dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.observation_space.shape, dtype=np.float32), 0.0, True, False, {}
+
+
+gym.register("CartPoleLabTest/Plain-v0", entry_point=_PlainEnv)
+gym.register("CartPoleLabTest/ActionsFromOne-v0", entry_point=_PlainEnv, kwargs={"action_start": 1})
+gym.register("CartPoleLabTest/ImageObs-v0", entry_point=_PlainEnv, kwargs={"obs_shape": (4, 4)})
+
+
+@pytest.mark.parametrize(
+    ("env_id", "obs_dim", "n_actions", "first_obs_name", "action_names", "max_steps"),
+    [
+        ("CartPole-v1", 4, 2, "cart position", ("push left", "push right"), 500),
+        ("Acrobot-v1", 6, 3, "cos θ1", ("torque -1", "torque 0", "torque +1"), 500),
+        ("MountainCar-v0", 2, 3, "car position", ("accelerate left", "don't accelerate", "accelerate right"), 200),
+    ],
+)
+def test_env_info_describes_supported_envs(env_id, obs_dim, n_actions, first_obs_name, action_names, max_steps):
+    info = env_info(env_id)
+    assert info.env_id == env_id
+    assert (info.obs_dim, info.n_actions) == (obs_dim, n_actions)
+    assert len(info.obs_names) == obs_dim and info.obs_names[0] == first_obs_name
+    assert info.action_names == action_names
+    assert len(info.obs_low) == len(info.obs_high) == obs_dim
+    assert all(lo < hi for lo, hi in zip(info.obs_low, info.obs_high, strict=True))
+    assert info.max_episode_steps == max_steps
+
+
+def test_cartpole_info_matches_gymnasium():
+    info = env_info("CartPole-v1")
+    env = gym.make("CartPole-v1")
+    try:
+        np.testing.assert_allclose(info.obs_high, env.observation_space.high)
+    finally:
+        env.close()
+    assert info.reward_threshold == 475.0
+    assert info.has_vector_env  # CartPole ships its own vectorised implementation
+    assert not env_info("MountainCar-v0").has_vector_env
+
+
+def test_env_info_strips_whitespace():
+    assert env_info("  CartPole-v1 ").env_id == "CartPole-v1"
+
+
+def test_unnamed_env_gets_generic_names():
+    info = env_info("CartPoleLabTest/Plain-v0")
+    assert info.obs_names == ("obs[0]", "obs[1]", "obs[2]", "obs[3]", "obs[4]")
+    assert info.action_names == ("action 0", "action 1", "action 2")
+
+
+# Taxi-v3 is deprecated in Gymnasium 1.4 (Taxi-v4 replaced it): gym.spec refuses it like an unknown id.
+@pytest.mark.parametrize("env_id", ["NoSuchGame-v0", "CartPole-v99", "Taxi-v3"])
+def test_unknown_env_is_a_user_error_naming_it_and_the_supported_ones(env_id):
+    with pytest.raises(UserError) as excinfo:
+        env_info(env_id)
+    message = str(excinfo.value)
+    assert env_id in message
+    assert all(suggested in message for suggested in SUGGESTED_ENV_IDS)
+
+
+@pytest.mark.parametrize("env_id", ["", "   "])
+def test_empty_env_id_is_a_user_error(env_id):
+    with pytest.raises(UserError, match="empty"):
+        env_info(env_id)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "what"),
+    [
+        ("Pendulum-v1", "action space is Box"),  # continuous actions
+        ("Taxi-v4", "observation space is Discrete"),  # one integer state, not a vector
+        ("FrozenLake-v1", "observation space is Discrete"),
+        ("CartPoleLabTest/ImageObs-v0", "not a 1-D Box"),  # a 2-D observation
+    ],
+)
+def test_unsupported_spaces_are_a_user_error_saying_what_is_needed(env_id, what):
+    with pytest.raises(UserError) as excinfo:
+        env_info(env_id)
+    message = str(excinfo.value)
+    assert env_id in message
+    assert what in message
+    assert "discrete actions and a flat observation vector" in message
+    assert "CartPole-v1" in message
+
+
+def test_actions_not_numbered_from_zero_are_refused():
+    with pytest.raises(UserError, match="numbers its actions from 1"):
+        env_info("CartPoleLabTest/ActionsFromOne-v0")
+
+
+def test_vector_env_has_the_requested_width_and_cuts_games_at_goal_steps():
+    env = make_vector_env("CartPole-v1", num_envs=3, goal_steps=5)
+    try:
+        assert env.num_envs == 3
+        env.reset(seed=0)
+        for step in range(1, 6):
+            # Alternating pushes keep the pole up for a few steps: only the time limit can end them.
+            _, _, terminated, truncated, _ = env.step(np.full(3, step % 2))
+            assert not terminated.any()
+            assert truncated.all() == (step == 5)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "MountainCar-v0"])
+def test_single_env_is_cut_at_goal_steps(env_id):
+    env = make_env(env_id, goal_steps=4)
+    try:
+        env.reset(seed=0)
+        ends = [env.step(1)[3] for _ in range(4)]
+    finally:
+        env.close()
+    assert ends == [False, False, False, True]

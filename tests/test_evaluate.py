@@ -1,0 +1,188 @@
+"""Evaluation: a policy plays many games at once, every policy meeting the same games."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cartpole_core.errors import UserError
+from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
+from cartpole_core.policies import ModelPolicy, RandomPolicy
+
+
+class ConstantPolicy:
+    """Always the same action (a fake: anything with ``probabilities`` is a policy)."""
+
+    deterministic = True
+
+    def __init__(self, action: int, n_actions: int = 2):
+        self.n_actions, self.name, self.action = n_actions, f"always {action}", action
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        probs = np.zeros((observations.shape[0], self.n_actions), dtype=np.float32)
+        probs[:, self.action] = 1.0
+        return probs
+
+
+class RecordingPolicy(ConstantPolicy):
+    """Remembers every batch of observations it was asked about."""
+
+    def __init__(self, action: int = 0, n_actions: int = 2):
+        super().__init__(action, n_actions)
+        self.batches: list[np.ndarray] = []
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        self.batches.append(np.array(observations, copy=True))
+        return super().probabilities(observations)
+
+
+def test_same_seed_same_scores_for_random_play():
+    config = EvaluationConfig(games=30, seed=4)
+    a = evaluate(RandomPolicy(2), config)
+    b = evaluate(RandomPolicy(2), config)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.choice_counts, b.choice_counts)
+    c = evaluate(RandomPolicy(2), replace(config, seed=5))
+    assert not np.array_equal(a.scores, c.scores)
+
+
+def test_same_seed_same_scores_for_a_network(trained_tiny_model):
+    config = EvaluationConfig(games=8, seed=0)
+    a = evaluate(ModelPolicy(trained_tiny_model), config)
+    b = evaluate(ModelPolicy(trained_tiny_model), config)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert a.scores.shape == (8,) and a.scores.dtype == np.float32
+
+
+@pytest.mark.parametrize("policy", [RandomPolicy(2), ConstantPolicy(1)], ids=["random", "constant"])
+def test_a_games_start_does_not_depend_on_how_many_games_are_played(policy):
+    """Game i of a seed is the same game in a 5-game and a 40-game evaluation."""
+    few = evaluate(policy, EvaluationConfig(games=5, seed=9, keep_observations=True))
+    many = evaluate(policy, EvaluationConfig(games=40, seed=9, keep_observations=True))
+    np.testing.assert_array_equal(many.scores[:5], few.scores)
+    np.testing.assert_array_equal(many.lengths[:5], few.lengths)
+    for game in range(5):
+        np.testing.assert_array_equal(
+            many.observations[many.observation_games == game], few.observations[few.observation_games == game]
+        )
+
+
+def test_game_seeds_are_a_prefix():
+    np.testing.assert_array_equal(
+        EvaluationConfig(games=100, seed=3).game_seeds()[:7], EvaluationConfig(games=7, seed=3).game_seeds()
+    )
+
+
+def test_random_play_scores_about_22_on_cartpole():
+    result = evaluate(RandomPolicy(2), EvaluationConfig(games=200, seed=0))
+    assert 15 <= result.mean <= 30
+    assert result.min >= 8 and result.max < 200
+    assert result.min <= result.median <= result.max
+    np.testing.assert_allclose(result.choice_ratios, [0.5, 0.5], atol=0.03)
+    assert result.scores[result.best_game] == result.max and result.scores[result.worst_game] == result.min
+
+
+def test_choice_counts_sum_to_the_steps_played():
+    result = evaluate(RandomPolicy(2), EvaluationConfig(games=25, seed=1, keep_observations=True))
+    assert result.choice_counts.sum() == result.lengths.sum() == result.steps_played
+    np.testing.assert_array_equal(result.lengths, result.scores)  # CartPole: 1 point per step
+    np.testing.assert_array_equal(np.bincount(result.actions, minlength=2), result.choice_counts)
+    assert result.observations.shape == (result.steps_played, 4)
+    np.testing.assert_array_equal(np.bincount(result.observation_games, minlength=25), result.lengths)
+    assert result.choice_ratios.sum() == pytest.approx(1.0)
+
+
+def test_a_deterministic_policy_takes_its_own_action_every_step():
+    result = evaluate(ConstantPolicy(0), EvaluationConfig(games=6, seed=0))
+    assert result.choice_counts[1] == 0 and result.choice_counts[0] == result.steps_played
+    assert result.max <= 12  # always pushing left, the pole falls within a few steps
+    assert result.policy_name == "always 0"
+
+
+def test_epsilon_replaces_some_actions_with_random_ones():
+    result = evaluate(ConstantPolicy(0), EvaluationConfig(games=20, seed=0, epsilon=0.5))
+    share = result.choice_ratios[1]
+    assert 0.15 <= share <= 0.35  # half the steps are random, half of those push right
+
+
+def test_first_action_is_chosen_from_the_reset_observation():
+    """The notebook's first move was random; here the policy sees the reset observation first."""
+    policy = RecordingPolicy()
+    result = evaluate(policy, EvaluationConfig(games=12, seed=2, keep_observations=True))
+    assert np.abs(policy.batches[0]).max() <= 0.05 and policy.batches[0].shape == (12, 4)
+    assert sum(batch.shape[0] for batch in policy.batches) == result.steps_played  # one choice per step
+    first_rows = [np.flatnonzero(result.observation_games == game)[0] for game in range(12)]
+    assert np.abs(result.observations[first_rows]).max() <= 0.05
+
+
+def test_more_games_than_parallel_slots_reuse_envs(monkeypatch):
+    """A finished game's env starts the next game from that game's own seed."""
+    import cartpole_core.evaluate as evaluate_module
+
+    config = EvaluationConfig(games=9, seed=6)
+    wide = evaluate(RandomPolicy(2), config)
+    monkeypatch.setattr(evaluate_module, "MAX_PARALLEL_GAMES", 2)
+    narrow = evaluate(RandomPolicy(2), config)
+    np.testing.assert_array_equal(wide.scores, narrow.scores)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "n_actions", "goal_steps"), [("CartPole-v1", 2, 15), ("Acrobot-v1", 3, 15), ("MountainCar-v0", 3, 40)]
+)
+def test_goal_steps_cut_games_in_each_env(env_id, n_actions, goal_steps):
+    result = evaluate(RandomPolicy(n_actions), EvaluationConfig(env_id=env_id, games=4, goal_steps=goal_steps))
+    assert result.lengths.max() <= goal_steps
+    assert result.choice_counts.shape == (n_actions,)
+    if env_id != "CartPole-v1":  # -1 per step, and random play never reaches the goal this soon
+        np.testing.assert_array_equal(result.scores, -goal_steps)
+
+
+@pytest.mark.parametrize(("env_id", "n_actions"), [("CartPole-v1", 3), ("Acrobot-v1", 2)])
+def test_policy_with_the_wrong_number_of_actions_is_a_user_error(env_id, n_actions):
+    with pytest.raises(UserError) as excinfo:
+        evaluate(RandomPolicy(n_actions), EvaluationConfig(env_id=env_id, games=2))
+    assert env_id in str(excinfo.value) and f"among {n_actions} actions" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [
+        (EvaluationConfig(games=0), "games"),
+        (EvaluationConfig(goal_steps=0), "goal_steps"),
+        (EvaluationConfig(epsilon=1.5), "epsilon"),
+        (EvaluationConfig(seed=-1), "seed"),
+        (EvaluationConfig(env_id="Pendulum-v1"), "Pendulum-v1"),
+    ],
+)
+def test_settings_out_of_range_are_user_errors(config, name):
+    with pytest.raises(UserError, match=name):
+        evaluate(RandomPolicy(2), config)
+
+
+def test_progress_reports_reach_one():
+    reports = []
+    evaluate(RandomPolicy(2), EvaluationConfig(games=100, seed=0), reports.append)
+    assert reports and reports[-1].fraction == 1.0
+    assert [p.fraction for p in reports] == sorted(p.fraction for p in reports)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_record_episode_returns_the_games_frames(stride):
+    config = EvaluationConfig(games=5, seed=0)
+    episode = record_episode(RandomPolicy(2), config, game=3, frame_stride=stride)
+    assert episode.game == 3 and episode.frame_stride == stride
+    assert len(episode.frames) == episode.length // stride + 1  # the reset frame, then every stride-th step
+    assert all(frame.shape == (400, 600, 3) and frame.dtype == np.uint8 for frame in episode.frames)
+    assert not np.array_equal(episode.frames[0], episode.frames[-1])  # the pole moved
+    # It is the same game as in the evaluation (same start, same random stream).
+    result = evaluate(RandomPolicy(2), config)
+    assert episode.score == result.scores[3] and episode.length == result.lengths[3]
+
+
+def test_record_episode_of_a_game_that_does_not_exist():
+    with pytest.raises(UserError, match="no game 5"):
+        record_episode(RandomPolicy(2), EvaluationConfig(games=5), game=5)
+    with pytest.raises(UserError, match="frame_stride"):
+        record_episode(RandomPolicy(2), EvaluationConfig(games=5), game=0, frame_stride=0)
