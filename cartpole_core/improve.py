@@ -1,0 +1,294 @@
+"""Generations: keep the network's own best games and retrain, until the game is mastered.
+
+The notebook stops at a network imitating lucky random play. Here the same idea repeats:
+each generation the current network plays a batch of games, drawing its actions from its
+own probabilities (a little exploration), the best of those games become the new training
+data, and the network is fine-tuned on them. Each generation is then measured fairly: the
+most probable action, on the same fixed evaluation games every generation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import keras
+import numpy as np
+
+from cartpole_core import __version__
+from cartpole_core.dataset import Dataset, concat_datasets
+from cartpole_core.envs import DEFAULT_ENV_ID, env_info
+from cartpole_core.errors import UserError, check_range
+from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
+from cartpole_core.generate import GenerationConfig, generate
+from cartpole_core.model import ModelConfig, build_model
+from cartpole_core.policies import ModelPolicy
+from cartpole_core.progress import Progress, ProgressCallback, report
+from cartpole_core.training import TrainingConfig, TrainingResult, train
+
+DATA_MODES = ("replace", "add")
+#: Offsets that keep the play, evaluation and confirmation games of one seed apart.
+_EVAL_SEED_OFFSET, _CONFIRM_SEED_OFFSET = 1_000_003, 2_000_003
+
+
+@dataclass(frozen=True)
+class ImproveConfig:
+    """Settings of a generations run."""
+
+    env_id: str = DEFAULT_ENV_ID
+    """Gymnasium environment id."""
+    goal_steps: int = 500
+    """Most steps a game may last."""
+    max_generations: int = 20
+    """Generations to run at most."""
+    games_per_generation: int = 200
+    """Games the network plays each generation to find its best ones."""
+    keep_top: float = 0.2
+    """Share of each generation's games kept as training data (the best ones)."""
+    min_score: float | None = None
+    """If set, keep only games scoring at least this (on top of ``keep_top``)."""
+    data: str = "replace"
+    """``replace``: train on this generation's best games only; ``add``: on all kept so far."""
+    epochs: int = 2
+    """Fine-tuning epochs per generation."""
+    batch_size: int = 64
+    """Rows per gradient step."""
+    sample_actions: bool = True
+    """While collecting games, draw actions from the network's probabilities."""
+    epsilon: float = 0.0
+    """While collecting games, share of steps taking a random action instead."""
+    eval_games: int = 100
+    """Games each generation is measured on (most probable action, fixed seeds)."""
+    target_mean: float | None = 500.0
+    """Stop once the evaluation mean reaches this (None: run every generation)."""
+    confirm_games: int = 1000
+    """Fresh games the final model plays to confirm its level (0 to skip)."""
+    max_seconds: float = 600.0
+    """Stop starting new generations after this long."""
+    seed: int = 0
+    """Seed of everything: the first random games, the network, the games played."""
+
+    def validate(self) -> ImproveConfig:
+        env_info(self.env_id)
+        check_range("max_generations", self.max_generations, 0, 1000)
+        check_range("games_per_generation", self.games_per_generation, 1, 100_000)
+        check_range("keep_top", self.keep_top, 0.001, 1.0)
+        check_range("epochs", self.epochs, 1, 100)
+        check_range("batch_size", self.batch_size, 1, 65536)
+        check_range("epsilon", self.epsilon, 0.0, 1.0)
+        check_range("eval_games", self.eval_games, 1, 100_000)
+        check_range("confirm_games", self.confirm_games, 0, 100_000)
+        check_range("max_seconds", self.max_seconds, 1.0, 86_400.0)
+        check_range("seed", self.seed, 0, 2**31 - 1)
+        if self.data not in DATA_MODES:
+            raise UserError(f"data must be 'replace' or 'add', got {self.data!r}.")
+        return self
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """What one generation did and how well its network played."""
+
+    generation: int
+    """0 is the notebook's network trained on random games; 1, 2, ... are improvements."""
+    mean: float
+    median: float
+    min: float
+    max: float
+    samples: int
+    """Training rows this generation's network was trained on."""
+    kept_games: int
+    accuracy: float | None
+    """Final training accuracy of this generation's fit."""
+    seconds: float
+    """Wall time of this generation."""
+    elapsed: float
+    """Seconds since the run started, at the end of this generation."""
+    kept_counts: dict[float, int] = field(default_factory=dict)
+    """Kept games per score (the Counter of this generation's data)."""
+    play_mean: float = 0.0
+    """Mean score of the games played (with exploration) to find the best ones."""
+
+
+@dataclass(frozen=True)
+class ImproveResult:
+    config: ImproveConfig
+    generations: list[GenerationRecord]
+    model: keras.Model
+    """The best network found (highest evaluation mean; the later one on a tie)."""
+    best_generation: int
+    best_mean: float
+    confirmation: EvaluationResult | None
+    """The best network on ``confirm_games`` fresh games (None when skipped)."""
+    seconds: float
+    stopped_early: bool = False
+    """True when the progress callback asked to stop."""
+
+    @property
+    def confirm_mean(self) -> float | None:
+        return None if self.confirmation is None else self.confirmation.mean
+
+
+def games_dataset(result: EvaluationResult, keep: np.ndarray, metadata: dict) -> Dataset:
+    """The rows of games ``keep`` (indices) of an evaluation run with ``keep_observations``."""
+    assert result.observations is not None and result.actions is not None and result.observation_games is not None
+    keep = np.asarray(keep, dtype=np.int64)
+    new_id = np.full(result.config.games, -1, dtype=np.int64)
+    new_id[keep] = np.arange(keep.size)
+    rows = np.flatnonzero(new_id[result.observation_games] >= 0)
+    rows = rows[np.argsort(result.observation_games[rows], kind="stable")]  # group by game, keep step order
+    return Dataset(
+        observations=result.observations[rows],
+        actions=result.actions[rows],
+        game_ids=new_id[result.observation_games[rows]],
+        game_scores=result.scores[keep].astype(np.float32),
+        metadata=metadata,
+    )
+
+
+def select_best(scores: np.ndarray, keep_top: float, min_score: float | None) -> np.ndarray:
+    """Indices of the best ``keep_top`` share of games (at least one), optionally only
+    those scoring ``min_score`` or more; best first."""
+    order = np.argsort(-scores, kind="stable")
+    n = max(1, int(round(keep_top * scores.size)))
+    best = order[:n]
+    if min_score is not None:
+        best = best[scores[best] >= min_score]
+    return best
+
+
+def improve(
+    config: ImproveConfig = ImproveConfig(),
+    model: keras.Model | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImproveResult:
+    """Run generations from ``model`` (or, if None, from the notebook's first network
+    trained on 10,000 random games, which counts as generation 0).
+
+    ``progress`` is called often; its metrics carry ``generation`` and, after each
+    generation, that generation's evaluation ``mean``. Returning True stops after the
+    current step and keeps the best network so far.
+    """
+    config.validate()
+    info = env_info(config.env_id)
+    started = time.perf_counter()
+    eval_cfg = EvaluationConfig(
+        env_id=info.env_id, games=config.eval_games, goal_steps=config.goal_steps, seed=config.seed + _EVAL_SEED_OFFSET
+    )
+    meta = {"env_id": info.env_id, "obs_dim": info.obs_dim, "n_actions": info.n_actions, "library_version": __version__}
+    records: list[GenerationRecord] = []
+    stop = [False]
+    span = config.max_generations + 1
+
+    def sub(generation: int, what: str) -> ProgressCallback:
+        def forward(p: Progress) -> bool:
+            asked = report(
+                progress,
+                (generation + p.fraction) / span,
+                f"generation {generation}: {what} ({p.message})",
+                generation=generation,
+                **p.metrics,
+            )
+            stop[0] = stop[0] or asked
+            return asked
+
+        return forward
+
+    def measure(generation: int, data: Dataset, fit: TrainingResult | None, began: float, **extra: float) -> float:
+        ev = evaluate(ModelPolicy(model_ref[0]), eval_cfg, sub(generation, "evaluating"))
+        records.append(
+            GenerationRecord(
+                generation=generation,
+                mean=ev.mean,
+                median=ev.median,
+                min=ev.min,
+                max=ev.max,
+                samples=len(data),
+                kept_games=data.n_games,
+                accuracy=None if fit is None else fit.final_accuracy,
+                seconds=time.perf_counter() - began,
+                elapsed=time.perf_counter() - started,
+                kept_counts={
+                    float(k): int(v) for k, v in zip(*np.unique(data.game_scores, return_counts=True), strict=True)
+                },
+                play_mean=float(extra.get("play_mean", 0.0)),
+            )
+        )
+        report(
+            progress,
+            (generation + 1) / span,
+            f"generation {generation}: mean {ev.mean:.1f}",
+            generation=generation,
+            mean=ev.mean,
+        )
+        return ev.mean
+
+    # Generation 0: the notebook's network, or the one we were given.
+    began = time.perf_counter()
+    model_ref: list[keras.Model] = []
+    if model is None:
+        gen = generate(GenerationConfig(env_id=info.env_id, goal_steps=config.goal_steps, seed=config.seed))
+        data = gen.require_accepted()
+        model = build_model(info.obs_dim, info.n_actions, ModelConfig(), seed=config.seed)
+        model_ref.append(model)
+        fit: TrainingResult | None = train(
+            model, data, TrainingConfig(seed=config.seed, batch_size=config.batch_size), sub(0, "training")
+        )
+    else:
+        model_ref.append(model)
+        data, fit = Dataset(np.zeros((0, info.obs_dim), np.float32), np.zeros(0, np.int64),
+                            np.zeros(0, np.int64), np.zeros(0, np.float32), meta), None  # fmt: skip
+    best_mean = measure(0, data, fit, began)
+    best_weights, best_generation = model.get_weights(), 0
+
+    collected: list[Dataset] = []
+    for generation in range(1, config.max_generations + 1):
+        reached = config.target_mean is not None and best_mean >= config.target_mean
+        if reached or stop[0] or time.perf_counter() - started > config.max_seconds:
+            break
+        began = time.perf_counter()
+        play_cfg = replace(
+            eval_cfg,
+            games=config.games_per_generation,
+            seed=config.seed * 7919 + generation,
+            sample_actions=config.sample_actions,
+            epsilon=config.epsilon,
+            keep_observations=True,
+        )
+        played = evaluate(ModelPolicy(model), play_cfg, sub(generation, "playing"))
+        best = select_best(played.scores, config.keep_top, config.min_score)
+        if best.size == 0:
+            raise UserError(
+                f"No game of generation {generation} scored at least {config.min_score:g} "
+                f"(best {played.max:g}): lower min_score."
+            )
+        kept = games_dataset(played, best, dict(meta, source=f"generation {generation}"))
+        collected.append(kept)
+        data = kept if config.data == "replace" else concat_datasets(collected, dict(meta, source="generations"))
+        fit = train(
+            model,
+            data,
+            TrainingConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed + generation),
+            sub(generation, "training"),
+        )
+        mean = measure(generation, data, fit, began, play_mean=played.mean)
+        if mean >= best_mean:
+            best_mean, best_weights, best_generation = mean, model.get_weights(), generation
+        if stop[0]:
+            break
+
+    model.set_weights(best_weights)
+    confirmation = None
+    if config.confirm_games and not stop[0]:
+        confirm_cfg = replace(eval_cfg, games=config.confirm_games, seed=config.seed + _CONFIRM_SEED_OFFSET)
+        confirmation = evaluate(ModelPolicy(model), confirm_cfg, sub(len(records), "confirming on fresh games"))
+    return ImproveResult(
+        config=config,
+        generations=records,
+        model=model,
+        best_generation=best_generation,
+        best_mean=best_mean,
+        confirmation=confirmation,
+        seconds=time.perf_counter() - started,
+        stopped_early=stop[0],
+    )
