@@ -1,4 +1,4 @@
-"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run).
+"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run, improve).
 
 Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout.
 Progress goes to stderr. A user's mistake prints one line on stderr and exits 2.
@@ -245,6 +245,75 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _emit(args, data, "\n".join(text))
 
 
+def cmd_improve(args: argparse.Namespace) -> None:
+    from cartpole_core.envs import env_info
+
+    env_info(args.env)
+    _import_tensorflow()
+    from cartpole_core.improve import ImproveConfig, improve
+    from cartpole_core.storage import load_model, save_model
+
+    config = ImproveConfig(
+        env_id=args.env,
+        max_generations=args.generations,
+        games_per_generation=args.games,
+        keep_top=args.keep_top,
+        data=args.data_mode,
+        epochs=args.epochs,
+        sample_actions=not args.argmax,
+        epsilon=args.epsilon,
+        eval_games=args.eval_games,
+        target_mean=args.target,
+        confirm_games=args.confirm_games,
+        max_seconds=args.max_seconds,
+        seed=args.seed,
+    ).validate()
+    if args.out and Path(args.out).suffix != ".keras":
+        raise UserError(f"Models are saved as .keras files: use --out {Path(args.out).with_suffix('.keras')}.")
+    start_model = load_model(args.model) if args.model else None
+    result = improve(config, start_model, _bar(args.quiet))
+    if args.out:
+        save_model(result.model, args.out)
+    generations = [
+        {
+            "generation": g.generation,
+            "mean": g.mean,
+            "median": g.median,
+            "min": g.min,
+            "max": g.max,
+            "samples": g.samples,
+            "kept_games": g.kept_games,
+            "accuracy": g.accuracy,
+            "play_mean": g.play_mean,
+            "seconds": g.seconds,
+            "elapsed": g.elapsed,
+        }
+        for g in result.generations
+    ]
+    data = {
+        "env_id": config.env_id,
+        "seed": config.seed,
+        "generations": generations,
+        "best_generation": result.best_generation,
+        "best_mean": result.best_mean,
+        "confirm_games": config.confirm_games,
+        "confirm_mean": result.confirm_mean,
+        "seconds": result.seconds,
+    }
+    lines = [
+        f"generation {g['generation']}: mean {g['mean']:.1f} (median {g['median']:g}, min {g['min']:g}, "
+        f"max {g['max']:g}), {g['samples']} rows, {g['elapsed']:.1f} s"
+        for g in generations
+    ]
+    lines.append(
+        f"Best: generation {result.best_generation}, mean {result.best_mean:.1f} over {config.eval_games} games"
+    )
+    if result.confirm_mean is not None:
+        lines.append(f"Confirmation: mean {result.confirm_mean:.2f} over {config.confirm_games} fresh games")
+    lines.append(f"{result.seconds:.1f} s" + (f"; saved {args.out}" if args.out else ""))
+    _emit(args, data, "\n".join(lines))
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from cartpole_core.pipeline import NotebookConfig, run_notebook
 
@@ -350,6 +419,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-games", type=int, default=10, help="games the network plays (default 10)")
     _common(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("improve", help="generations: keep the network's own best games and retrain")
+    p.add_argument("--model", help="start from this .keras model (default: the notebook's first network)")
+    p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
+    p.add_argument("--generations", type=int, default=20, help="most generations (default 20)")
+    p.add_argument("--games", type=int, default=200, help="games played per generation (default 200)")
+    p.add_argument("--keep-top", type=float, default=0.2, help="share of games kept (default 0.2)")
+    p.add_argument(
+        "--data-mode", choices=("replace", "add"), default="replace", help="replace or add data (default replace)"
+    )
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per generation (default 2)")
+    p.add_argument("--argmax", action="store_true", help="collect games with argmax instead of sampling")
+    p.add_argument("--epsilon", type=float, default=0.0, help="share of random actions while collecting (default 0)")
+    p.add_argument("--eval-games", type=int, default=100, help="evaluation games per generation (default 100)")
+    p.add_argument("--target", type=float, default=500.0, help="stop at this evaluation mean (default 500)")
+    p.add_argument("--confirm-games", type=int, default=1000, help="fresh games to confirm the result (default 1000)")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="start no generation after this (default 600)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", help="save the best model to this .keras file")
+    _common(p)
+    p.set_defaults(func=cmd_improve)
     return parser
 
 

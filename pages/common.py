@@ -208,17 +208,26 @@ def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Char
     )
 
 
+def policy_colors(names: list[str]) -> alt.Scale:
+    """Random play always grey; the other players in the app's colours."""
+    palette = [MODEL_COLOR, ACCENT, "#edae49", "#66a182"]
+    others = iter(palette)
+    return alt.Scale(domain=names, range=[RANDOM_COLOR if n == "random" else next(others, "#333333") for n in names])
+
+
 def scores_by_game_chart(results: dict[str, np.ndarray], title: str) -> alt.Chart:
     """Every game's score for each policy, game by game, on the same games."""
-    frames = [pd.DataFrame({"game": np.arange(len(s)), "score": s, "policy": name}) for name, s in results.items()]
+    frames = [
+        pd.DataFrame({"game": np.arange(1, len(s) + 1), "score": s, "policy": name}) for name, s in results.items()
+    ]
     df = pd.concat(frames)
     return (
         alt.Chart(df, title=title)
         .mark_line(point=True)
         .encode(
-            x=alt.X("game:Q", title="game (same start for every policy)"),
+            x=alt.X("game:Q", title="game (same start for every player)", axis=alt.Axis(tickMinStep=1)),
             y=alt.Y("score:Q", title="score"),
-            color=alt.Color("policy:N", title="policy"),
+            color=alt.Color("policy:N", title="player", scale=policy_colors(list(results))),
             tooltip=["policy:N", "game:Q", "score:Q"],
         )
     )
@@ -232,12 +241,12 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
         for a in range(len(r))
     ]
     return (
-        alt.Chart(pd.DataFrame(rows), title="Choice ratios: share of steps on each action")
-        .mark_bar()
+        alt.Chart(pd.DataFrame(rows), title="Choice ratios: share of steps on each action", height=160)
+        .mark_bar(size=28)
         .encode(
             x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("policy:N", title=None),
-            color=alt.Color("action:N", title="action"),
+            color=alt.Color("action:N", title="action", scale=alt.Scale(scheme="tableau10")),
             tooltip=["policy:N", "action:N", alt.Tooltip("share:Q", format=".1%")],
         )
     )

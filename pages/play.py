@@ -11,7 +11,6 @@ from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord, save_run
 from pages.common import (
     LIMITS,
-    RANDOM_COLOR,
     choice_chart,
     lab,
     load_tensorflow,
@@ -133,8 +132,7 @@ if result is not None and baseline is not None:
         )
     st.caption(
         f"{result.steps_played:,} steps in {result.seconds:.2f} s "
-        f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once). "
-        f"Random play is shown in grey-blue ({RANDOM_COLOR})."
+        f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once)."
     )
     if st.button(
         "Save as a run",

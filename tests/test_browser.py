@@ -120,6 +120,12 @@ def set_number(page, label: str, value: int | float) -> None:
     page.wait_for_timeout(300)
 
 
+def screenshot(page, path: Path) -> None:
+    page.mouse.move(1, 1)  # no tooltip in the picture
+    page.wait_for_timeout(300)
+    page.screenshot(path=path, full_page=True)
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -129,7 +135,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     page.goto(server)
     settle(page)
     assert "CartPole Lab" in page.locator("h1").first.inner_text()
-    page.screenshot(path=shots / "home.png", full_page=True)
+    screenshot(page, shots / "home.png")
 
     open_page(page, "Random play")
     set_number(page, "Games", 50)
@@ -138,7 +144,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     gif = page.locator('img[src*=".gif"]').first
     gif.wait_for()
     assert gif.evaluate("img => img.naturalWidth") > 100, "the GIF decoded in the browser"
-    page.screenshot(path=shots / "random_play.png", full_page=True)
+    screenshot(page, shots / "random_play.png")
 
     open_page(page, "Generate data")
     set_number(page, "Games", 3000)
@@ -147,7 +153,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     no_exception(page)
     assert page.get_by_text("Acceptance rate").count() == 1
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
-    page.screenshot(path=shots / "generate.png", full_page=True)
+    screenshot(page, shots / "generate.png")
 
     open_page(page, "Train")
     page.get_by_label("Hidden layers", exact=True).fill("64,64")
@@ -156,7 +162,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     settle(page)
     no_exception(page)
     assert page.get_by_text("Per epoch").count() >= 1
-    page.screenshot(path=shots / "train.png", full_page=True)
+    screenshot(page, shots / "train.png")
 
     open_page(page, "Play & evaluate")
     set_number(page, "Games", 10)
@@ -164,7 +170,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     no_exception(page)
     assert page.locator('img[src*=".gif"]').count() == 3, "best, worst and random GIFs"
     assert page.get_by_text("network mean").count() == 1
-    page.screenshot(path=shots / "play.png", full_page=True)
+    screenshot(page, shots / "play.png")
 
 
 def test_bad_input_gets_a_clear_message_and_the_page_keeps_working(server: str, browser, tmp_path: Path) -> None:
