@@ -242,7 +242,7 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
     ]
     return (
         alt.Chart(pd.DataFrame(rows), title="Choice ratios: share of steps on each action", height=160)
-        .mark_bar(size=28)
+        .mark_bar()
         .encode(
             x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("policy:N", title=None),
