@@ -468,7 +468,8 @@ def playing(ctx: Context) -> StageResult:
         f"Ours: `evaluate(ModelPolicy(model), EvaluationConfig(games={s.play_games}, seed=rep))`, the same "
         f"trained model; average score {mean_score:.1f}"
         + (
-            f" (the reference finished {len(ref_games)} games within its frame budget, average "
+            f" (the reference finished {len(ref_games)} game{'s' if len(ref_games) != 1 else ''} within its "
+            f"frame budget, average "
             f"{np.mean(ref_games):.1f})."
             if ref_games
             else "."
