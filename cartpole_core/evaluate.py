@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_env
 from cartpole_core.errors import UserError, check_range
@@ -182,44 +183,48 @@ def _play(
             played.frames.append(np.asarray(envs[slot].render(), dtype=np.uint8))
         next_game += 1
 
-    try:
-        for slot in range(slots):
-            start(slot)
-        while finished < n:
-            live = np.flatnonzero(slot_game >= 0)
-            probs = policy.probabilities(obs[live])
-            uniforms = None
-            if sample:
-                uniforms = np.array([rngs[slot_game[s]].random() for s in live])
-            actions = choose_actions(probs, not sample, uniforms)
-            if config.epsilon > 0:
+    # One BLAS thread: the per-step batches are small, and on a busy machine (a shared
+    # server, training in another session) two BLAS threads fighting over two cores made a
+    # step up to 40x slower; alone, the second thread gains only about 25 %.
+    with threadpool_limits(limits=1, user_api="blas"):
+        try:
+            for slot in range(slots):
+                start(slot)
+            while finished < n:
+                live = np.flatnonzero(slot_game >= 0)
+                probs = policy.probabilities(obs[live])
+                uniforms = None
+                if sample:
+                    uniforms = np.array([rngs[slot_game[s]].random() for s in live])
+                actions = choose_actions(probs, not sample, uniforms)
+                if config.epsilon > 0:
+                    for j, s in enumerate(live):
+                        rng = rngs[slot_game[s]]
+                        if rng.random() < config.epsilon:
+                            actions[j] = rng.integers(info.n_actions)
+                counts += np.bincount(actions, minlength=info.n_actions)
+                if config.keep_observations:
+                    played.obs_log.append(obs[live].copy())
+                    played.action_log.append(actions.copy())
+                    played.game_log.append(games[slot_game[live]])
                 for j, s in enumerate(live):
-                    rng = rngs[slot_game[s]]
-                    if rng.random() < config.epsilon:
-                        actions[j] = rng.integers(info.n_actions)
-            counts += np.bincount(actions, minlength=info.n_actions)
-            if config.keep_observations:
-                played.obs_log.append(obs[live].copy())
-                played.action_log.append(actions.copy())
-                played.game_log.append(games[slot_game[live]])
-            for j, s in enumerate(live):
-                g = slot_game[s]
-                o, reward, terminated, truncated, _ = envs[s].step(int(actions[j]))
-                obs[s] = o
-                scores[g] += float(reward)
-                lengths[g] += 1
-                if frame_stride and lengths[g] % frame_stride == 0:
-                    played.frames.append(np.asarray(envs[s].render(), dtype=np.uint8))
-                if terminated or truncated:
-                    finished += 1
-                    slot_game[s] = -1
-                    if next_game < n:
-                        start(int(s))
-                    if finished % max(1, n // 50) == 0:
-                        report(progress, finished / n, f"{finished:,} of {n:,} games played")
-    finally:
-        for env in envs:
-            env.close()
+                    g = slot_game[s]
+                    o, reward, terminated, truncated, _ = envs[s].step(int(actions[j]))
+                    obs[s] = o
+                    scores[g] += float(reward)
+                    lengths[g] += 1
+                    if frame_stride and lengths[g] % frame_stride == 0:
+                        played.frames.append(np.asarray(envs[s].render(), dtype=np.uint8))
+                    if terminated or truncated:
+                        finished += 1
+                        slot_game[s] = -1
+                        if next_game < n:
+                            start(int(s))
+                        if finished % max(1, n // 50) == 0:
+                            report(progress, finished / n, f"{finished:,} of {n:,} games played")
+        finally:
+            for env in envs:
+                env.close()
     return played
 
 
