@@ -28,6 +28,9 @@ PAGES = {
     ],
     "Beyond the notebook": [
         st.Page("pages/ensemble.py", title="5 · Ensemble", icon=":material/how_to_vote:"),
+        st.Page("pages/generations.py", title="6 · Generations", icon=":material/trending_up:"),
+        st.Page("pages/policy_map.py", title="Policy map", icon=":material/grid_on:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
     ],
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -278,3 +278,60 @@ def record_episode(policy: Policy, config: EvaluationConfig, game: int = 0, fram
         frames=played.frames,
         frame_stride=frame_stride,
     )
+
+
+#: Two-sided 95 % Student t critical values for 1..30 degrees of freedom (then ~1.96).
+_T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One policy over several seeds of the same games as the others."""
+
+    name: str
+    seed_means: np.ndarray
+    """float64 (seeds,): mean score over each seed's games."""
+    choice_ratios: np.ndarray
+    """float64 (n_actions,): share of steps on each action, over all seeds."""
+
+    @property
+    def mean(self) -> float:
+        return float(self.seed_means.mean())
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        """95 % confidence interval of the mean over seeds (Student t; a point for one seed)."""
+        n = self.seed_means.size
+        if n < 2:
+            return self.mean, self.mean
+        t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
+        half = t * float(self.seed_means.std(ddof=1)) / np.sqrt(n)
+        return self.mean - half, self.mean + half
+
+
+def compare(
+    policies: dict[str, Policy],
+    config: EvaluationConfig,
+    seeds: list[int],
+    progress: ProgressCallback | None = None,
+) -> list[Comparison]:
+    """Play ``config.games`` games per seed with every policy — the same games for all —
+    and summarise each policy's mean score per seed."""
+    if not policies or not seeds:
+        raise UserError("Choose at least one player and one seed to compare.")
+    results = []
+    total, done = len(policies) * len(seeds), 0
+    for name, policy in policies.items():
+        means, counts = [], None
+        for seed in seeds:
+            r = evaluate(policy, replace(config, seed=int(seed)))
+            means.append(r.mean)
+            counts = r.choice_counts if counts is None else counts + r.choice_counts
+            done += 1
+            report(progress, done / total, f"{name}, seed {seed}")
+        assert counts is not None
+        results.append(Comparison(name, np.array(means), counts / max(int(counts.sum()), 1)))
+    return results

@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -35,6 +35,8 @@ _CHUNK = 128
 MAX_SYNC_ENVS = 16
 #: Most games one call may play (the dashboard sets its own, lower limit).
 MAX_GAMES = 1_000_000
+#: Observations of rejected games kept for comparison.
+REJECTED_SAMPLE = 20_000
 MAX_GOAL_STEPS = 100_000
 
 
@@ -81,6 +83,9 @@ class GenerationResult:
     """Transitions played (autoreset steps not counted)."""
     seconds: float
     """Wall time of the run."""
+    rejected_observations: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    """float32 (m, obs_dim): up to :data:`REJECTED_SAMPLE` observations of games that were
+    not kept, evenly spread (to compare what kept and rejected play saw)."""
 
     @property
     def games(self) -> int:
@@ -200,12 +205,15 @@ def generate(config: GenerationConfig, progress: ProgressCallback | None = None)
         "source": "random play",
         "library_version": __version__,
     }
+    all_obs = np.concatenate(obs_parts)
+    rejected = np.flatnonzero(~keep_game[game_of_row])
+    rejected = rejected[:: max(1, -(-rejected.size // REJECTED_SAMPLE))]  # evenly spread sample
     if n_kept:
         rows = np.flatnonzero(keep_game[game_of_row])
         rows = rows[np.argsort(game_of_row[rows], kind="stable")]  # group by game, keep step order
         new_id = np.cumsum(keep_game) - 1
         dataset = Dataset(
-            observations=np.concatenate(obs_parts)[rows],
+            observations=all_obs[rows],
             actions=np.concatenate(action_parts)[rows],
             game_ids=new_id[game_of_row[rows]],
             game_scores=scores[keep_game].astype(np.float32),
@@ -222,4 +230,5 @@ def generate(config: GenerationConfig, progress: ProgressCallback | None = None)
         accepted_counts=dict(counts.most_common()),
         env_steps=int(game_of_row.size),
         seconds=time.perf_counter() - start_time,
+        rejected_observations=all_obs[rejected],
     )

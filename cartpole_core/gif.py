@@ -74,3 +74,15 @@ def frames_to_gif(
         loop=0,
     )
     return buffer.getvalue()
+
+
+def label_frames(frames: list[np.ndarray], text: str) -> list[np.ndarray]:
+    """Copies of ``frames`` with ``text`` written in their top-left corner (dark on light)."""
+    from PIL import ImageDraw
+
+    labelled = []
+    for frame in frames:
+        image = Image.fromarray(np.asarray(frame, dtype=np.uint8))
+        ImageDraw.Draw(image).text((8, 6), text, fill=(20, 20, 20))
+        labelled.append(np.asarray(image))
+    return labelled

@@ -10,6 +10,7 @@ most probable action, on the same fixed evaluation games every generation.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import keras
@@ -161,9 +162,13 @@ def improve(
     config: ImproveConfig = ImproveConfig(),
     model: keras.Model | None = None,
     progress: ProgressCallback | None = None,
+    on_generation: Callable[[GenerationRecord, keras.Model], None] | None = None,
 ) -> ImproveResult:
     """Run generations from ``model`` (or, if None, from the notebook's first network
     trained on 10,000 random games, which counts as generation 0).
+
+    ``on_generation`` is called after each generation with its record and the network as
+    that generation left it (e.g. to keep a copy of its weights).
 
     ``progress`` is called often; its metrics carry ``generation`` and, after each
     generation, that generation's evaluation ``mean``. Returning True stops after the
@@ -240,6 +245,8 @@ def improve(
                             np.zeros(0, np.int64), np.zeros(0, np.float32), meta), None  # fmt: skip
     best_mean = measure(0, data, fit, began)
     best_weights, best_generation = model.get_weights(), 0
+    if on_generation is not None:
+        on_generation(records[-1], model)
 
     collected: list[Dataset] = []
     for generation in range(1, config.max_generations + 1):
@@ -274,6 +281,8 @@ def improve(
         mean = measure(generation, data, fit, began, play_mean=played.mean)
         if mean >= best_mean:
             best_mean, best_weights, best_generation = mean, model.get_weights(), generation
+        if on_generation is not None:
+            on_generation(records[-1], model)
         if stop[0]:
             break
 

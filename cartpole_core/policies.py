@@ -14,9 +14,12 @@ through one compiled ``tf.function``. Never ``model.predict`` per frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+from cartpole_core.errors import UserError, check_range
 
 if TYPE_CHECKING:
     import keras
@@ -131,3 +134,44 @@ def choose_actions(probabilities: np.ndarray, deterministic: bool, uniforms: np.
     cumulative = np.cumsum(probabilities, axis=1)
     cumulative[:, -1] = 1.0  # guard against rounding below 1
     return (uniforms[:, None] >= cumulative).sum(axis=1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ProbabilityGrid:
+    """A policy's action probabilities over a grid of two observation dimensions."""
+
+    x_dim: int
+    y_dim: int
+    xs: np.ndarray
+    """float32 (nx,): values of observation ``x_dim`` along the grid."""
+    ys: np.ndarray
+    """float32 (ny,): values of observation ``y_dim`` along the grid."""
+    probabilities: np.ndarray
+    """float32 (ny, nx, n_actions): the policy's probabilities at each grid point."""
+
+
+def probability_grid(
+    policy: Policy,
+    base: np.ndarray,
+    x_dim: int,
+    y_dim: int,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    resolution: int = 60,
+) -> ProbabilityGrid:
+    """Ask ``policy`` about every point of a ``resolution`` x ``resolution`` grid over two
+    observation dimensions; the other dimensions keep their values from ``base``
+    (float (obs_dim,)). One batched call for the whole grid."""
+    base = np.asarray(base, dtype=np.float32)
+    if x_dim == y_dim or not (0 <= x_dim < base.size and 0 <= y_dim < base.size):
+        raise UserError(f"Choose two different observation dimensions between 0 and {base.size - 1}.")
+    if not (x_range[0] < x_range[1] and y_range[0] < y_range[1]):
+        raise UserError("Each range needs its low end below its high end.")
+    check_range("resolution", resolution, 2, 400)
+    xs = np.linspace(*x_range, resolution, dtype=np.float32)
+    ys = np.linspace(*y_range, resolution, dtype=np.float32)
+    grid = np.tile(base, (resolution * resolution, 1))
+    gx, gy = np.meshgrid(xs, ys)
+    grid[:, x_dim], grid[:, y_dim] = gx.ravel(), gy.ravel()
+    probs = policy.probabilities(grid).reshape(resolution, resolution, -1)
+    return ProbabilityGrid(x_dim, y_dim, xs, ys, probs.astype(np.float32))

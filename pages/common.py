@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cartpole_core.ensemble import EnsembleEvaluation, EnsembleResult
     from cartpole_core.evaluate import EvaluationResult
     from cartpole_core.generate import GenerationResult
+    from cartpole_core.improve import ImproveResult
     from cartpole_core.pipeline import NotebookResult
     from cartpole_core.training import TrainingResult
 
@@ -35,6 +36,8 @@ LIMITS = {
     "eval_games": 1_000,
     "epochs": 50,
     "members": 10,
+    "generations": 30,
+    "games_per_generation": 1_000,
     "upload_mb": 50,
 }
 
@@ -65,6 +68,10 @@ class Lab:
     ensemble: EnsembleResult | None = None
     ensemble_eval: EnsembleEvaluation | None = None
     notebook: NotebookResult | None = None
+    improve: ImproveResult | None = None
+    improve_live: dict[str, Any] | None = None
+    """While (or after) generations run: records so far and each generation's weights."""
+    timelapse_gif: bytes | None = None
 
 
 def set_model(model: keras.Model, source: str, training: TrainingResult | None = None) -> None:

@@ -28,6 +28,7 @@ steps = [
     ("3 · Train", "pages/train.py", "imitate the kept games", state.model is not None),
     ("4 · Play & evaluate", "pages/play.py", "let the network play, beside random play", state.evaluation is not None),
     ("5 · Ensemble", "pages/ensemble.py", "several weak networks vote", state.ensemble is not None),
+    ("6 · Generations", "pages/generations.py", "retrain on its own best games", state.improve is not None),
 ]
 st.subheader("Your pipeline")
 cols = st.columns(len(steps))

@@ -1,0 +1,175 @@
+"""Compare: several players on the same games over several seeds, with confidence
+intervals; and what the kept and the rejected games looked like."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.envs import env_info
+from cartpole_core.evaluate import EvaluationConfig, compare
+from cartpole_core.policies import Policy, RandomPolicy
+from pages.common import ACCENT, LIMITS, MODEL_COLOR, choice_chart, lab, load_tensorflow, progress_bar, show_error
+
+state = lab()
+st.title("Compare")
+st.markdown(
+    "One seed can flatter a player: results vary a lot from seed to seed. Here every player meets "
+    "**the same games on several seeds**, and each bar shows the mean over seeds with its 95 % "
+    "confidence interval."
+)
+
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+info = env_info(env_id)
+live = state.improve_live or {}
+snapshots: dict[int, Any] = live.get("snapshots", {})
+available = ["random"]
+if state.model is not None:
+    available.append("current model")
+if state.ensemble is not None:
+    available.append("ensemble")
+available += [f"generation {g}" for g in sorted(snapshots)]
+
+c = st.columns(3)
+chosen = c[0].multiselect(
+    "Players",
+    available,
+    default=available[: min(len(available), 3)],
+    key="cmp_players",
+    help="Who plays. Generations appear after a run on the Generations page.",
+)
+n_seeds = c[1].number_input("Seeds", 2, 20, 5, key="cmp_seeds", help="Each seed is a different set of games.")
+games = c[2].number_input(
+    "Games per seed",
+    1,
+    LIMITS["eval_games"] // 5,
+    20,
+    key="cmp_games",
+    help="Games each player plays on each seed.",
+)
+
+
+def make_policy(name: str) -> Policy:
+    if name == "random":
+        return RandomPolicy(info.n_actions)
+    load_tensorflow()
+    from cartpole_core.policies import ModelPolicy
+
+    if name == "current model":
+        return ModelPolicy(state.model, name=name)
+    if name == "ensemble":
+        assert state.ensemble is not None
+        return state.ensemble.policy()
+    import keras
+
+    generation = int(name.split()[-1])
+    clone = keras.models.clone_model(live["model"])
+    clone.set_weights(snapshots[generation])
+    return ModelPolicy(clone, name=name)
+
+
+if st.button(
+    "Compare",
+    icon=":material/balance:",
+    type="primary",
+    key="cmp_run",
+    help="Every chosen player plays the same games on every seed.",
+):
+    update, bar = progress_bar("Playing")
+    try:
+        policies = {name: make_policy(name) for name in chosen}
+        results = compare(
+            policies, EvaluationConfig(env_id=env_id, games=int(games)), list(range(int(n_seeds))), update
+        )
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        show_error(exc)
+    else:
+        st.session_state["cmp_results"] = results
+    finally:
+        bar.empty()
+
+results = st.session_state.get("cmp_results")
+if results:
+    rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
+    df = pd.DataFrame(rows)
+    base = alt.Chart(df, title="Mean score over seeds, with 95 % confidence intervals")
+    bars = base.mark_bar(color=MODEL_COLOR, opacity=0.8).encode(
+        x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("mean:Q", title="mean score"),
+        tooltip=[
+            "player:N",
+            alt.Tooltip("mean:Q", format=".1f"),
+            alt.Tooltip("low:Q", format=".1f"),
+            alt.Tooltip("high:Q", format=".1f"),
+        ],  # fmt: skip
+    )
+    errors = base.mark_errorbar(color=ACCENT, thickness=2, ticks=True).encode(
+        x=alt.X("player:N", sort=None), y=alt.Y("low:Q", title="mean score"), y2="high:Q"
+    )
+    c1, c2 = st.columns([3, 2])
+    c1.altair_chart(bars + errors, width="stretch")
+    c2.altair_chart(choice_chart({r.name: r.choice_ratios for r in results}, info.action_names), width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "player": r.name,
+                    "mean": round(r.mean, 1),
+                    "95 % CI": f"{r.ci95[0]:.1f} – {r.ci95[1]:.1f}",
+                    "per seed": ", ".join(f"{m:.1f}" for m in r.seed_means),
+                }
+                for r in results
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+
+st.subheader("Dataset inspector")
+gen = state.generation
+dataset = state.dataset
+if dataset is None:
+    st.info("Generate a dataset to see its label balance and what kept and rejected games looked like.")
+else:
+    ds_info = env_info(dataset.env_id)
+    counts = dataset.action_counts()
+    balance = pd.DataFrame(
+        {"action": list(ds_info.action_names), "rows": counts, "share": counts / max(len(dataset), 1)}
+    )
+    c1, c2 = st.columns([1, 3])
+    c1.altair_chart(
+        alt.Chart(balance, title="Label balance of the kept rows")
+        .mark_bar(color=MODEL_COLOR)
+        .encode(
+            x=alt.X("action:N", title=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("share:Q", title="share of rows", axis=alt.Axis(format="%")),
+            tooltip=["action:N", "rows:Q", alt.Tooltip("share:Q", format=".1%")],
+        ),
+        width="stretch",
+    )
+    kept = pd.DataFrame(dataset.observations, columns=list(ds_info.obs_names)).assign(games="kept")
+    frames = [kept.sample(min(len(kept), 20_000), random_state=0)]
+    if gen is not None and gen.dataset is dataset and gen.rejected_observations.size:
+        frames.append(pd.DataFrame(gen.rejected_observations, columns=list(ds_info.obs_names)).assign(games="rejected"))
+    long = pd.concat(frames).melt(id_vars="games", var_name="observation", value_name="value")
+    c2.altair_chart(
+        alt.Chart(long, title="What the player saw: kept vs rejected games")
+        .transform_bin("bin", "value", bin=alt.Bin(maxbins=40))
+        .transform_aggregate(rows="count()", groupby=["observation", "games", "bin"])
+        .transform_joinaggregate(total="sum(rows)", groupby=["observation", "games"])
+        .transform_calculate(share="datum.rows / datum.total")
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("bin:Q", title=None),
+            y=alt.Y("share:Q", title="share of steps", axis=alt.Axis(format="%")),
+            color=alt.Color("games:N", scale=alt.Scale(domain=["kept", "rejected"], range=[MODEL_COLOR, "#8d99ae"])),
+        )
+        .properties(width=220, height=140)
+        .facet(facet=alt.Facet("observation:N", title=None), columns=2)
+        .resolve_scale(x="independent", y="independent"),
+    )
+    if len(frames) == 1:
+        st.caption("Rejected games are shown for datasets generated in this session.")

@@ -1,0 +1,273 @@
+"""Generations: the network keeps its own best games and retrains, until it masters the game."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.errors import UserError
+from cartpole_core.evaluate import EvaluationConfig, record_episode
+from cartpole_core.gif import frames_to_gif, label_frames
+from cartpole_core.progress import Progress
+from pages.common import ACCENT, LIMITS, MODEL_COLOR, lab, load_tensorflow, set_model, show_error
+
+state = lab()
+st.title("Generations")
+st.markdown(
+    "The notebook stops at a network that imitates lucky random play (about 60 % accurate). "
+    "Repeat its own idea: let the network play, **keep its best games, and retrain on them**. "
+    "Each generation is measured on the same fixed games (most probable action), and the best "
+    "network is kept — for CartPole-v1 this usually reaches the perfect 500 within a few generations."
+)
+
+
+def records_frame(records: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "generation": r.generation,
+                "mean": r.mean,
+                "median": r.median,
+                "min": r.min,
+                "max": r.max,
+                "rows": r.samples,
+                "accuracy": r.accuracy,
+                "seconds": r.seconds,
+                "elapsed": r.elapsed,
+            }
+            for r in records
+        ]
+    )
+
+
+def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
+    """Mean score per generation, with the min-max range as a band and the target as a rule."""
+    base = alt.Chart(df, title="Evaluation score per generation (same games every generation)")
+    band = base.mark_area(opacity=0.2, color=MODEL_COLOR).encode(
+        x=alt.X("generation:Q", title="generation", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("min:Q", title="score"),
+        y2="max:Q",
+    )
+    line = base.mark_line(point=True, color=MODEL_COLOR).encode(
+        x="generation:Q",
+        y="mean:Q",
+        tooltip=["generation:Q", alt.Tooltip("mean:Q", format=".1f"), "median:Q", "min:Q", "max:Q", "rows:Q"],
+    )
+    layers = [band, line]
+    if target is not None:
+        rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT, strokeDash=[4, 4])
+        layers.append(rule.encode(y="target:Q"))
+    return alt.layer(*layers)
+
+
+def finish_stopped_run() -> None:
+    """A Stop click interrupts the run between two steps: keep the best network so far."""
+    live = state.improve_live
+    if live is None or live.get("done") or not live["snapshots"]:
+        return
+    best = max(live["records"], key=lambda r: (r.mean, r.generation))
+    live["model"].set_weights(live["snapshots"][best.generation])
+    set_model(live["model"], f"generation {best.generation} (stopped), mean {best.mean:.1f}")
+    live["done"] = True
+    st.info(f"Stopped. Kept the best network so far: generation {best.generation}, mean {best.mean:.1f}.")
+
+
+finish_stopped_run()
+
+start_choices = ["the notebook's first network (trained first)"]
+if state.model is not None:
+    start_choices.insert(0, f"the current model ({state.model_source})")
+with st.form("improve_form"):
+    start_from = st.radio(
+        "Start from",
+        start_choices,
+        key="imp_start",
+        help="Generation 0 is this network. The notebook's first network is trained on 10,000 random games first.",
+    )
+    c = st.columns(4)
+    generations = c[0].number_input(
+        "Most generations",
+        1,
+        LIMITS["generations"],
+        10,
+        key="imp_generations",
+        help=f"Stop after this many generations at most (at most {LIMITS['generations']} here).",
+    )
+    games = c[1].number_input(
+        "Games per generation",
+        10,
+        LIMITS["games_per_generation"],
+        200,
+        step=50,
+        key="imp_games",
+        help="Games the network plays each generation to find its best ones.",
+    )
+    keep_top = c[2].slider(
+        "Keep the best (%)", 1, 100, 20, key="imp_keep", help="Share of those games that becomes the training data."
+    )
+    epochs = c[3].number_input(
+        "Epochs per generation", 1, 20, 2, key="imp_epochs", help="Fine-tuning passes over the kept games."
+    )
+    c = st.columns(4)
+    data_mode = c[0].selectbox(
+        "Training data",
+        ["replace", "add"],
+        key="imp_data",
+        help="replace: learn from this generation's best games only; add: from all kept so far.",
+    )
+    explore = c[1].selectbox(
+        "Exploration",
+        ["sample from its probabilities", "most probable action"],
+        key="imp_explore",
+        help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
+    )
+    epsilon = c[2].slider(
+        "Random actions (%)",
+        0,
+        50,
+        0,
+        key="imp_epsilon",
+        help="Share of steps on which a random action is taken instead.",
+    )
+    eval_games = c[3].number_input(
+        "Evaluation games", 10, 500, 100, key="imp_eval", help="Fixed games each generation is measured on."
+    )
+    c = st.columns(4)
+    target = c[0].number_input(
+        "Stop at mean score", value=500.0, key="imp_target", help="Stop once the evaluation mean reaches this."
+    )
+    confirm = c[1].number_input(
+        "Confirmation games",
+        0,
+        LIMITS["eval_games"],
+        200,
+        key="imp_confirm",
+        help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
+    )
+    seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="imp_seed", help="Same seed, same generations.")
+    submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
+
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+if submitted:
+    load_tensorflow()
+    from cartpole_core.improve import ImproveConfig, improve
+
+    try:
+        config = ImproveConfig(
+            env_id=env_id,
+            max_generations=int(generations),
+            games_per_generation=int(games),
+            keep_top=keep_top / 100,
+            data=str(data_mode),
+            epochs=int(epochs),
+            sample_actions=explore.startswith("sample"),
+            epsilon=epsilon / 100,
+            eval_games=int(eval_games),
+            target_mean=float(target),
+            confirm_games=int(confirm),
+            seed=int(seed),
+        ).validate()
+    except UserError as exc:
+        show_error(exc)
+    else:
+        start_model = state.model if start_from.startswith("the current model") else None
+        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "model": start_model}
+        state.improve_live, state.timelapse_gif = live, None
+        stop_slot = st.empty()
+        stop_slot.button(
+            "Stop", icon=":material/stop:", key="imp_stop", help="Stop now and keep the best network so far."
+        )
+        bar = st.progress(0.0, text="Starting…")
+        chart = st.empty()
+
+        def update(p: Progress) -> None:
+            bar.progress(p.fraction, text=p.message)
+
+        def on_generation(record: Any, model: Any) -> None:
+            live["model"] = model
+            live["records"].append(record)
+            live["snapshots"][record.generation] = model.get_weights()
+            chart.altair_chart(progress_chart(records_frame(live["records"]), config.target_mean), width="stretch")
+
+        try:
+            result = improve(config, start_model, update, on_generation)
+        except Exception as exc:  # shown to the user; the session keeps what it had
+            show_error(exc)
+        else:
+            live["done"] = True
+            state.improve = result
+            set_model(result.model, f"generation {result.best_generation}, mean {result.best_mean:.1f}")
+        finally:
+            stop_slot.empty()
+            bar.empty()
+            chart.empty()
+
+result = state.improve
+live = state.improve_live
+if live and live["records"]:
+    records = live["records"]
+    df = records_frame(records)
+    best = max(records, key=lambda r: (r.mean, r.generation))
+    m = st.columns(4)
+    m[0].metric("Generations", f"{len(records) - 1}")
+    m[1].metric("Best evaluation mean", f"{best.mean:.1f}", f"generation {best.generation}", delta_color="off")
+    if result is not None and result.confirm_mean is not None:
+        m[2].metric(
+            "On fresh games",
+            f"{result.confirm_mean:.1f}",
+            f"{result.config.confirm_games} games",
+            delta_color="off",
+            help="The best network on games it was never measured on.",
+        )
+    m[3].metric("Seconds", f"{records[-1].elapsed:.1f}")
+    st.altair_chart(progress_chart(df, result.config.target_mean if result else None), width="stretch")
+    kept = pd.DataFrame(
+        [
+            {"generation": r.generation, "score": score, "games": count}
+            for r in records
+            if r.generation > 0
+            for score, count in r.kept_counts.items()
+        ]
+    )
+    if not kept.empty:
+        st.altair_chart(
+            alt.Chart(kept, title="Kept games per score, each generation (the Counter, generation by generation)")
+            .mark_circle(color=MODEL_COLOR)
+            .encode(
+                x=alt.X("score:Q", title="score of a kept game"),
+                y=alt.Y("generation:O", title="generation"),
+                size=alt.Size("games:Q", title="kept games"),
+                tooltip=["generation:O", "score:Q", "games:Q"],
+            ),
+            width="stretch",
+        )
+    st.dataframe(df.round(3), hide_index=True, width="stretch")
+
+    if st.button(
+        "Make the time-lapse GIF",
+        icon=":material/movie:",
+        key="imp_timelapse",
+        help="One game played by each generation's network, one after another.",
+    ):
+        from cartpole_core.policies import ModelPolicy
+
+        with st.spinner("Filming one game per generation…"):
+            model = live["model"]
+            current = model.get_weights()
+            try:
+                frames = []
+                cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
+                for r in records:
+                    model.set_weights(live["snapshots"][r.generation])
+                    episode = record_episode(ModelPolicy(model), cfg, 0, frame_stride=5)
+                    frames += label_frames(episode.frames, f"generation {r.generation}: score {episode.score:g}")
+                state.timelapse_gif = frames_to_gif(frames, frame_stride=5)
+            except Exception as exc:
+                show_error(exc)
+            finally:
+                model.set_weights(current)
+    if state.timelapse_gif:
+        st.image(state.timelapse_gif, caption="One game per generation (every 5th step)")

@@ -1,0 +1,167 @@
+"""Policy map: what the network would do, everywhere on a slice of the observation space."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.envs import env_info
+from cartpole_core.errors import UserError
+from cartpole_core.evaluate import EvaluationConfig, evaluate
+from cartpole_core.policies import Policy, probability_grid
+from pages.common import ACCENT, lab, load_tensorflow, show_error
+
+state = lab()
+st.title("Policy map")
+st.markdown(
+    "A heatmap of the probability the network gives to one action, over two observation values "
+    "(for CartPole: the pole's angle and how fast it turns), the other values held where the "
+    "sliders put them. Overlay one game to see which states the network actually visits."
+)
+
+players: dict[str, str] = {}
+if state.model is not None:
+    players["current model"] = "model"
+if state.ensemble is not None:
+    players["ensemble"] = "ensemble"
+if not players:
+    st.warning(
+        "There is no network in this session yet: train one (or run generations) first.", icon=":material/neurology:"
+    )
+    st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
+    st.stop()
+
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+info = env_info(env_id)
+
+
+def dimension_ranges() -> list[tuple[float, float]]:
+    """Per observation value: the 1st-99th percentile of the dataset when there is one for
+    this env, else the env's bounds when finite, else -2..2."""
+    data = state.dataset.observations if state.dataset is not None and state.dataset.env_id == env_id else None
+    ranges = []
+    for i in range(info.obs_dim):
+        if data is not None and len(data):
+            lo, hi = np.percentile(data[:, i], [1, 99])
+            pad = 0.25 * (hi - lo) + 1e-3
+            ranges.append((float(lo - pad), float(hi + pad)))
+        elif (
+            np.isfinite(info.obs_low[i]) and np.isfinite(info.obs_high[i]) and info.obs_high[i] - info.obs_low[i] < 100
+        ):
+            ranges.append((info.obs_low[i], info.obs_high[i]))
+        else:
+            ranges.append((-2.0, 2.0))
+    return ranges
+
+
+ranges = dimension_ranges()
+names = list(info.obs_names)
+default_x, default_y = (2, 3) if info.obs_dim >= 4 and info.env_id.startswith("CartPole") else (0, 1)
+c = st.columns(4)
+player = c[0].selectbox("Player", list(players), key="map_player", help="Whose decisions to map.")
+x_name = c[1].selectbox("Across (x)", names, index=default_x, key="map_x", help="Observation value along the x axis.")
+y_name = c[2].selectbox(
+    "Up (y)", names, index=min(default_y, info.obs_dim - 1), key="map_y", help="Observation value along the y axis."
+)
+action_name = c[3].selectbox(
+    "Probability of",
+    list(info.action_names),
+    index=info.n_actions - 1,
+    key="map_action",
+    help="The action whose probability the colours show.",
+)
+x_dim, y_dim = names.index(x_name), names.index(y_name)
+base = np.zeros(info.obs_dim, dtype=np.float32)
+others = [i for i in range(info.obs_dim) if i not in (x_dim, y_dim)]
+if others:
+    st.caption("The other observation values, held fixed:")
+    cols = st.columns(len(others))
+    for col, i in zip(cols, others, strict=True):
+        lo, hi = ranges[i]
+        base[i] = col.slider(
+            names[i],
+            float(lo),
+            float(hi),
+            float(np.clip(0.0, lo, hi)),
+            key=f"map_fix_{i}",
+            help=f"Value of {names[i]} for every point of the map.",
+        )
+overlay = st.checkbox(
+    "Overlay the states of one evaluation game",
+    value=True,
+    key="map_overlay",
+    help="Game 1 of seed 0, played by this player.",
+)
+
+
+def current_policy() -> Policy:
+    load_tensorflow()
+    if players[player] == "ensemble":
+        assert state.ensemble is not None
+        return state.ensemble.policy()
+    from cartpole_core.policies import ModelPolicy
+
+    return ModelPolicy(state.model, name="network")
+
+
+if x_dim == y_dim:
+    st.error("Choose two different observation values for the two axes.")
+    st.stop()
+try:
+    policy = current_policy()
+    grid = probability_grid(policy, base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], resolution=60)
+except (UserError, ValueError) as exc:
+    show_error(exc)
+    st.stop()
+
+action = list(info.action_names).index(action_name)
+dx, dy = float(grid.xs[1] - grid.xs[0]), float(grid.ys[1] - grid.ys[0])
+gx, gy = np.meshgrid(grid.xs, grid.ys)
+cells = pd.DataFrame(
+    {
+        "x": gx.ravel() - dx / 2,
+        "x2": gx.ravel() + dx / 2,
+        "y": gy.ravel() - dy / 2,
+        "y2": gy.ravel() + dy / 2,
+        "p": grid.probabilities[:, :, action].ravel(),
+    }
+)
+heat = (
+    alt.Chart(cells, title=f"P({action_name}) by {x_name} and {y_name}")
+    .mark_rect()
+    .encode(
+        x=alt.X("x:Q", title=x_name, scale=alt.Scale(domain=list(ranges[x_dim]), nice=False)),
+        x2="x2:Q",
+        y=alt.Y("y:Q", title=y_name, scale=alt.Scale(domain=list(ranges[y_dim]), nice=False)),
+        y2="y2:Q",
+        color=alt.Color(
+            "p:Q", title=f"P({action_name})", scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True)
+        ),
+        tooltip=[alt.Tooltip("p:Q", format=".2f", title=f"P({action_name})")],
+    )
+)
+layers: list[alt.Chart] = [heat]
+if overlay:
+    try:
+        game = evaluate(policy, EvaluationConfig(env_id=env_id, games=1, seed=0, keep_observations=True))
+    except UserError as exc:
+        show_error(exc)
+    else:
+        assert game.observations is not None
+        path = pd.DataFrame(
+            {
+                "x": game.observations[:, x_dim],
+                "y": game.observations[:, y_dim],
+                "step": np.arange(len(game.observations)),
+            }
+        )
+        inside = path[path.x.between(*ranges[x_dim]) & path.y.between(*ranges[y_dim])]  # keep the map's scale readable
+        layers.append(
+            alt.Chart(inside)
+            .mark_line(color=ACCENT, strokeWidth=1, opacity=0.8, point=alt.OverlayMarkDef(size=8, color=ACCENT))
+            .encode(x="x:Q", y="y:Q", order="step:Q", tooltip=["step:Q"])
+        )
+        st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {game.scores[0]:g}).")
+st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
