@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Modules whose import registers stages (in addition to this one).
-STAGE_MODULES = ("bench.stages", "bench.dashboard")
+STAGE_MODULES = ("bench.stages", "bench.dashboard", "bench.generations")
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (where app.py and BENCHMARKS.md live)."""

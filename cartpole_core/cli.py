@@ -261,6 +261,7 @@ def cmd_improve(args: argparse.Namespace) -> None:
         data=args.data_mode,
         epochs=args.epochs,
         sample_actions=not args.argmax,
+        temperature=args.temperature,
         epsilon=args.epsilon,
         eval_games=args.eval_games,
         target_mean=args.target,
@@ -389,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train", help="train a network on a dataset")
-    p.add_argument("--data", required=True, help="dataset .npz made by generate")
+    p.add_argument("--data", required=True, help="dataset .npz made by generate (or a run .zip)")
     p.add_argument("--epochs", type=int, default=4, help="passes over the data (default 4)")
     p.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -403,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="let a model (or several, or random) play")
-    p.add_argument("--model", action="append", help="a .keras file, or 'random'; repeat for an ensemble")
+    p.add_argument(
+        "--model", action="append", help="a .keras file (or a run .zip), or 'random'; repeat for an ensemble"
+    )
     p.add_argument("--vote", choices=("soft", "hard"), default="soft", help="how an ensemble votes (default soft)")
     p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
     p.add_argument("--games", type=int, default=10, help="games to play (default 10)")
@@ -431,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per generation (default 2)")
     p.add_argument("--argmax", action="store_true", help="collect games with argmax instead of sampling")
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1 sharpens the sampling (default 1)")
     p.add_argument("--epsilon", type=float, default=0.0, help="share of random actions while collecting (default 0)")
     p.add_argument("--eval-games", type=int, default=100, help="evaluation games per generation (default 100)")
     p.add_argument("--target", type=float, default=500.0, help="stop at this evaluation mean (default 500)")

@@ -41,6 +41,9 @@ class EvaluationConfig:
     sample_actions: bool = False
     """Draw each action from the policy's probabilities instead of taking the most
     probable one (random play always draws)."""
+    temperature: float = 1.0
+    """When drawing actions, sharpen (below 1) or flatten (above 1) the probabilities:
+    each is raised to ``1 / temperature`` and renormalised."""
     epsilon: float = 0.0
     """Share of steps on which a uniformly random action replaces the policy's."""
     keep_observations: bool = False
@@ -51,6 +54,7 @@ class EvaluationConfig:
         check_range("games", self.games, 1, MAX_EVAL_GAMES)
         check_range("goal_steps", self.goal_steps, 1, 100_000)
         check_range("epsilon", self.epsilon, 0.0, 1.0)
+        check_range("temperature", self.temperature, 0.01, 100.0)
         if self.seed is not None:
             check_range("seed", self.seed, 0, 2**32 - 1)
         return self
@@ -196,6 +200,9 @@ def _play(
                 uniforms = None
                 if sample:
                     uniforms = np.array([rngs[slot_game[s]].random() for s in live])
+                    if config.temperature != 1.0:
+                        probs = np.power(probs, 1.0 / config.temperature)
+                        probs /= probs.sum(axis=1, keepdims=True)
                 actions = choose_actions(probs, not sample, uniforms)
                 if config.epsilon > 0:
                     for j, s in enumerate(live):

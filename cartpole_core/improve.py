@@ -56,6 +56,8 @@ class ImproveConfig:
     """Rows per gradient step."""
     sample_actions: bool = True
     """While collecting games, draw actions from the network's probabilities."""
+    temperature: float = 1.0
+    """While collecting games, sharpen (below 1) the network's probabilities before drawing."""
     epsilon: float = 0.0
     """While collecting games, share of steps taking a random action instead."""
     eval_games: int = 100
@@ -69,6 +71,12 @@ class ImproveConfig:
     seed: int = 0
     """Seed of everything: the first random games, the network, the games played."""
 
+    def evaluation_config(self) -> EvaluationConfig:
+        """The fixed games every generation is measured on (most probable action)."""
+        return EvaluationConfig(
+            env_id=self.env_id, games=self.eval_games, goal_steps=self.goal_steps, seed=self.seed + _EVAL_SEED_OFFSET
+        )
+
     def validate(self) -> ImproveConfig:
         env_info(self.env_id)
         check_range("max_generations", self.max_generations, 0, 1000)
@@ -77,6 +85,7 @@ class ImproveConfig:
         check_range("epochs", self.epochs, 1, 100)
         check_range("batch_size", self.batch_size, 1, 65536)
         check_range("epsilon", self.epsilon, 0.0, 1.0)
+        check_range("temperature", self.temperature, 0.01, 100.0)
         check_range("eval_games", self.eval_games, 1, 100_000)
         check_range("confirm_games", self.confirm_games, 0, 100_000)
         check_range("max_seconds", self.max_seconds, 1.0, 86_400.0)
@@ -177,9 +186,7 @@ def improve(
     config.validate()
     info = env_info(config.env_id)
     started = time.perf_counter()
-    eval_cfg = EvaluationConfig(
-        env_id=info.env_id, games=config.eval_games, goal_steps=config.goal_steps, seed=config.seed + _EVAL_SEED_OFFSET
-    )
+    eval_cfg = config.evaluation_config()
     meta = {"env_id": info.env_id, "obs_dim": info.obs_dim, "n_actions": info.n_actions, "library_version": __version__}
     records: list[GenerationRecord] = []
     stop = [False]
@@ -259,6 +266,7 @@ def improve(
             games=config.games_per_generation,
             seed=config.seed * 7919 + generation,
             sample_actions=config.sample_actions,
+            temperature=config.temperature,
             epsilon=config.epsilon,
             keep_observations=True,
         )

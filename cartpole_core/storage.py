@@ -149,7 +149,13 @@ def save_dataset(dataset: Dataset, path: str | Path) -> Path:
 
 
 def load_dataset(path: str | Path, expect_env: str | None = None) -> Dataset:
+    """A dataset from an ``.npz`` file, or the dataset inside a run's ``.zip``."""
     path = Path(path)
+    if path.suffix == ".zip":
+        dataset = read_run_zip(_read_limited(path)).dataset
+        if dataset is None:
+            raise UserError(f"The run in {path.name} has no dataset: use a run saved with one.")
+        return dataset.validate(expect_env)
     if path.suffix != ".npz":
         raise UserError(f"{path.name} is not an .npz dataset. Give a .npz file saved by CartPole Lab.")
     return dataset_from_bytes(_read_limited(path), expect_env)
@@ -212,7 +218,13 @@ def save_model(model: keras.Model, path: str | Path) -> Path:
 
 
 def load_model(path: str | Path) -> keras.Model:
+    """A model from a ``.keras`` file, or the model inside a run's ``.zip``."""
     path = Path(path)
+    if path.suffix == ".zip":
+        model_bytes = read_run_zip(_read_limited(path)).model_bytes
+        if model_bytes is None:
+            raise UserError(f"The run in {path.name} has no model: use a run saved with one.")
+        return model_from_bytes(model_bytes)
     if path.suffix != ".keras":
         raise UserError(f"{path.name} is not a .keras model; only .keras files are loaded (never .h5 or pickles).")
     return model_from_bytes(_read_limited(path))
@@ -364,3 +376,46 @@ def run_zip(run_id: str, root: Path | None = None) -> bytes:
             if item.is_file():
                 zf.write(item, arcname=f"{run_id}/{item.name}")
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class RunArchive:
+    """What a run's zip holds (see :func:`run_zip`)."""
+
+    record: RunRecord
+    dataset: Dataset | None
+    model_bytes: bytes | None
+    """The ``.keras`` file, still to be loaded with :func:`model_from_bytes` (needs TensorFlow)."""
+
+
+def read_run_zip(data: bytes) -> RunArchive:
+    """Read a zip made by :func:`run_zip`: ``run.json`` plus optional ``dataset.npz`` and
+    ``model.keras``, each checked (sizes first, so a zip bomb is refused unread)."""
+    fix = "Use a run zip downloaded from CartPole Lab's Runs page."
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
+            unknown = set(members) - {RUN_FILE, DATASET_FILE, MODEL_FILE}
+            if unknown or RUN_FILE not in members:
+                raise UserError(f"The zip must hold run.json (and optionally dataset.npz, model.keras). {fix}")
+            if any(info.file_size > MAX_FILE_BYTES for info in members.values()):
+                raise UserError(f"A file in the zip is larger than {MAX_FILE_BYTES / 1e6:.0f} MB. {fix}")
+            files = {name: zf.read(info) for name, info in members.items()}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"This is not a readable zip file ({exc}). {fix}") from exc
+    try:
+        body = json.loads(files[RUN_FILE])
+        record = RunRecord(
+            kind=str(body["kind"]),
+            name=str(body["name"]),
+            settings=dict(body.get("settings", {})),
+            results=dict(body.get("results", {})),
+            created=float(body.get("created", 0.0)),
+            run_id=str(body.get("run_id", "")),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"run.json in the zip is not a CartPole Lab run record. {fix}") from exc
+    dataset = dataset_from_bytes(files[DATASET_FILE]) if DATASET_FILE in files else None
+    return RunArchive(record, dataset, files.get(MODEL_FILE))

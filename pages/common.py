@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import altair as alt
 import numpy as np
@@ -90,6 +91,48 @@ def lab() -> Lab:
     return st.session_state["lab"]
 
 
+def from_url(key: str, default: Any, low: float | None = None, high: float | None = None, choices: Any = None) -> Any:
+    """The value this page's link gives for the widget ``key``, or ``default``.
+
+    A link is typed by people too: a value that is not of the right type, out of range or
+    not among ``choices`` is ignored with a warning that says so.
+    """
+    raw = st.query_params.get(key)
+    if raw is None:
+        return default
+    try:
+        if isinstance(default, bool):
+            value: Any = raw.lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            value = int(raw)
+        elif isinstance(default, float):
+            value = float(raw)
+            if value != value:
+                raise ValueError("not a number")
+        else:
+            value = str(raw)
+        if choices is not None and value not in choices:
+            raise ValueError("choose one of " + ", ".join(map(str, choices)))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"allowed: {low:g} to {high:g}")
+    except (TypeError, ValueError) as exc:
+        st.warning(f"The link's {key}={raw!r} was ignored ({exc}); using {default}.", icon=":material/link_off:")
+        return default
+    return value
+
+
+def share_settings(keys: list[str]) -> None:
+    """Put these widgets' current values in the page's URL and offer the link to copy."""
+    params = {k: str(st.session_state[k]) for k in keys if k in st.session_state}
+    st.query_params.from_dict(params)
+    with st.expander("Share these settings", icon=":material/link:"):
+        st.caption(
+            "Anyone who opens this link gets this page with the same environment, settings and seeds "
+            "(not your data or models: those stay in your session)."
+        )
+        st.code(f"{st.context.url or ''}?{urlencode(params)}", language=None)
+
+
 def show_error(exc: Exception) -> None:
     """A user's mistake as a friendly message; anything else as an error with its type."""
     if isinstance(exc, UserError):
@@ -101,7 +144,7 @@ def show_error(exc: Exception) -> None:
 def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
     """A select box of environments that also accepts any Gymnasium id typed in."""
     state = lab()
-    options = list(dict.fromkeys([state.env_id, *SUGGESTED_ENV_IDS]))
+    options = list(dict.fromkeys([from_url(key, state.env_id), state.env_id, *SUGGESTED_ENV_IDS]))
     env_id = st.selectbox(
         "Environment",
         options,

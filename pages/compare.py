@@ -12,7 +12,18 @@ import streamlit as st
 from cartpole_core.envs import env_info
 from cartpole_core.evaluate import EvaluationConfig, compare
 from cartpole_core.policies import Policy, RandomPolicy
-from pages.common import ACCENT, LIMITS, MODEL_COLOR, choice_chart, lab, load_tensorflow, progress_bar, show_error
+from pages.common import (
+    ACCENT,
+    LIMITS,
+    MODEL_COLOR,
+    choice_chart,
+    from_url,
+    lab,
+    load_tensorflow,
+    progress_bar,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Compare")
@@ -41,15 +52,20 @@ chosen = c[0].multiselect(
     key="cmp_players",
     help="Who plays. Generations appear after a run on the Generations page.",
 )
-n_seeds = c[1].number_input("Seeds", 2, 20, 5, key="cmp_seeds", help="Each seed is a different set of games.")
+n_seeds = c[1].number_input(
+    "Seeds", 2, 20, from_url("cmp_seeds", 5, 2, 20), key="cmp_seeds", help="Each seed is a different set of games."
+)
 games = c[2].number_input(
     "Games per seed",
     1,
     LIMITS["eval_games"] // 5,
-    20,
+    from_url("cmp_games", 20, 1, LIMITS["eval_games"] // 5),
     key="cmp_games",
     help="Games each player plays on each seed.",
 )
+
+
+share_settings(["cmp_seeds", "cmp_games"])
 
 
 def make_policy(name: str) -> Policy:

@@ -9,7 +9,17 @@ import streamlit as st
 
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.progress import Progress
-from pages.common import ACCENT, LIMITS, MODEL_COLOR, lab, load_tensorflow, progress_bar, show_error
+from pages.common import (
+    ACCENT,
+    LIMITS,
+    MODEL_COLOR,
+    from_url,
+    lab,
+    load_tensorflow,
+    progress_bar,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Ensemble")
@@ -28,28 +38,47 @@ if dataset is None:
 with st.form("ensemble_form"):
     c = st.columns(5)
     members = c[0].number_input(
-        "Members", 2, LIMITS["members"], 5, key="ens_members", help=f"Networks that vote (at most {LIMITS['members']})."
+        "Members",
+        2,
+        LIMITS["members"],
+        from_url("ens_members", 5, 2, LIMITS["members"]),
+        key="ens_members",
+        help=f"Networks that vote (at most {LIMITS['members']}).",
     )
     vote = c[1].selectbox(
         "Vote",
         ["soft", "hard"],
+        index=["soft", "hard"].index(from_url("ens_vote", "soft", choices=["soft", "hard"])),
         key="ens_vote",
         help="soft: average the members' probabilities; hard: each member's favourite action counts as one vote.",
     )
     epochs = c[2].number_input(
-        "Epochs per member", 1, LIMITS["epochs"], 1, key="ens_epochs", help="Weak members: 1 epoch each by default."
+        "Epochs per member",
+        1,
+        LIMITS["epochs"],
+        from_url("ens_epochs", 1, 1, LIMITS["epochs"]),
+        key="ens_epochs",
+        help="Weak members: 1 epoch each by default.",
     )
     games = c[3].number_input(
         "Evaluation games",
         1,
         LIMITS["eval_games"],
-        100,
+        from_url("ens_games", 100, 1, LIMITS["eval_games"]),
         key="ens_games",
         help="Games every member and the ensemble play.",
     )
-    seed = c[4].number_input("Seed", 0, 2**31 - 1 - 50, 0, key="ens_seed", help="Member i uses seed + i.")
+    seed = c[4].number_input(
+        "Seed",
+        0,
+        2**31 - 1 - 50,
+        from_url("ens_seed", 0, 0, 2**31 - 1 - 50),
+        key="ens_seed",
+        help="Member i uses seed + i.",
+    )
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
+share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
 if submitted:
     load_tensorflow()
     from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble, train_ensemble

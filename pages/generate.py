@@ -8,7 +8,17 @@ import streamlit as st
 
 from cartpole_core.generate import GenerationConfig, generate
 from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes, save_run
-from pages.common import LIMITS, counter_chart, env_picker, lab, progress_bar, score_histogram, show_error
+from pages.common import (
+    LIMITS,
+    counter_chart,
+    env_picker,
+    from_url,
+    lab,
+    progress_bar,
+    score_histogram,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Generate data")
@@ -26,7 +36,7 @@ with st.form("generate_form"):
         "Games",
         1,
         LIMITS["games"],
-        defaults.games,
+        from_url("gen_games", defaults.games, 1, LIMITS["games"]),
         step=1000,
         key="gen_games",
         help=f"Random games to play (the notebook: 10,000; at most {LIMITS['games']:,} here).",
@@ -35,20 +45,28 @@ with st.form("generate_form"):
         "Goal steps",
         1,
         10_000,
-        defaults.goal_steps,
+        from_url("gen_goal_steps", defaults.goal_steps, 1, 10_000),
         key="gen_goal_steps",
         help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
     )
     requirement = c[2].number_input(
         "Score requirement",
-        value=float(defaults.score_requirement),
+        value=from_url("gen_requirement", float(defaults.score_requirement)),
         step=5.0,
         key="gen_requirement",
         help="A game is kept when its score reaches at least this (the notebook: 50).",
     )
-    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
+    seed = c[3].number_input(
+        "Seed",
+        0,
+        2**31 - 1,
+        from_url("gen_seed", 0, 0, 2**31 - 1),
+        key="gen_seed",
+        help="Same seed, same games, same dataset.",
+    )
     submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
+share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_requirement", "gen_seed"])
 if submitted and info is not None:
     config = GenerationConfig(
         env_id=info.env_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import altair as alt
@@ -12,7 +13,18 @@ from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, record_episode
 from cartpole_core.gif import frames_to_gif, label_frames
 from cartpole_core.progress import Progress
-from pages.common import ACCENT, LIMITS, MODEL_COLOR, lab, load_tensorflow, set_model, show_error
+from cartpole_core.storage import RunRecord, save_run
+from pages.common import (
+    ACCENT,
+    LIMITS,
+    MODEL_COLOR,
+    from_url,
+    lab,
+    load_tensorflow,
+    set_model,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Generations")
@@ -92,7 +104,7 @@ with st.form("improve_form"):
         "Most generations",
         1,
         LIMITS["generations"],
-        10,
+        from_url("imp_generations", 10, 1, LIMITS["generations"]),
         key="imp_generations",
         help=f"Stop after this many generations at most (at most {LIMITS['generations']} here).",
     )
@@ -100,27 +112,39 @@ with st.form("improve_form"):
         "Games per generation",
         10,
         LIMITS["games_per_generation"],
-        200,
+        from_url("imp_games", 200, 10, LIMITS["games_per_generation"]),
         step=50,
         key="imp_games",
         help="Games the network plays each generation to find its best ones.",
     )
     keep_top = c[2].slider(
-        "Keep the best (%)", 1, 100, 20, key="imp_keep", help="Share of those games that becomes the training data."
+        "Keep the best (%)",
+        1,
+        100,
+        from_url("imp_keep", 20, 1, 100),
+        key="imp_keep",
+        help="Share of those games that becomes the training data.",
     )
     epochs = c[3].number_input(
-        "Epochs per generation", 1, 20, 2, key="imp_epochs", help="Fine-tuning passes over the kept games."
+        "Epochs per generation",
+        1,
+        20,
+        from_url("imp_epochs", 2, 1, 20),
+        key="imp_epochs",
+        help="Fine-tuning passes over the kept games.",
     )
     c = st.columns(4)
     data_mode = c[0].selectbox(
         "Training data",
         ["replace", "add"],
+        index=["replace", "add"].index(from_url("imp_data", "replace", choices=["replace", "add"])),
         key="imp_data",
         help="replace: learn from this generation's best games only; add: from all kept so far.",
     )
     explore = c[1].selectbox(
         "Exploration",
-        ["sample from its probabilities", "most probable action"],
+        explore_modes := ["sample from its probabilities", "most probable action"],
+        index=explore_modes.index(from_url("imp_explore", explore_modes[0], choices=explore_modes)),
         key="imp_explore",
         help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
     )
@@ -128,28 +152,54 @@ with st.form("improve_form"):
         "Random actions (%)",
         0,
         50,
-        0,
+        from_url("imp_epsilon", 0, 0, 50),
         key="imp_epsilon",
         help="Share of steps on which a random action is taken instead.",
     )
     eval_games = c[3].number_input(
-        "Evaluation games", 10, 500, 100, key="imp_eval", help="Fixed games each generation is measured on."
+        "Evaluation games",
+        10,
+        500,
+        from_url("imp_eval", 100, 10, 500),
+        key="imp_eval",
+        help="Fixed games each generation is measured on.",
     )
     c = st.columns(4)
     target = c[0].number_input(
-        "Stop at mean score", value=500.0, key="imp_target", help="Stop once the evaluation mean reaches this."
+        "Stop at mean score",
+        value=from_url("imp_target", 500.0),
+        key="imp_target",
+        help="Stop once the evaluation mean reaches this.",
     )
     confirm = c[1].number_input(
         "Confirmation games",
         0,
         LIMITS["eval_games"],
-        200,
+        from_url("imp_confirm", 200, 0, LIMITS["eval_games"]),
         key="imp_confirm",
         help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
     )
-    seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="imp_seed", help="Same seed, same generations.")
+    seed = c[2].number_input(
+        "Seed", 0, 2**31 - 1, from_url("imp_seed", 0, 0, 2**31 - 1), key="imp_seed", help="Same seed, same generations."
+    )
+    temperature = c[3].number_input(
+        "Sampling temperature",
+        0.05,
+        5.0,
+        from_url("imp_temperature", 1.0, 0.05, 5.0),
+        step=0.05,
+        key="imp_temperature",
+        help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "
+        "from its probabilities as they are.",
+    )
     submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
 
+share_settings(
+    [
+        "imp_generations", "imp_games", "imp_keep", "imp_epochs", "imp_data", "imp_explore",
+        "imp_epsilon", "imp_eval", "imp_target", "imp_confirm", "imp_seed", "imp_temperature",
+    ]
+)  # fmt: skip
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 if submitted:
     load_tensorflow()
@@ -164,6 +214,7 @@ if submitted:
             data=str(data_mode),
             epochs=int(epochs),
             sample_actions=explore.startswith("sample"),
+            temperature=float(temperature),
             epsilon=epsilon / 100,
             eval_games=int(eval_games),
             target_mean=float(target),
@@ -245,6 +296,32 @@ if live and live["records"]:
             width="stretch",
         )
     st.dataframe(df.round(3), hide_index=True, width="stretch")
+    if result is not None and st.button(
+        "Save as a run",
+        icon=":material/save:",
+        key="imp_save_run",
+        help="Keep the settings, every generation's figures and the best model on the server (see Runs).",
+    ):
+        try:
+            record = save_run(
+                RunRecord(
+                    kind="improve",
+                    name=f"{result.config.env_id} generations, seed {result.config.seed}",
+                    settings=asdict(result.config),
+                    results={
+                        "generations": [asdict(r) for r in result.generations],
+                        "best_generation": result.best_generation,
+                        "best_mean": result.best_mean,
+                        "confirm_mean": result.confirm_mean,
+                        "scores": None if result.confirmation is None else result.confirmation.scores,
+                        "seconds": result.seconds,
+                    },
+                ),
+                model=result.model,
+            )
+            st.success(f"Saved as run {record.run_id}.")
+        except Exception as exc:
+            show_error(exc)
 
     if st.button(
         "Make the time-lapse GIF",

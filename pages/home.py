@@ -6,7 +6,7 @@ import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
 from cartpole_core.pipeline import NotebookConfig, run_notebook
-from pages.common import lab, load_tensorflow, progress_bar, set_model, show_error
+from pages.common import from_url, lab, load_tensorflow, progress_bar, set_model, share_settings, show_error
 
 state = lab()
 
@@ -51,11 +51,12 @@ seed = left.number_input(
     "Seed",
     min_value=0,
     max_value=2**31 - 1,
-    value=0,
+    value=from_url("home_seed", 0, 0, 2**31 - 1),
     step=1,
     key="home_seed",
     help="Same seed, same games, same network. Results vary a lot between seeds: try several.",
 )
+share_settings(["home_seed"])
 if right.button(
     "Run the whole notebook",
     icon=":material/play_arrow:",

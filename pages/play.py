@@ -12,11 +12,13 @@ from cartpole_core.storage import RunRecord, save_run
 from pages.common import (
     LIMITS,
     choice_chart,
+    from_url,
     lab,
     load_tensorflow,
     metrics_row,
     progress_bar,
     scores_by_game_chart,
+    share_settings,
     show_error,
 )
 
@@ -37,7 +39,8 @@ available = {
 c = st.columns(3)
 policy_choice = c[0].selectbox(
     "Player",
-    [name for name in choices if available[name]],
+    players := [name for name in choices if available[name]],
+    index=players.index(from_url("play_policy", players[0], choices=players)),
     key="play_policy",
     help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
 )
@@ -45,17 +48,27 @@ games = c[1].number_input(
     "Games",
     1,
     LIMITS["eval_games"],
-    10,
+    from_url("play_games", 10, 1, LIMITS["eval_games"]),
     key="play_games",
     help=f"Games to play (the notebook: 10; at most {LIMITS['eval_games']:,} here). More games, steadier figures.",
 )
-seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
+seed = c[2].number_input(
+    "Seed",
+    0,
+    2**31 - 1,
+    from_url("play_seed", 0, 0, 2**31 - 1),
+    key="play_seed",
+    help="Same seed, same starting positions.",
+)
 if not available["current model"]:
     st.info(
         "No model in this session yet: train one to see it play. Random play works meanwhile.",
         icon=":material/neurology:",
     )
     st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
+
+
+share_settings(["play_policy", "play_games", "play_seed"])
 
 
 def current_policy() -> Policy:

@@ -11,7 +11,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import ACCENT, lab, load_tensorflow, show_error
+from pages.common import ACCENT, from_url, lab, load_tensorflow, share_settings, show_error
 
 state = lab()
 st.title("Policy map")
@@ -61,18 +61,29 @@ names = list(info.obs_names)
 default_x, default_y = (2, 3) if info.obs_dim >= 4 and info.env_id.startswith("CartPole") else (0, 1)
 c = st.columns(4)
 player = c[0].selectbox("Player", list(players), key="map_player", help="Whose decisions to map.")
-x_name = c[1].selectbox("Across (x)", names, index=default_x, key="map_x", help="Observation value along the x axis.")
+x_name = c[1].selectbox(
+    "Across (x)",
+    names,
+    index=names.index(from_url("map_x", names[default_x], choices=names)),
+    key="map_x",
+    help="Observation value along the x axis.",
+)
 y_name = c[2].selectbox(
-    "Up (y)", names, index=min(default_y, info.obs_dim - 1), key="map_y", help="Observation value along the y axis."
+    "Up (y)",
+    names,
+    index=names.index(from_url("map_y", names[min(default_y, info.obs_dim - 1)], choices=names)),
+    key="map_y",
+    help="Observation value along the y axis.",
 )
 action_name = c[3].selectbox(
     "Probability of",
     list(info.action_names),
-    index=info.n_actions - 1,
+    index=list(info.action_names).index(from_url("map_action", info.action_names[-1], choices=info.action_names)),
     key="map_action",
     help="The action whose probability the colours show.",
 )
 x_dim, y_dim = names.index(x_name), names.index(y_name)
+share_settings(["map_player", "map_x", "map_y", "map_action"])
 base = np.zeros(info.obs_dim, dtype=np.float32)
 others = [i for i in range(info.obs_dim) if i not in (x_dim, y_dim)]
 if others:

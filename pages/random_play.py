@@ -8,7 +8,7 @@ from cartpole_core.envs import score_meaning
 from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
 from cartpole_core.gif import frames_to_gif
 from cartpole_core.policies import RandomPolicy
-from pages.common import LIMITS, env_picker, lab, progress_bar, score_histogram, show_error
+from pages.common import LIMITS, env_picker, from_url, lab, progress_bar, score_histogram, share_settings, show_error
 
 state = lab()
 st.title("Random play")
@@ -23,7 +23,7 @@ games = c1.number_input(
     "Games",
     min_value=1,
     max_value=LIMITS["eval_games"],
-    value=100,
+    value=from_url("random_games", 100, 1, LIMITS["eval_games"]),
     step=10,
     key="random_games",
     help=f"How many random games to play (at most {LIMITS['eval_games']:,} here).",
@@ -32,11 +32,12 @@ seed = c2.number_input(
     "Seed",
     min_value=0,
     max_value=2**31 - 1,
-    value=0,
+    value=from_url("random_seed", 0, 0, 2**31 - 1),
     key="random_seed",
     help="Same seed, same starting positions and same random pushes.",
 )
 
+share_settings(["random_env", "random_games", "random_seed"])
 if info is not None:
     st.info(f"**What is a score in {info.env_id}?** {score_meaning(info)}", icon=":material/info:")
     if st.button(

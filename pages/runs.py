@@ -8,8 +8,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.storage import delete_run, list_runs, load_run_dataset, load_run_model, run_zip
-from pages.common import lab, load_tensorflow, set_model, show_error
+from cartpole_core.storage import (
+    delete_run,
+    list_runs,
+    load_run_dataset,
+    load_run_model,
+    model_from_bytes,
+    read_run_zip,
+    run_zip,
+)
+from pages.common import LIMITS, lab, load_tensorflow, set_model, show_error
 
 state = lab()
 st.title("Runs")
@@ -26,6 +34,31 @@ for r in damaged:
         f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). You can delete it below.",
         icon=":material/warning:",
     )
+
+with st.expander("Open a run zip", icon=":material/upload:"):
+    upload = st.file_uploader(
+        "A run .zip downloaded from CartPole Lab",
+        type=["zip"],
+        key="runs_upload",
+        max_upload_size=LIMITS["upload_mb"],
+        help="Its dataset and model (if any) become your session's; nothing is saved on the server.",
+    )
+    if upload is not None and st.button(
+        "Load into my session", key="runs_use_upload", help="Check the zip and load it."
+    ):
+        try:
+            archive = read_run_zip(upload.getvalue())
+            if archive.model_bytes is not None:
+                load_tensorflow()
+                set_model(model_from_bytes(archive.model_bytes), f"run zip {upload.name}")
+            if archive.dataset is not None:
+                state.dataset, state.dataset_source = archive.dataset, f"run zip {upload.name}"
+                state.env_id = archive.dataset.env_id
+        except Exception as exc:
+            show_error(exc)
+        else:
+            parts = [p for p, has in (("dataset", archive.dataset), ("model", archive.model_bytes)) if has is not None]
+            st.success(f"Loaded the {' and '.join(parts) or 'record (no files)'} of {archive.record.name!r}.")
 
 if not runs:
     st.info("No run has been saved yet.", icon=":material/folder_open:")

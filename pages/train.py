@@ -10,7 +10,7 @@ import streamlit as st
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes, save_run
-from pages.common import LIMITS, curves_chart, lab, load_tensorflow, set_model, show_error
+from pages.common import LIMITS, curves_chart, from_url, lab, load_tensorflow, set_model, share_settings, show_error
 
 state = lab()
 st.title("Train")
@@ -56,7 +56,7 @@ else:
         c = st.columns(3)
         hidden = c[0].text_input(
             "Hidden layers",
-            "128,256,512,256,128",
+            from_url("train_hidden", "128,256,512,256,128"),
             key="train_hidden",
             help="Units of each hidden layer, input side first, separated by commas.",
         )
@@ -64,7 +64,7 @@ else:
             "Dropout",
             0.0,
             0.9,
-            0.2,
+            from_url("train_dropout", 0.2, 0.0, 0.9),
             step=0.05,
             key="train_dropout",
             help="Share of units switched off at random while training (the notebook keeps 80 %).",
@@ -73,7 +73,7 @@ else:
             "Learning rate",
             1e-6,
             1.0,
-            1e-3,
+            from_url("train_lr", 1e-3, 1e-6, 1.0),
             step=1e-4,
             format="%.4f",
             key="train_lr",
@@ -85,27 +85,40 @@ else:
             "Epochs",
             1,
             LIMITS["epochs"],
-            4,
+            from_url("train_epochs", 4, 1, LIMITS["epochs"]),
             key="train_epochs",
             help=f"Passes over the data (the notebook: 4; at most {LIMITS['epochs']} here).",
         )
         batch = c[1].number_input(
-            "Batch size", 1, 4096, 64, key="train_batch", help="Rows per learning step (the notebook: 64)."
+            "Batch size",
+            1,
+            4096,
+            from_url("train_batch", 64, 1, 4096),
+            key="train_batch",
+            help="Rows per learning step (the notebook: 64).",
         )
         split = c[2].number_input(
             "Validation share",
             0.0,
             0.5,
-            0.0,
+            from_url("train_split", 0.0, 0.0, 0.5),
             step=0.05,
             key="train_split",
             help="Share of games held out to check the network on games it never saw (0 = none).",
         )
         seed = c[3].number_input(
-            "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
+            "Seed",
+            0,
+            2**31 - 1,
+            from_url("train_seed", 0, 0, 2**31 - 1),
+            key="train_seed",
+            help="Same seed, same starting weights, same shuffling.",
         )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
 
+    share_settings(
+        ["train_hidden", "train_dropout", "train_lr", "train_epochs", "train_batch", "train_split", "train_seed"]
+    )
     if submitted:
         load_tensorflow()
         from cartpole_core.model import ModelConfig, build_model, parse_hidden

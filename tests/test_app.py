@@ -19,6 +19,9 @@ PAGES = [
     "pages/train.py",
     "pages/play.py",
     "pages/ensemble.py",
+    "pages/generations.py",
+    "pages/policy_map.py",
+    "pages/compare.py",
     "pages/runs.py",
 ]
 TIMEOUT = 300  # seconds per script run: TensorFlow's first import and training take a while
@@ -171,6 +174,41 @@ def test_train_then_play_then_ensemble_then_runs() -> None:
     press(at, "Delete")
     visit(at, "pages/runs.py")
     assert any("No run has been saved yet" in i.value for i in at.info)
+
+
+def test_generations_policy_map_and_compare() -> None:
+    at = _generate(start())
+    _train_tiny(at)
+
+    visit(at, "pages/generations.py")
+    at.number_input(key="imp_generations").set_value(2)
+    at.number_input(key="imp_games").set_value(20)
+    at.number_input(key="imp_eval").set_value(10)
+    at.number_input(key="imp_confirm").set_value(10)
+    press(at, "Run generations")
+    m = metrics(at)
+    assert m["Generations"] == "2"
+    assert "On fresh games" in m
+    assert len(at.get("vega_lite_chart")) >= 2, "scores per generation + kept games per generation"
+    assert (
+        "generation 2" in at.session_state["lab"].model_source or "generation" in at.session_state["lab"].model_source
+    )
+    press(at, "Make the time-lapse GIF")
+    assert gif_captions(at) == ["One game per generation (every 5th step)"]
+
+    visit(at, "pages/policy_map.py")
+    charts = at.get("vega_lite_chart")
+    assert charts and "P(push right)" in str(charts[0].proto.spec)
+    assert any("overlaid game lasted" in c.value for c in at.caption)
+
+    visit(at, "pages/compare.py")
+    at.multiselect(key="cmp_players").set_value(["random", "current model", "generation 1"])
+    at.number_input(key="cmp_seeds").set_value(2)
+    at.number_input(key="cmp_games").set_value(3)
+    press(at, "Compare")
+    table = at.dataframe[0].value
+    assert list(table["player"]) == ["random", "current model", "generation 1"]
+    assert len(at.get("vega_lite_chart")) >= 3, "means with CI, choice ratios, inspector"
 
 
 def test_runs_page_survives_a_damaged_run(_runs_dir: Path) -> None:

@@ -186,3 +186,19 @@ def test_record_episode_of_a_game_that_does_not_exist():
         record_episode(RandomPolicy(2), EvaluationConfig(games=5), game=5)
     with pytest.raises(UserError, match="frame_stride"):
         record_episode(RandomPolicy(2), EvaluationConfig(games=5), game=0, frame_stride=0)
+
+
+def test_compare_plays_the_same_games_for_every_player_over_seeds() -> None:
+    from cartpole_core.evaluate import compare
+    from cartpole_core.policies import RandomPolicy
+
+    cfg = EvaluationConfig(games=15)
+    results = compare({"a": RandomPolicy(2, "a"), "b": RandomPolicy(2, "b")}, cfg, [0, 1, 2])
+    assert [r.name for r in results] == ["a", "b"]
+    # random players with the same per-game streams meet the same games and play them alike
+    assert np.array_equal(results[0].seed_means, results[1].seed_means)
+    for seed, mean in zip([0, 1, 2], results[0].seed_means, strict=True):
+        assert mean == pytest.approx(evaluate(RandomPolicy(2), EvaluationConfig(games=15, seed=seed)).mean)
+    low, high = results[0].ci95
+    assert low < results[0].mean < high
+    assert results[0].choice_ratios.sum() == pytest.approx(1.0)

@@ -212,3 +212,11 @@ def test_vector_cartpole_follows_the_scalar_cartpole():
         assert steps <= 500
     vec.close()
     assert steps >= 8  # the games really were played
+
+
+def test_a_sample_of_rejected_observations_is_kept(small_generation) -> None:
+    rejected = small_generation.rejected_observations
+    assert rejected.dtype == np.float32 and rejected.shape[1] == 4
+    kept_steps = int(small_generation.dataset.game_scores.sum())
+    assert rejected.shape[0] == small_generation.env_steps - kept_steps  # under the sample cap: all of them
+    assert np.isfinite(rejected).all()

@@ -88,3 +88,12 @@ def test_gif_of_a_played_game_plays_in_real_time():
         total_ms += image.info["duration"]
     assert total_ms == 40 * len(episode.frames)  # 2 steps of 20 ms per recorded frame
     assert len(data) < 200_000
+
+
+def test_label_frames_writes_on_copies() -> None:
+    from cartpole_core.gif import label_frames
+
+    frames = [np.full((40, 120, 3), 255, dtype=np.uint8)]
+    labelled = label_frames(frames, "generation 3: score 500")
+    assert (frames[0] == 255).all(), "the original frame is untouched"
+    assert labelled[0].shape == frames[0].shape and (labelled[0] < 255).any(), "text was drawn"

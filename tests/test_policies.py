@@ -158,3 +158,25 @@ def test_choose_actions_sampling_never_goes_past_the_last_action():
 def test_choose_actions_sampling_needs_uniforms():
     with pytest.raises(ValueError, match="uniform"):
         choose_actions(np.full((2, 2), 0.5, dtype=np.float32), deterministic=False)
+
+
+def test_probability_grid_asks_the_policy_about_every_point(trained_tiny_model) -> None:
+    from cartpole_core.policies import ModelPolicy, probability_grid
+
+    policy = ModelPolicy(trained_tiny_model)
+    base = np.array([0.1, -0.2, 0.0, 0.0], dtype=np.float32)
+    grid = probability_grid(policy, base, 2, 3, (-0.2, 0.2), (-1.0, 1.0), resolution=7)
+    assert grid.probabilities.shape == (7, 7, 2)
+    assert np.allclose(grid.probabilities.sum(axis=2), 1.0, atol=1e-5)
+    # the point at row i, column j is base with obs[2] = xs[j] and obs[3] = ys[i]
+    point = base.copy()
+    point[2], point[3] = grid.xs[4], grid.ys[1]
+    assert np.allclose(grid.probabilities[1, 4], policy.probabilities(point[None])[0], atol=1e-6)
+
+
+def test_probability_grid_refuses_the_same_dimension_twice() -> None:
+    from cartpole_core.errors import UserError
+    from cartpole_core.policies import RandomPolicy, probability_grid
+
+    with pytest.raises(UserError, match="two different"):
+        probability_grid(RandomPolicy(2), np.zeros(4), 1, 1, (-1, 1), (-1, 1))

@@ -27,6 +27,7 @@ from cartpole_core.storage import (
     load_run_model,
     model_from_bytes,
     model_to_bytes,
+    read_run_zip,
     run_zip,
     runs_dir,
     save_dataset,
@@ -341,3 +342,37 @@ def test_runs_folder_comes_from_the_environment(tmp_path, monkeypatch):
 
 def test_no_runs_folder_means_no_runs(tmp_path):
     assert list_runs(tmp_path / "missing") == []
+
+
+def test_a_run_zip_round_trips_and_loads_by_path(small_dataset, trained_tiny_model, tmp_path):
+    saved = save_run(
+        RunRecord(kind="train", name="zip me", settings={"epochs": 1}, results={"accuracy": 0.6}),
+        dataset=small_dataset,
+        model=trained_tiny_model,
+        root=tmp_path / "runs",
+    )
+    data = run_zip(saved.run_id, tmp_path / "runs")
+    archive = read_run_zip(data)
+    assert archive.record.kind == "train" and archive.record.results == {"accuracy": 0.6}
+    assert_same_dataset(archive.dataset, small_dataset)
+    path = tmp_path / "run.zip"
+    path.write_bytes(data)
+    assert_same_dataset(load_dataset(path), small_dataset)
+    x = small_dataset.observations[:50]
+    assert np.allclose(load_model(path)(x, training=False), trained_tiny_model(x, training=False), atol=1e-6)
+
+
+def test_bad_run_zips_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not a readable zip"):
+        read_run_zip(b"PK\x03\x04 not really")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("run/run.json", "{}")
+        zf.writestr("run/evil.py", "print('hi')")
+    with pytest.raises(UserError, match="must hold run.json"):
+        read_run_zip(buffer.getvalue())
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("run/run.json", "[1, 2]")
+    with pytest.raises(UserError, match="not a CartPole Lab run record"):
+        read_run_zip(buffer.getvalue())
