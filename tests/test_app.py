@@ -211,6 +211,30 @@ def test_generations_policy_map_and_compare() -> None:
     assert len(at.get("vega_lite_chart")) >= 3, "means with CI, choice ratios, inspector"
 
 
+def test_a_shared_link_reproduces_the_page_settings() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/generate.py")
+    at.query_params.update({"gen_games": "2500", "gen_requirement": "60.0", "gen_seed": "7"})
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="gen_games").value == 2500
+    assert at.number_input(key="gen_requirement").value == 60.0
+    assert at.number_input(key="gen_seed").value == 7
+    link = at.code[0].value
+    assert "gen_games=2500" in link and "gen_seed=7" in link and "gen_env=CartPole-v1" in link
+
+
+def test_a_bad_link_value_is_ignored_with_a_warning() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/generate.py")
+    at.query_params.update({"gen_games": "lots", "gen_seed": "-3"})
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "gen_games='lots' was ignored" in warnings and "gen_seed='-3' was ignored" in warnings
+    assert at.number_input(key="gen_games").value == 10_000
+
+
 def test_runs_page_survives_a_damaged_run(_runs_dir: Path) -> None:
     bad = _runs_dir / "20260101-000000-broken"
     bad.mkdir(parents=True)

@@ -172,6 +172,53 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     assert page.get_by_text("network mean").count() == 1
     screenshot(page, shots / "play.png")
 
+    open_page(page, "Generations")
+    set_number(page, "Most generations", 2)
+    set_number(page, "Games per generation", 40)
+    set_number(page, "Evaluation games", 20)
+    set_number(page, "Confirmation games", 20)
+    page.get_by_role("button", name="Run generations").click()
+    settle(page)
+    no_exception(page)
+    assert page.get_by_text("Best evaluation mean").count() == 1
+    page.get_by_role("button", name="Make the time-lapse GIF").click()
+    settle(page)
+    page.locator('img[src*=".gif"]').first.wait_for()
+    screenshot(page, shots / "generations.png")
+
+    open_page(page, "Policy map")
+    no_exception(page)
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+    screenshot(page, shots / "policy_map.png")
+
+    open_page(page, "Compare")
+    set_number(page, "Games per seed", 5)
+    click_key(page, "cmp_run")
+    no_exception(page)
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
+    screenshot(page, shots / "compare.png")
+
+
+def test_a_copied_link_opens_the_same_settings_in_a_fresh_session(server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Generate data")
+    set_number(page, "Games", 2500)
+    set_number(page, "Seed", 7)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    page.get_by_text("Share these settings").click()
+    link = page.locator('[data-testid="stCode"] code').first.inner_text().strip()
+    assert "gen_games=2500" in link and "gen_seed=7" in link
+
+    fresh = browser.new_context().new_page()  # another visitor: no cookies, no session
+    fresh.goto(link)
+    settle(fresh)
+    assert fresh.get_by_label("Games", exact=True).first.input_value() == "2500"
+    assert fresh.get_by_label("Seed", exact=True).first.input_value() == "7"
+    fresh.context.close()
+
 
 def test_bad_input_gets_a_clear_message_and_the_page_keeps_working(server: str, browser, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
