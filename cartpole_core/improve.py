@@ -142,7 +142,7 @@ class ImproveResult:
 def games_dataset(result: EvaluationResult, keep: np.ndarray, metadata: dict) -> Dataset:
     """The rows of games ``keep`` (indices) of an evaluation run with ``keep_observations``."""
     assert result.observations is not None and result.actions is not None and result.observation_games is not None
-    keep = np.asarray(keep, dtype=np.int64)
+    keep = np.sort(np.asarray(keep, dtype=np.int64))  # games keep their playing order
     new_id = np.full(result.config.games, -1, dtype=np.int64)
     new_id[keep] = np.arange(keep.size)
     rows = np.flatnonzero(new_id[result.observation_games] >= 0)

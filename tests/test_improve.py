@@ -27,7 +27,8 @@ def test_games_dataset_groups_rows_by_game_in_step_order() -> None:
     data.validate()
     assert data.n_games == keep.size
     # CartPole: one row per step, so each kept game contributes exactly `score` rows
-    assert np.array_equal(np.bincount(data.game_ids), played.scores[keep].astype(int))
+    assert np.array_equal(np.bincount(data.game_ids), played.scores[np.sort(keep)].astype(int))
+    assert np.array_equal(data.game_scores, played.scores[np.sort(keep)])
     assert np.all(np.diff(data.game_ids) >= 0), "rows of a game are consecutive"
     first_rows = np.searchsorted(data.game_ids, np.arange(data.n_games))
     assert np.all(np.abs(data.observations[first_rows]) <= 0.05), "each game starts at a reset observation"
