@@ -76,13 +76,15 @@ def frames_to_gif(
     return buffer.getvalue()
 
 
-def label_frames(frames: list[np.ndarray], text: str) -> list[np.ndarray]:
-    """Copies of ``frames`` with ``text`` written in their top-left corner (dark on light)."""
-    from PIL import ImageDraw
+def label_frames(frames: list[np.ndarray], text: str, size: int = 28) -> list[np.ndarray]:
+    """Copies of ``frames`` with ``text`` written in their top-left corner, dark on light,
+    ``size`` pixels tall (readable after :func:`frames_to_gif` halves the frames)."""
+    from PIL import ImageDraw, ImageFont
 
+    font = ImageFont.load_default(size=size)
     labelled = []
     for frame in frames:
         image = Image.fromarray(np.asarray(frame, dtype=np.uint8))
-        ImageDraw.Draw(image).text((8, 6), text, fill=(20, 20, 20))
+        ImageDraw.Draw(image).text((12, 8), text, fill=(20, 20, 20), font=font)
         labelled.append(np.asarray(image))
     return labelled

@@ -291,7 +291,9 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
         for a in range(len(r))
     ]
     return (
-        alt.Chart(pd.DataFrame(rows), title="Choice ratios: share of steps on each action", height=160)
+        alt.Chart(
+            pd.DataFrame(rows), title="Choice ratios: share of steps on each action", height=40 + 40 * len(ratios)
+        )
         .mark_bar()
         .encode(
             x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -170,18 +171,30 @@ else:
     frames = [kept.sample(min(len(kept), 20_000), random_state=0)]
     if gen is not None and gen.dataset is dataset and gen.rejected_observations.size:
         frames.append(pd.DataFrame(gen.rejected_observations, columns=list(ds_info.obs_names)).assign(games="rejected"))
-    long = pd.concat(frames).melt(id_vars="games", var_name="observation", value_name="value")
+    groups = pd.concat(frames)
+    hist_rows = []
+    for name in ds_info.obs_names:
+        edges = np.histogram_bin_edges(groups[name], bins=40)
+        for label, part in groups.groupby("games"):
+            counts, _ = np.histogram(part[name], bins=edges)
+            share = counts / max(counts.sum(), 1)
+            hist_rows += [
+                {"observation": name, "games": label, "value": float(x), "share": float(y)}
+                for x, y in zip(edges[:-1], share, strict=True)
+            ]
     c2.altair_chart(
-        alt.Chart(long, title="What the player saw: kept vs rejected games")
-        .transform_bin("bin", "value", bin=alt.Bin(maxbins=40))
-        .transform_aggregate(rows="count()", groupby=["observation", "games", "bin"])
-        .transform_joinaggregate(total="sum(rows)", groupby=["observation", "games"])
-        .transform_calculate(share="datum.rows / datum.total")
+        alt.Chart(pd.DataFrame(hist_rows), title="What the player saw: kept vs rejected games")
         .mark_line(interpolate="step-after")
         .encode(
-            x=alt.X("bin:Q", title=None),
+            x=alt.X("value:Q", title=None),
             y=alt.Y("share:Q", title="share of steps", axis=alt.Axis(format="%")),
             color=alt.Color("games:N", scale=alt.Scale(domain=["kept", "rejected"], range=[MODEL_COLOR, "#8d99ae"])),
+            tooltip=[
+                "observation:N",
+                "games:N",
+                alt.Tooltip("value:Q", format=".3f"),
+                alt.Tooltip("share:Q", format=".1%"),
+            ],
         )
         .properties(width=220, height=140)
         .facet(facet=alt.Facet("observation:N", title=None), columns=2)
