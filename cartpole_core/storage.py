@@ -262,6 +262,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "run"
 
 
+def _sweep_leftovers(root: Path, older_than_s: float = 3600.0) -> None:
+    """Remove what an interrupted save or delete left behind (hidden folders over an hour old)."""
+    cutoff = time.time() - older_than_s
+    for leftover in [*root.glob(".tmp-*"), *root.glob(".trash-*")]:
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def save_run(
     record: RunRecord,
     dataset: Dataset | None = None,
@@ -287,6 +298,7 @@ def save_run(
         has_dataset=dataset is not None,
         has_model=model is not None,
     )
+    _sweep_leftovers(root)
     tmp = root / f".tmp-{run_id}"
     tmp.mkdir()
     try:

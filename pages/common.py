@@ -19,6 +19,7 @@ import streamlit as st
 from cartpole_core.envs import DEFAULT_ENV_ID, SUGGESTED_ENV_IDS, EnvInfo, env_info
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
+from pages.server import LIMITS, heavy_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
     import keras
@@ -30,17 +31,6 @@ if TYPE_CHECKING:
     from cartpole_core.improve import ImproveResult
     from cartpole_core.pipeline import NotebookResult
     from cartpole_core.training import TrainingResult
-
-#: Most of each budget one visitor may ask for on this server.
-LIMITS = {
-    "games": 100_000,
-    "eval_games": 1_000,
-    "epochs": 50,
-    "members": 10,
-    "generations": 30,
-    "games_per_generation": 1_000,
-    "upload_mb": 50,
-}
 
 ACCENT = "#d1495b"
 RANDOM_COLOR = "#8d99ae"
@@ -162,6 +152,11 @@ def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
         return None
     state.env_id = info.env_id
     return info
+
+
+def gif_stride(steps: int, smallest: int = 2) -> int:
+    """Keep every k-th step so a game of ``steps`` steps fits this server's GIF frame limit."""
+    return max(smallest, -(-steps // LIMITS["gif_frames"]))
 
 
 def progress_bar(label: str) -> tuple[ProgressCallback, Any]:

@@ -19,6 +19,7 @@ from pages.common import (
     MODEL_COLOR,
     choice_chart,
     from_url,
+    heavy_job,
     lab,
     load_tensorflow,
     progress_bar,
@@ -98,9 +99,10 @@ if st.button(
     update, bar = progress_bar("Playing")
     try:
         policies = {name: make_policy(name) for name in chosen}
-        results = compare(
-            policies, EvaluationConfig(env_id=env_id, games=int(games)), list(range(int(n_seeds))), update
-        )
+        with heavy_job("Comparing"):
+            results = compare(
+                policies, EvaluationConfig(env_id=env_id, games=int(games)), list(range(int(n_seeds))), update
+            )
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:

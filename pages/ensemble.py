@@ -14,6 +14,7 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     from_url,
+    heavy_job,
     lab,
     load_tensorflow,
     progress_bar,
@@ -94,12 +95,13 @@ if submitted:
         status.caption(p.message)
 
     try:
-        trained = train_ensemble(dataset, ModelConfig(), TrainingConfig(), cfg, member_update)
-        eval_update, eval_bar = progress_bar("Playing")
-        evaluation = evaluate_ensemble(
-            trained.policy(), EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed)), eval_update
-        )
-        eval_bar.empty()
+        with heavy_job("Training the ensemble"):
+            trained = train_ensemble(dataset, ModelConfig(), TrainingConfig(), cfg, member_update)
+            eval_update, eval_bar = progress_bar("Playing")
+            evaluation = evaluate_ensemble(
+                trained.policy(), EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed)), eval_update
+            )
+            eval_bar.empty()
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:

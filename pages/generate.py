@@ -13,6 +13,7 @@ from pages.common import (
     counter_chart,
     env_picker,
     from_url,
+    heavy_job,
     lab,
     progress_bar,
     score_histogram,
@@ -77,7 +78,8 @@ if submitted and info is not None:
     )
     update, bar = progress_bar("Playing")
     try:
-        result = generate(config, update)
+        with heavy_job("Generating"):
+            result = generate(config, update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:
@@ -170,6 +172,7 @@ if dataset is not None:
                     },
                 ),
                 dataset=dataset,
+                keep=LIMITS["runs_kept"],
             )
             st.success(f"Saved as run {record.run_id}.")
         except Exception as exc:

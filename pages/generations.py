@@ -19,6 +19,8 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     from_url,
+    gif_stride,
+    heavy_job,
     lab,
     load_tensorflow,
     set_model,
@@ -244,7 +246,8 @@ if submitted:
             chart.altair_chart(progress_chart(records_frame(live["records"]), config.target_mean), width="stretch")
 
         try:
-            result = improve(config, start_model, update, on_generation)
+            with heavy_job("Generations"):
+                result = improve(config, start_model, update, on_generation)
         except Exception as exc:  # shown to the user; the session keeps what it had
             show_error(exc)
         else:
@@ -318,6 +321,7 @@ if live and live["records"]:
                     },
                 ),
                 model=result.model,
+                keep=LIMITS["runs_kept"],
             )
             st.success(f"Saved as run {record.run_id}.")
         except Exception as exc:
@@ -337,14 +341,16 @@ if live and live["records"]:
             try:
                 frames = []
                 cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
+                # every generation's game fits in the GIF's frame budget (games last up to goal_steps)
+                stride = gif_stride(len(records) * cfg.goal_steps, smallest=5)
                 for r in records:
                     model.set_weights(live["snapshots"][r.generation])
-                    episode = record_episode(ModelPolicy(model), cfg, 0, frame_stride=5)
+                    episode = record_episode(ModelPolicy(model), cfg, 0, frame_stride=stride)
                     frames += label_frames(episode.frames, f"generation {r.generation}: score {episode.score:g}")
-                state.timelapse_gif = frames_to_gif(frames, frame_stride=5)
+                state.timelapse_gif = frames_to_gif(frames, frame_stride=stride)
             except Exception as exc:
                 show_error(exc)
             finally:
                 model.set_weights(current)
     if state.timelapse_gif:
-        st.image(state.timelapse_gif, caption="One game per generation (every 5th step)")
+        st.image(state.timelapse_gif, caption="One game per generation, sped up")

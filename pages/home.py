@@ -6,7 +6,7 @@ import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
 from cartpole_core.pipeline import NotebookConfig, run_notebook
-from pages.common import from_url, lab, load_tensorflow, progress_bar, set_model, share_settings, show_error
+from pages.common import from_url, heavy_job, lab, load_tensorflow, progress_bar, set_model, share_settings, show_error
 
 state = lab()
 
@@ -67,7 +67,8 @@ if right.button(
     load_tensorflow()
     update, bar = progress_bar("Running the notebook")
     try:
-        result = run_notebook(NotebookConfig(generation=GenerationConfig(seed=int(seed))), update)
+        with heavy_job("The notebook"):
+            result = run_notebook(NotebookConfig(generation=GenerationConfig(seed=int(seed))), update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         bar.empty()
         show_error(exc)

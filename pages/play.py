@@ -13,6 +13,8 @@ from pages.common import (
     LIMITS,
     choice_chart,
     from_url,
+    gif_stride,
+    heavy_job,
     lab,
     load_tensorflow,
     metrics_row,
@@ -96,20 +98,25 @@ if st.button(
     update, bar = progress_bar("Playing")
     try:
         policy = current_policy()
-        result = evaluate(policy, config, update)
-        baseline = evaluate(RandomPolicy(policy.n_actions), config)
-        gifs = {}
-        for label, game in (("best", result.best_game), ("worst", result.worst_game)):
-            episode = record_episode(policy, config, game, frame_stride=2)
-            gifs[label] = (
-                frames_to_gif(episode.frames, frame_stride=2),
-                f"{label.capitalize()} game (#{game + 1}): score {episode.score:g}",
+        with heavy_job("Playing"):
+            result = evaluate(policy, config, update)
+            baseline = evaluate(RandomPolicy(policy.n_actions), config)
+            gifs = {}
+            for label, game in (("best", result.best_game), ("worst", result.worst_game)):
+                stride = gif_stride(int(result.lengths[game]))
+                episode = record_episode(policy, config, game, frame_stride=stride)
+                gifs[label] = (
+                    frames_to_gif(episode.frames, frame_stride=stride),
+                    f"{label.capitalize()} game (#{game + 1}): score {episode.score:g}",
+                )
+            stride = gif_stride(int(baseline.lengths[result.best_game]))
+            baseline_episode = record_episode(
+                RandomPolicy(policy.n_actions), config, result.best_game, frame_stride=stride
             )
-        baseline_episode = record_episode(RandomPolicy(policy.n_actions), config, result.best_game, frame_stride=2)
-        gifs["random"] = (
-            frames_to_gif(baseline_episode.frames, frame_stride=2),
-            f"Random play on the same game (#{result.best_game + 1}): score {baseline_episode.score:g}",
-        )
+            gifs["random"] = (
+                frames_to_gif(baseline_episode.frames, frame_stride=stride),
+                f"Random play on the same game (#{result.best_game + 1}): score {baseline_episode.score:g}",
+            )
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:
@@ -169,6 +176,7 @@ if result is not None and baseline is not None:
                     },
                 ),
                 model=state.model if result.policy_name == "network" else None,
+                keep=LIMITS["runs_kept"],
             )
             st.success(f"Saved as run {record.run_id}.")
         except Exception as exc:

@@ -8,7 +8,18 @@ from cartpole_core.envs import score_meaning
 from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
 from cartpole_core.gif import frames_to_gif
 from cartpole_core.policies import RandomPolicy
-from pages.common import LIMITS, env_picker, from_url, lab, progress_bar, score_histogram, share_settings, show_error
+from pages.common import (
+    LIMITS,
+    env_picker,
+    from_url,
+    gif_stride,
+    heavy_job,
+    lab,
+    progress_bar,
+    score_histogram,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Random play")
@@ -50,9 +61,11 @@ if info is not None:
         config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:
-            result = evaluate(RandomPolicy(info.n_actions), config, update)
-            episode = record_episode(RandomPolicy(info.n_actions), config, game=0, frame_stride=1)
-            gif = frames_to_gif(episode.frames, frame_stride=1)
+            with heavy_job("Random play"):
+                result = evaluate(RandomPolicy(info.n_actions), config, update)
+                stride = gif_stride(int(result.lengths[0]), smallest=1)
+                episode = record_episode(RandomPolicy(info.n_actions), config, game=0, frame_stride=stride)
+                gif = frames_to_gif(episode.frames, frame_stride=stride)
         except Exception as exc:  # shown to the user; the session keeps what it had
             show_error(exc)
         else:

@@ -10,7 +10,17 @@ import streamlit as st
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes, save_run
-from pages.common import LIMITS, curves_chart, from_url, lab, load_tensorflow, set_model, share_settings, show_error
+from pages.common import (
+    LIMITS,
+    curves_chart,
+    from_url,
+    heavy_job,
+    lab,
+    load_tensorflow,
+    set_model,
+    share_settings,
+    show_error,
+)
 
 state = lab()
 st.title("Train")
@@ -163,7 +173,8 @@ else:
                     chart.altair_chart(curves_chart(df, "step", "Learning live", "batch"))
 
             try:
-                result = train(model, dataset, train_cfg, update)
+                with heavy_job("Training"):
+                    result = train(model, dataset, train_cfg, update)
             except Exception as exc:  # shown to the user; the session keeps what it had
                 show_error(exc)
             else:
@@ -230,6 +241,7 @@ if state.model is not None:
                 ),
                 dataset=state.dataset,
                 model=state.model,
+                keep=LIMITS["runs_kept"],
             )
             st.success(f"Saved as run {record.run_id}.")
         except Exception as exc:

@@ -235,6 +235,19 @@ def test_a_bad_link_value_is_ignored_with_a_warning() -> None:
     assert at.number_input(key="gen_games").value == 10_000
 
 
+def test_bad_form_input_is_an_error_and_the_page_keeps_its_data() -> None:
+    at = _generate(start())
+    visit(at, "pages/train.py")
+    at.text_input(key="train_hidden").set_value("128,abc")
+    press(at, "Train")
+    assert any("Hidden layers must be whole numbers" in e.value for e in at.error)
+    assert at.session_state["lab"].dataset is not None, "the dataset is still there"
+    at.text_input(key="train_hidden").set_value("16")
+    at.number_input(key="train_epochs").set_value(1)
+    press(at, "Train")
+    assert not at.error and "Accuracy" in metrics(at)
+
+
 def test_runs_page_survives_a_damaged_run(_runs_dir: Path) -> None:
     bad = _runs_dir / "20260101-000000-broken"
     bad.mkdir(parents=True)

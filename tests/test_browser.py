@@ -251,3 +251,26 @@ def test_bad_input_gets_a_clear_message_and_the_page_keeps_working(server: str, 
     page.get_by_role("button", name="Play and keep the good games").click()
     settle(page)
     assert page.get_by_text("Acceptance rate").count() == 1
+
+
+def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -> None:
+    alice = browser.new_context().new_page()
+    bob = browser.new_context().new_page()
+    for page, games in ((alice, 3000), (bob, 600)):
+        page.goto(server)
+        settle(page)
+        open_page(page, "Generate data")
+        set_number(page, "Games", games)
+    # both press at once: the server runs them side by side (or queues one)
+    alice.get_by_role("button", name="Play and keep the good games").click()
+    bob.get_by_role("button", name="Play and keep the good games").click()
+    settle(alice)
+    settle(bob)
+    for page, games, other in ((alice, "3,000", "600"), (bob, "600", "3,000")):
+        played = page.locator('[data-testid="stMetric"]', has_text="Games played").first.inner_text()
+        assert games in played and other not in played
+        open_page(page, "Train")
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert f"{games} random games" in sidebar
+    alice.context.close()
+    bob.context.close()

@@ -376,3 +376,16 @@ def test_bad_run_zips_are_user_errors(tmp_path):
         zf.writestr("run/run.json", "[1, 2]")
     with pytest.raises(UserError, match="not a CartPole Lab run record"):
         read_run_zip(buffer.getvalue())
+
+
+def test_files_over_the_size_limit_are_refused_unread(small_dataset, tmp_path, monkeypatch):
+    import cartpole_core.storage as storage
+
+    path = storage.save_dataset(small_dataset, tmp_path / "big.npz")
+    monkeypatch.setattr(storage, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(UserError, match="limit"):
+        storage.load_dataset(path)
+    with pytest.raises(UserError, match="larger than"):
+        storage.dataset_from_bytes(path.read_bytes())
+    with pytest.raises(UserError, match="larger than"):
+        storage.model_from_bytes(b"PK" + bytes(2000))

@@ -1,0 +1,228 @@
+"""Stages 8 and 9: what a shared server lives through.
+
+8. memory: 20 networks trained one after another in one process (as a long-lived server
+   would), resident memory after each; the growth from the 2nd to the 20th is reported.
+9. load: N simultaneous visitors (headless Chromium, loopback only, bounded in count and
+   time) each go Generate -> Train -> Play with small budgets; completions, errors, p50/p95
+   seconds per step and the server's peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from typing import Any
+
+from bench.core import Context, Row, StageResult, fmt_bytes, log, markdown_table, median, stage
+
+MEMORY_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from cartpole_core.generate import GenerationConfig, generate
+    from cartpole_core.model import ModelConfig, build_model
+    from cartpole_core.training import TrainingConfig, train
+
+    def rss():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+
+    data = generate(GenerationConfig(games=3000, seed=0)).dataset
+    sizes = []
+    for i in range(int(sys.argv[1])):
+        model = build_model(data.obs_dim, data.n_actions, ModelConfig(), seed=i)
+        train(model, data, TrainingConfig(epochs=1, seed=i))
+        del model
+        sizes.append(rss())
+    print(json.dumps({"rss": sizes, "rows": len(data)}))
+    """
+)
+
+
+@stage(8, "memory", "Memory: 20 networks trained one after another in one process")
+def memory(ctx: Context) -> StageResult:
+    out = StageResult()
+    n = 5 if ctx.settings.quick else 20
+    env = dict(os.environ, PYTHONPATH=str(ctx.root), TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(n)], cwd=ctx.root, env=env, capture_output=True, timeout=1800
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.decode(errors="replace")[-800:])
+    data = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    rss = data["rss"]
+    growth = rss[-1] - rss[1]
+    per_model = growth / max(1, n - 2)
+    log(f"  RSS after model 1: {fmt_bytes(rss[0])}, 2: {fmt_bytes(rss[1])}, {n}: {fmt_bytes(rss[-1])}")
+    out.rows += [
+        Row(f"RSS after the 2nd and the {n}th network", ours=f"{fmt_bytes(rss[1])} → {fmt_bytes(rss[-1])}"),
+        Row("growth per further network", ours=fmt_bytes(per_model), target="bounded (no steady climb)",
+            met=per_model < 20e6),
+    ]  # fmt: skip
+    out.details.append(markdown_table(["network", "RSS"], [[str(i + 1), fmt_bytes(v)] for i, v in enumerate(rss)]))
+    out.notes.append(
+        f"Each network is the notebook's (128-256-512-256-128), built and trained for one epoch on {data['rows']:,} "
+        "rows, then dropped, in one Python process without `keras.backend.clear_session()` (which would "
+        "disturb other sessions of a shared server). The first network pays for TensorFlow's own start-up."
+    )
+    out.data = {"rss_bytes": rss}
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str, Any]:
+    """One visitor: Generate -> Train -> Play with small budgets; seconds per step."""
+    page = await (await browser.new_context()).new_page()
+    steps: dict[str, float] = {}
+    error = ""
+
+    async def settle() -> None:
+        await page.wait_for_timeout(300)
+        await page.wait_for_selector(
+            '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000
+        )
+
+    async def nav(name: str) -> None:
+        await page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+        await settle()
+
+    async def number(label: str, value: int) -> None:
+        box = page.get_by_label(label, exact=True).first
+        await box.fill(str(value))
+        await box.press("Tab")
+        await page.wait_for_timeout(200)
+
+    try:
+        t = time.perf_counter()
+        await page.goto(url)
+        await settle()
+        steps["open"] = time.perf_counter() - t
+        await nav("Generate data")
+        await number("Games", 2000)
+        await number("Seed", i)
+        t = time.perf_counter()
+        await page.get_by_role("button", name="Play and keep the good games").click()
+        await settle()
+        steps["generate"] = time.perf_counter() - t
+        await nav("Train")
+        await page.get_by_label("Hidden layers", exact=True).fill("32,32")
+        await number("Epochs", 1)
+        t = time.perf_counter()
+        await page.get_by_role("button", name="Train").last.click()
+        await settle()
+        steps["train"] = time.perf_counter() - t
+        await nav("Play & evaluate")
+        await number("Games", 10)
+        t = time.perf_counter()
+        await page.locator(".st-key-play_run button").first.click()
+        await settle()
+        steps["play"] = time.perf_counter() - t
+        problems = await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
+        if problems or await page.get_by_text("network mean").count() != 1:
+            error = "the Play page shows an error or no result"
+    except Exception as exc:  # a visitor's failure is a result of the test, not a crash of it
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    finally:
+        await page.context.close()
+    return {"visitor": i, "steps": steps, "error": error}
+
+
+async def _drive(url: str, visitors: int, timeout_s: float) -> list[dict[str, Any]]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(*[_visitor(browser, url, i, timeout_s) for i in range(visitors)]), timeout_s
+            )
+        finally:
+            await browser.close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+@stage(9, "load", "Load: simultaneous visitors, generate -> train -> play")
+def load(ctx: Context) -> StageResult:
+    out = StageResult()
+    if not os.path.exists("/usr/bin/chromium"):
+        out.skipped = "Debian's chromium is not installed (make bench installs it)"
+        return out
+    visitors = 3 if ctx.settings.quick else 10
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as runs:
+        env = dict(os.environ, CARTPOLE_LAB_RUNS=runs)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ctx.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                        break
+                except OSError:
+                    time.sleep(0.3)
+            started = time.perf_counter()
+            results = asyncio.run(_drive(url, visitors, timeout_s=600))
+            wall = time.perf_counter() - started
+            peak = _peak_rss(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    done = [r for r in results if not r["error"] and len(r["steps"]) == 4]
+    errors = [r for r in results if r["error"]]
+    for r in errors:
+        log(f"  visitor {r['visitor']}: {r['error']}")
+    rows = []
+    for step in ("open", "generate", "train", "play"):
+        values = [r["steps"][step] for r in results if step in r["steps"]]
+        rows.append([step, f"{median(values):.2f} s", f"{_percentile(values, 0.95):.2f} s", str(len(values))])
+    out.rows += [
+        Row(f"{visitors} simultaneous visitors completed the flow", ours=f"{len(done)} of {visitors}",
+            target=f"{visitors} of {visitors}, 0 errors", met=len(done) == visitors and not errors),
+        Row("server peak RSS", ours=fmt_bytes(peak)),
+        Row("wall time of the whole load", ours=f"{wall:.1f} s"),
+    ]  # fmt: skip
+    out.details.append(markdown_table(["step", "p50", "p95", "visitors"], rows))
+    out.notes.append(
+        f"{visitors} headless Chromium pages on one loopback server, all started at once; each generates "
+        "2,000 games (its own seed), trains a 32-32 network for 1 epoch and plays 10 games. Heavy jobs go "
+        "through the server's queue (as many at once as there are cores), so p95 includes waiting in line."
+    )
+    out.data = {"visitors": results, "server_peak_rss": peak, "wall": wall}
+    return out

@@ -1,0 +1,115 @@
+"""What every visitor of one server shares: the limits of a shared demo and the queue of
+heavy jobs. Everything else lives in each browser session.
+
+Limits come from environment variables ``CARTPOLE_LAB_MAX_<NAME>`` (for example
+``CARTPOLE_LAB_MAX_GAMES=20000``); the defaults keep a 2-core machine responsive for a
+handful of visitors. The command line has its own, much higher limits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+#: Name -> (default, meaning). Shown in the README; each can be overridden by
+#: CARTPOLE_LAB_MAX_<NAME upper-cased>.
+LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
+    "games": (100_000, "random games one generation may play"),
+    "eval_games": (1_000, "games one evaluation may play"),
+    "epochs": (50, "training epochs"),
+    "members": (10, "ensemble members"),
+    "generations": (30, "generations in one run"),
+    "games_per_generation": (1_000, "games each generation plays"),
+    "gif_frames": (300, "frames in one GIF"),
+    "upload_mb": (50, "size of one uploaded file, in MB"),
+    "runs_kept": (200, "saved runs kept on the server (the oldest go first)"),
+    "jobs": (os.cpu_count() or 2, "heavy jobs running at once on the server (others queue)"),
+}
+
+
+def _read_limits() -> dict[str, int]:
+    limits = {}
+    for name, (default, _) in LIMIT_DEFAULTS.items():
+        raw = os.environ.get(f"CARTPOLE_LAB_MAX_{name.upper()}")
+        try:
+            value = int(raw) if raw is not None else default
+        except ValueError:
+            value = default
+        limits[name] = value if value >= 1 else default
+    return limits
+
+
+LIMITS = _read_limits()
+
+
+class JobSlots:
+    """A server-wide limit on heavy jobs, first come first served."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.running = 0
+        self.waiting: list[object] = []
+        self.lock = threading.Lock()
+
+    def try_start(self, ticket: object) -> int:
+        """Start the job if it is first in line and a slot is free: returns 0. Otherwise
+        returns how many jobs are ahead of it (queued ones, or 0 when only slots are full)."""
+        with self.lock:
+            if ticket not in self.waiting:
+                self.waiting.append(ticket)
+            ahead = self.waiting.index(ticket)
+            if ahead == 0 and self.running < self.slots:
+                self.waiting.pop(0)
+                self.running += 1
+                return -1
+            return ahead
+
+    def leave(self, ticket: object, started: bool) -> None:
+        with self.lock:
+            if started:
+                self.running -= 1
+            elif ticket in self.waiting:
+                self.waiting.remove(ticket)
+
+
+@st.cache_resource
+def job_slots() -> JobSlots:
+    """The one queue of this server process."""
+    return JobSlots(LIMITS["jobs"])
+
+
+@contextmanager
+def heavy_job(label: str) -> Iterator[None]:
+    """Run the block when a job slot is free. While it waits the visitor sees its place in
+    the queue and a Cancel button; cancelling, leaving the page or closing the tab stops
+    the waiting script, so the job is dropped, never run."""
+    slots = job_slots()
+    ticket = object()
+    started = False
+    notice, cancel = st.empty(), st.empty()
+    cancel_shown = False
+    try:
+        while True:
+            ahead = slots.try_start(ticket)
+            if ahead < 0:
+                started = True
+                break
+            notice.info(
+                f"{label} is queued: {ahead} job(s) ahead of yours, {slots.running} running "
+                f"(this server runs {slots.slots} at once). It starts by itself.",
+                icon=":material/hourglass_top:",
+            )
+            if not cancel_shown:  # a widget is drawn once per script run
+                cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")
+                cancel_shown = True
+            time.sleep(0.5)
+        notice.empty()
+        cancel.empty()
+        yield
+    finally:
+        slots.leave(ticket, started)

@@ -1,0 +1,111 @@
+"""What a shared server needs: limits from the environment, the job queue, and runs that
+survive a writer killed mid-save."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cartpole_core.storage import list_runs, load_run, load_run_dataset
+from pages.server import JobSlots, _read_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARTPOLE_LAB_MAX_GAMES", "2000")
+    monkeypatch.setenv("CARTPOLE_LAB_MAX_EPOCHS", "not a number")
+    monkeypatch.setenv("CARTPOLE_LAB_MAX_MEMBERS", "0")
+    limits = _read_limits()
+    assert limits["games"] == 2000
+    assert limits["epochs"] == 50, "a value that is not a number keeps the default"
+    assert limits["members"] == 10, "a value below 1 keeps the default"
+
+
+def test_job_slots_run_at_most_n_jobs_first_come_first_served() -> None:
+    slots = JobSlots(2)
+    a, b, c, d = object(), object(), object(), object()
+    assert slots.try_start(a) < 0 and slots.try_start(b) < 0, "two slots: both start"
+    assert slots.try_start(c) == 0, "third waits, first in line"
+    assert slots.try_start(d) == 1, "fourth waits behind the third"
+    assert slots.try_start(d) == 1, "asking again keeps its place"
+    slots.leave(d, started=False)  # d cancels (or its tab closed): dropped, never run
+    slots.leave(a, started=True)
+    assert slots.try_start(c) < 0, "a slot freed: the first in line starts"
+    assert slots.running == 2 and slots.waiting == []
+
+
+def test_job_slots_under_threads_never_exceed_the_limit() -> None:
+    slots = JobSlots(2)
+    peak, lock = [0], threading.Lock()
+
+    def job() -> None:
+        ticket = object()
+        while slots.try_start(ticket) >= 0:
+            time.sleep(0.001)
+        with lock:
+            peak[0] = max(peak[0], slots.running)
+        time.sleep(0.01)
+        slots.leave(ticket, started=True)
+
+    threads = [threading.Thread(target=job) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert peak[0] == 2 and slots.running == 0 and slots.waiting == []
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from cartpole_core.generate import GenerationConfig, generate
+    from cartpole_core.storage import RunRecord, save_run
+
+    root = Path(sys.argv[1])
+    dataset = generate(GenerationConfig(games=20_000, seed=1)).dataset
+    print("ready", flush=True)
+    i = 0
+    while True:  # save runs until killed
+        save_run(RunRecord(kind="generate", name=f"loop {i}"), dataset=dataset, root=root)
+        i += 1
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_writer_killed_mid_save_leaves_every_listed_run_whole(tmp_path: Path, small_dataset) -> None:
+    from cartpole_core.storage import RunRecord, save_run
+
+    root = tmp_path / "runs"
+    before = save_run(RunRecord(kind="generate", name="before"), dataset=small_dataset, root=root)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    time.sleep(1.5)  # several saves, then a kill at an arbitrary point of one
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    runs = list_runs(root)
+    assert len(runs) >= 2, "the writer saved some runs before it was killed"
+    assert not [r for r in runs if r.damaged], "a half-written run is never listed"
+    for r in runs:
+        assert load_run(r.run_id, root).has_dataset
+        assert len(load_run_dataset(r.run_id, root)) > 0
+    assert load_run_dataset(before.run_id, root).n_games == small_dataset.n_games
+    # whatever the kill left behind is hidden (a dot-folder), not a run
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
+    assert all(name.startswith(".tmp-") for name in leftovers)
