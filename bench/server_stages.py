@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -101,7 +102,8 @@ async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str
     error = ""
 
     async def settle() -> None:
-        await page.wait_for_timeout(300)
+        with contextlib.suppress(Exception):  # a busy server may start the script a moment after the click
+            await page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=2000)
         await page.wait_for_selector(
             '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000
         )
@@ -127,6 +129,7 @@ async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str
         t = time.perf_counter()
         await page.get_by_role("button", name="Play and keep the good games").click()
         await settle()
+        await page.get_by_text("Acceptance rate").first.wait_for(timeout=timeout_s * 1000)
         steps["generate"] = time.perf_counter() - t
         await nav("Train")
         await page.get_by_label("Hidden layers", exact=True).fill("32,32")
@@ -134,16 +137,20 @@ async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str
         t = time.perf_counter()
         await page.get_by_role("button", name="Train").last.click()
         await settle()
+        await page.get_by_text("Per epoch").first.wait_for(timeout=timeout_s * 1000)
         steps["train"] = time.perf_counter() - t
         await nav("Play & evaluate")
         await number("Games", 10)
         t = time.perf_counter()
         await page.locator(".st-key-play_run button").first.click()
         await settle()
+        await page.get_by_text("network mean").first.wait_for(timeout=timeout_s * 1000)
         steps["play"] = time.perf_counter() - t
-        problems = await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
-        if problems or await page.get_by_text("network mean").count() != 1:
-            error = "the Play page shows an error or no result"
+        problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
+        if await problems.count():
+            error = "error on the page: " + (await problems.first.inner_text())[:200]
+        elif await page.get_by_text("network mean").count() != 1:
+            error = "no result on the Play page"
     except Exception as exc:  # a visitor's failure is a result of the test, not a crash of it
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
     finally:

@@ -228,7 +228,7 @@ if submitted:
     else:
         start_model = state.model if start_from.startswith("the current model") else None
         live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "model": start_model}
-        state.improve_live, state.timelapse_gif = live, None
+        state.improve_live, state.timelapse_gif, state.improve = live, None, None
         stop_slot = st.empty()
         stop_slot.button(
             "Stop", icon=":material/stop:", key="imp_stop", help="Stop now and keep the best network so far."
@@ -249,6 +249,7 @@ if submitted:
             with heavy_job("Generations"):
                 result = improve(config, start_model, update, on_generation)
         except Exception as exc:  # shown to the user; the session keeps what it had
+            live["done"] = True  # failed, not stopped
             show_error(exc)
         else:
             live["done"] = True

@@ -57,8 +57,8 @@ class JobSlots:
         self.lock = threading.Lock()
 
     def try_start(self, ticket: object) -> int:
-        """Start the job if it is first in line and a slot is free: returns 0. Otherwise
-        returns how many jobs are ahead of it (queued ones, or 0 when only slots are full)."""
+        """Start the job if it is first in line and a slot is free: returns -1. Otherwise
+        returns how many queued jobs are ahead of it (0: next in line, slots all busy)."""
         with self.lock:
             if ticket not in self.waiting:
                 self.waiting.append(ticket)

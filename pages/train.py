@@ -176,6 +176,7 @@ else:
                 with heavy_job("Training"):
                     result = train(model, dataset, train_cfg, update)
             except Exception as exc:  # shown to the user; the session keeps what it had
+                state.live_training["done"] = True  # failed, not stopped
                 show_error(exc)
             else:
                 state.training = result

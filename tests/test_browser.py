@@ -7,6 +7,7 @@ at ``docs/screenshots``), otherwise to the test's temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -95,11 +96,21 @@ def shots(tmp_path: Path) -> Path:
 
 
 def settle(page, timeout_s: float = 240) -> None:
-    """Wait until the app's script has finished and the page shows its title."""
-    page.wait_for_timeout(300)
+    """Wait until the app's script has finished and the page shows its title.
+
+    The script may start a moment after a click (a busy server), so first give it up to two
+    seconds to start, then wait for it to finish."""
+    with contextlib.suppress(playwright_api.TimeoutError):  # it may already have run and finished
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=2000)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000)
     page.wait_for_selector("h1", timeout=timeout_s * 1000)
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(300)
+
+
+def shows(page, text: str, timeout_s: float = 120) -> bool:
+    """True once ``text`` is on the page (waits for it)."""
+    page.get_by_text(text).first.wait_for(timeout=timeout_s * 1000)
+    return True
 
 
 def open_page(page, name: str) -> None:
@@ -151,7 +162,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     page.get_by_role("button", name="Play and keep the good games").click()
     settle(page)
     no_exception(page)
-    assert page.get_by_text("Acceptance rate").count() == 1
+    assert shows(page, "Acceptance rate")
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
     screenshot(page, shots / "generate.png")
 
@@ -161,15 +172,15 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
     settle(page)
     no_exception(page)
-    assert page.get_by_text("Per epoch").count() >= 1
+    assert shows(page, "Per epoch")
     screenshot(page, shots / "train.png")
 
     open_page(page, "Play & evaluate")
     set_number(page, "Games", 10)
     click_key(page, "play_run")
     no_exception(page)
+    assert shows(page, "network mean")
     assert page.locator('img[src*=".gif"]').count() == 3, "best, worst and random GIFs"
-    assert page.get_by_text("network mean").count() == 1
     screenshot(page, shots / "play.png")
 
     open_page(page, "Generations")
@@ -180,7 +191,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     page.get_by_role("button", name="Run generations").click()
     settle(page)
     no_exception(page)
-    assert page.get_by_text("Best evaluation mean").count() == 1
+    assert shows(page, "Best evaluation mean")
     page.get_by_role("button", name="Make the time-lapse GIF").click()
     settle(page)
     page.locator('img[src*=".gif"]').first.wait_for()
@@ -250,7 +261,7 @@ def test_bad_input_gets_a_clear_message_and_the_page_keeps_working(server: str, 
     set_number(page, "Games", 500)
     page.get_by_role("button", name="Play and keep the good games").click()
     settle(page)
-    assert page.get_by_text("Acceptance rate").count() == 1
+    assert shows(page, "Acceptance rate")
 
 
 def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -> None:
@@ -267,6 +278,7 @@ def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -
     settle(alice)
     settle(bob)
     for page, games, other in ((alice, "3,000", "600"), (bob, "600", "3,000")):
+        shows(page, "Games played")
         played = page.locator('[data-testid="stMetric"]', has_text="Games played").first.inner_text()
         assert games in played and other not in played
         open_page(page, "Train")
