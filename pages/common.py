@@ -19,6 +19,7 @@ import streamlit as st
 from cartpole_core.envs import DEFAULT_ENV_ID, SUGGESTED_ENV_IDS, EnvInfo, env_info
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
+from cartpole_core.storage import RunRecord, save_run
 from pages.server import LIMITS, heavy_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
@@ -121,6 +122,16 @@ def share_settings(keys: list[str]) -> None:
             "(not your data or models: those stay in your session)."
         )
         st.code(f"{st.context.url or ''}?{urlencode(params)}", language=None)
+
+
+def save_as_run(record: RunRecord, dataset: Dataset | None = None, model: keras.Model | None = None) -> None:
+    """Save a run (pruning the oldest beyond this server's limit) and say so, or show why not."""
+    try:
+        saved = save_run(record, dataset=dataset, model=model, keep=LIMITS["runs_kept"])
+    except Exception as exc:  # a full disk or a bad record: the session keeps what it had
+        show_error(exc)
+    else:
+        st.success(f"Saved as run {saved.run_id}.")
 
 
 def show_error(exc: Exception) -> None:

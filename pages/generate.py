@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from cartpole_core.generate import GenerationConfig, generate
-from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes, save_run
+from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes
 from pages.common import (
     LIMITS,
     counter_chart,
@@ -16,6 +16,7 @@ from pages.common import (
     heavy_job,
     lab,
     progress_bar,
+    save_as_run,
     score_histogram,
     share_settings,
     show_error,
@@ -156,27 +157,22 @@ if dataset is not None:
         )
         and state.generation is not None
     ):
-        try:
-            g = state.generation
-            record = save_run(
-                RunRecord(
-                    kind="generate",
-                    name=f"{g.config.env_id} {g.games} games",
-                    settings=g.config.__dict__,
-                    results={
-                        "accepted": g.accepted,
-                        "acceptance_rate": g.acceptance_rate,
-                        "accepted_mean": g.accepted_mean,
-                        "accepted_median": g.accepted_median,
-                        "scores": g.scores,
-                    },
-                ),
-                dataset=dataset,
-                keep=LIMITS["runs_kept"],
-            )
-            st.success(f"Saved as run {record.run_id}.")
-        except Exception as exc:
-            show_error(exc)
+        g = state.generation
+        save_as_run(
+            RunRecord(
+                kind="generate",
+                name=f"{g.config.env_id} {g.games} games",
+                settings=g.config.__dict__,
+                results={
+                    "accepted": g.accepted,
+                    "acceptance_rate": g.acceptance_rate,
+                    "accepted_mean": g.accepted_mean,
+                    "accepted_median": g.accepted_median,
+                    "scores": g.scores,
+                },
+            ),
+            dataset=dataset,
+        )
 
 st.subheader("Upload a dataset")
 upload = st.file_uploader(

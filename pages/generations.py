@@ -13,7 +13,7 @@ from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, record_episode
 from cartpole_core.gif import frames_to_gif, label_frames
 from cartpole_core.progress import Progress
-from cartpole_core.storage import RunRecord, save_run
+from cartpole_core.storage import RunRecord
 from pages.common import (
     ACCENT,
     LIMITS,
@@ -23,6 +23,7 @@ from pages.common import (
     heavy_job,
     lab,
     load_tensorflow,
+    save_as_run,
     set_model,
     share_settings,
     show_error,
@@ -306,27 +307,22 @@ if live and live["records"]:
         key="imp_save_run",
         help="Keep the settings, every generation's figures and the best model on the server (see Runs).",
     ):
-        try:
-            record = save_run(
-                RunRecord(
-                    kind="improve",
-                    name=f"{result.config.env_id} generations, seed {result.config.seed}",
-                    settings=asdict(result.config),
-                    results={
-                        "generations": [asdict(r) for r in result.generations],
-                        "best_generation": result.best_generation,
-                        "best_mean": result.best_mean,
-                        "confirm_mean": result.confirm_mean,
-                        "scores": None if result.confirmation is None else result.confirmation.scores,
-                        "seconds": result.seconds,
-                    },
-                ),
-                model=result.model,
-                keep=LIMITS["runs_kept"],
-            )
-            st.success(f"Saved as run {record.run_id}.")
-        except Exception as exc:
-            show_error(exc)
+        save_as_run(
+            RunRecord(
+                kind="improve",
+                name=f"{result.config.env_id} generations, seed {result.config.seed}",
+                settings=asdict(result.config),
+                results={
+                    "generations": [asdict(r) for r in result.generations],
+                    "best_generation": result.best_generation,
+                    "best_mean": result.best_mean,
+                    "confirm_mean": result.confirm_mean,
+                    "scores": None if result.confirmation is None else result.confirmation.scores,
+                    "seconds": result.seconds,
+                },
+            ),
+            model=result.model,
+        )
 
     if st.button(
         "Make the time-lapse GIF",

@@ -8,7 +8,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
 from cartpole_core.gif import frames_to_gif
 from cartpole_core.policies import Policy, RandomPolicy
-from cartpole_core.storage import RunRecord, save_run
+from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
     choice_chart,
@@ -19,6 +19,7 @@ from pages.common import (
     load_tensorflow,
     metrics_row,
     progress_bar,
+    save_as_run,
     scores_by_game_chart,
     share_settings,
     show_error,
@@ -160,24 +161,19 @@ if result is not None and baseline is not None:
         key="play_save_run",
         help="Keep these scores (and the model) on the server to compare later (see Runs).",
     ):
-        try:
-            record = save_run(
-                RunRecord(
-                    kind="evaluate",
-                    name=f"{result.policy_name} on {info.env_id}",
-                    settings=result.config.__dict__,
-                    results={
-                        "policy": result.policy_name,
-                        "scores": result.scores,
-                        "mean": result.mean,
-                        "random_scores": baseline.scores,
-                        "random_mean": baseline.mean,
-                        "choice_ratios": result.choice_ratios,
-                    },
-                ),
-                model=state.model if result.policy_name == "network" else None,
-                keep=LIMITS["runs_kept"],
-            )
-            st.success(f"Saved as run {record.run_id}.")
-        except Exception as exc:
-            show_error(exc)
+        save_as_run(
+            RunRecord(
+                kind="evaluate",
+                name=f"{result.policy_name} on {info.env_id}",
+                settings=result.config.__dict__,
+                results={
+                    "policy": result.policy_name,
+                    "scores": result.scores,
+                    "mean": result.mean,
+                    "random_scores": baseline.scores,
+                    "random_mean": baseline.mean,
+                    "choice_ratios": result.choice_ratios,
+                },
+            ),
+            model=state.model if result.policy_name == "network" else None,
+        )

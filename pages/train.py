@@ -9,7 +9,7 @@ import streamlit as st
 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress
-from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes, save_run
+from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes
 from pages.common import (
     LIMITS,
     curves_chart,
@@ -17,6 +17,7 @@ from pages.common import (
     heavy_job,
     lab,
     load_tensorflow,
+    save_as_run,
     set_model,
     share_settings,
     show_error,
@@ -230,23 +231,18 @@ if state.model is not None:
         help="Keep this model, its dataset and curves on the server (see Runs).",
         disabled=state.training is None,
     ):
-        try:
-            t = state.training
-            assert t is not None
-            record = save_run(
-                RunRecord(
-                    kind="train",
-                    name=state.model_source,
-                    settings={"training": t.config.__dict__, "dataset": state.dataset_source},
-                    results={"epoch_history": t.epoch_history, "accuracy": t.final_accuracy, "seconds": t.seconds},
-                ),
-                dataset=state.dataset,
-                model=state.model,
-                keep=LIMITS["runs_kept"],
-            )
-            st.success(f"Saved as run {record.run_id}.")
-        except Exception as exc:
-            show_error(exc)
+        t = state.training
+        assert t is not None
+        save_as_run(
+            RunRecord(
+                kind="train",
+                name=state.model_source,
+                settings={"training": t.config.__dict__, "dataset": state.dataset_source},
+                results={"epoch_history": t.epoch_history, "accuracy": t.final_accuracy, "seconds": t.seconds},
+            ),
+            dataset=state.dataset,
+            model=state.model,
+        )
 
 st.subheader("Upload a model")
 upload = st.file_uploader(
