@@ -109,3 +109,26 @@ def test_a_writer_killed_mid_save_leaves_every_listed_run_whole(tmp_path: Path, 
     # whatever the kill left behind is hidden (a dot-folder), not a run
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
     assert all(name.startswith(".tmp-") for name in leftovers)
+
+
+def test_the_served_config_keeps_the_security_basics() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    server = config["server"]
+    assert server["enableXsrfProtection"] is True
+    assert server["maxUploadSize"] <= 50, "uploads are capped (MB)"
+    assert server["headless"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["client"]["showErrorDetails"] in ("none", False), "no tracebacks shown to visitors"
+
+
+def test_every_uploader_sets_the_servers_size_limit_and_loading_stays_safe() -> None:
+    pages = {p.name: p.read_text() for p in (ROOT / "pages").glob("*.py")}
+    uploaders = [name for name, text in pages.items() if "st.file_uploader(" in text]
+    assert uploaders, "the app has uploaders"
+    for name in uploaders:
+        assert pages[name].count("st.file_uploader(") == pages[name].count('max_upload_size=LIMITS["upload_mb"]'), name
+    core = "".join(p.read_text() for p in (ROOT / "cartpole_core").glob("*.py"))
+    assert "allow_pickle=True" not in core and core.count("allow_pickle=False") >= 1
+    assert "safe_mode=False" not in core and "safe_mode=True" in core
