@@ -66,7 +66,7 @@ class Lab:
     timelapse_gif: bytes | None = None
 
 
-def set_model(model: keras.Model, source: str, training: TrainingResult | None = None) -> None:
+def set_model(model: keras.Model | None, source: str, training: TrainingResult | None = None) -> None:
     """Make ``model`` this session's current model (forgetting what described the old one)."""
     state = lab()
     state.model, state.model_source, state.training = model, source, training

@@ -40,6 +40,11 @@ def finish_stopped_run() -> None:
     from cartpole_core.training import TrainingResult
 
     rows = live["rows"]
+    live["done"] = True
+    if not rows:  # stopped before the first batch (e.g. while queued): nothing was learned
+        set_model(*live["previous"])
+        st.info("Training cancelled before it started: nothing changed.", icon=":material/stop_circle:")
+        return
     state.training = TrainingResult(
         config=live["config"],
         batch_history={k: [r[k] for r in rows] for k in ("step", "epoch", "loss", "accuracy")},
@@ -48,7 +53,6 @@ def finish_stopped_run() -> None:
         samples=live["samples"],
         seconds=time.perf_counter() - live["started"],
     )
-    live["done"] = True
     st.info("Training stopped. The network keeps what it learned so far.", icon=":material/stop_circle:")
 
 
@@ -144,9 +148,11 @@ else:
         except UserError as exc:
             show_error(exc)
         else:
+            previous = (state.model, state.model_source, state.training)
             set_model(model, f"{model_cfg.hidden} net, seed {seed}")
             rows: list[dict[str, float]] = []
             state.live_training = {
+                "previous": previous,
                 "rows": rows,
                 "config": train_cfg,
                 "started": time.perf_counter(),
