@@ -124,13 +124,7 @@ def _counter_text(counts: dict[float, int]) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    config = GenerationConfig(
-        env_id=args.env,
-        games=args.games,
-        goal_steps=args.goal_steps,
-        score_requirement=args.score_requirement,
-        seed=args.seed,
-    )
+    config = _generation_config(args)
     result = generate(config, _bar(args.quiet))
     dataset = result.require_accepted()
     if args.out:
@@ -318,13 +312,7 @@ def cmd_improve(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from cartpole_core.pipeline import NotebookConfig, run_notebook
 
-    gen = GenerationConfig(
-        env_id=args.env,
-        games=args.games,
-        goal_steps=args.goal_steps,
-        score_requirement=args.score_requirement,
-        seed=args.seed,
-    ).validate()
+    gen = _generation_config(args).validate()
     started = time.perf_counter()
     _import_tensorflow()
     import_seconds = time.perf_counter() - started
@@ -360,6 +348,17 @@ def cmd_run(args: argparse.Namespace) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def _generation_config(args: argparse.Namespace) -> GenerationConfig:
+    """The settings given by :func:`_generation_args`'s flags."""
+    return GenerationConfig(
+        env_id=args.env,
+        games=args.games,
+        goal_steps=args.goal_steps,
+        score_requirement=args.score_requirement,
+        seed=args.seed,
+    )
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
