@@ -31,9 +31,9 @@ steps = [
     ("6 · Generations", "pages/generations.py", "retrain on its own best games", state.improve is not None),
 ]
 st.subheader("Your pipeline")
-cols = st.columns(len(steps))
+cols = st.columns(3) + st.columns(3)  # two rows of three cards
 for col, (title, path, what, done) in zip(cols, steps, strict=True):
-    with col.container(border=True, height=200):
+    with col.container(border=True):
         st.markdown(f"**{title}**")
         st.caption(what)
         st.markdown(
