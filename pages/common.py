@@ -112,6 +112,16 @@ def from_url(key: str, default: Any, low: float | None = None, high: float | Non
     return value
 
 
+def url_number(where: Any, label: str, low: float, high: float, default: float, *, key: str, **kwargs: Any) -> Any:
+    """``where.number_input`` whose first value comes from the page's link when it has one."""
+    return where.number_input(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
+
+
+def url_slider(where: Any, label: str, low: float, high: float, default: float, *, key: str, **kwargs: Any) -> Any:
+    """``where.slider`` whose first value comes from the page's link when it has one."""
+    return where.slider(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
+
+
 def share_settings(keys: list[str]) -> None:
     """Put these widgets' current values in the page's URL and offer the link to copy."""
     params = {k: str(st.session_state[k]) for k in keys if k in st.session_state}

@@ -18,13 +18,13 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     choice_chart,
-    from_url,
     heavy_job,
     lab,
     load_tensorflow,
     progress_bar,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -54,14 +54,13 @@ chosen = c[0].multiselect(
     key="cmp_players",
     help="Who plays. Generations appear after a run on the Generations page.",
 )
-n_seeds = c[1].number_input(
-    "Seeds", 2, 20, from_url("cmp_seeds", 5, 2, 20), key="cmp_seeds", help="Each seed is a different set of games."
-)
-games = c[2].number_input(
+n_seeds = url_number(c[1], "Seeds", 2, 20, 5, key="cmp_seeds", help="Each seed is a different set of games.")
+games = url_number(
+    c[2],
     "Games per seed",
     1,
     LIMITS["eval_games"] // 5,
-    from_url("cmp_games", 20, 1, LIMITS["eval_games"] // 5),
+    20,
     key="cmp_games",
     help="Games each player plays on each seed.",
 )

@@ -20,6 +20,7 @@ from pages.common import (
     progress_bar,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -38,11 +39,12 @@ if dataset is None:
 
 with st.form("ensemble_form"):
     c = st.columns(5)
-    members = c[0].number_input(
+    members = url_number(
+        c[0],
         "Members",
         2,
         LIMITS["members"],
-        from_url("ens_members", 5, 2, LIMITS["members"]),
+        5,
         key="ens_members",
         help=f"Networks that vote (at most {LIMITS['members']}).",
     )
@@ -53,30 +55,25 @@ with st.form("ensemble_form"):
         key="ens_vote",
         help="soft: average the members' probabilities; hard: each member's favourite action counts as one vote.",
     )
-    epochs = c[2].number_input(
+    epochs = url_number(
+        c[2],
         "Epochs per member",
         1,
         LIMITS["epochs"],
-        from_url("ens_epochs", 1, 1, LIMITS["epochs"]),
+        1,
         key="ens_epochs",
         help="Weak members: 1 epoch each by default.",
     )
-    games = c[3].number_input(
+    games = url_number(
+        c[3],
         "Evaluation games",
         1,
         LIMITS["eval_games"],
-        from_url("ens_games", 100, 1, LIMITS["eval_games"]),
+        100,
         key="ens_games",
         help="Games every member and the ensemble play.",
     )
-    seed = c[4].number_input(
-        "Seed",
-        0,
-        2**31 - 1 - 50,
-        from_url("ens_seed", 0, 0, 2**31 - 1 - 50),
-        key="ens_seed",
-        help="Member i uses seed + i.",
-    )
+    seed = url_number(c[4], "Seed", 0, 2**31 - 1 - 50, 0, key="ens_seed", help="Member i uses seed + i.")
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
 share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])

@@ -20,6 +20,7 @@ from pages.common import (
     score_histogram,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -34,20 +35,22 @@ defaults = GenerationConfig()
 with st.form("generate_form"):
     info = env_picker("gen_env")
     c = st.columns(4)
-    games = c[0].number_input(
+    games = url_number(
+        c[0],
         "Games",
         1,
         LIMITS["games"],
-        from_url("gen_games", defaults.games, 1, LIMITS["games"]),
+        defaults.games,
         step=1000,
         key="gen_games",
         help=f"Random games to play (the notebook: 10,000; at most {LIMITS['games']:,} here).",
     )
-    goal_steps = c[1].number_input(
+    goal_steps = url_number(
+        c[1],
         "Goal steps",
         1,
         10_000,
-        from_url("gen_goal_steps", defaults.goal_steps, 1, 10_000),
+        defaults.goal_steps,
         key="gen_goal_steps",
         help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
     )
@@ -58,14 +61,7 @@ with st.form("generate_form"):
         key="gen_requirement",
         help="A game is kept when its score reaches at least this (the notebook: 50).",
     )
-    seed = c[3].number_input(
-        "Seed",
-        0,
-        2**31 - 1,
-        from_url("gen_seed", 0, 0, 2**31 - 1),
-        key="gen_seed",
-        help="Same seed, same games, same dataset.",
-    )
+    seed = url_number(c[3], "Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
     submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
 share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_requirement", "gen_seed"])

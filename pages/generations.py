@@ -27,6 +27,8 @@ from pages.common import (
     set_model,
     share_settings,
     show_error,
+    url_number,
+    url_slider,
 )
 
 state = lab()
@@ -103,38 +105,36 @@ with st.form("improve_form"):
         help="Generation 0 is this network. The notebook's first network is trained on 10,000 random games first.",
     )
     c = st.columns(4)
-    generations = c[0].number_input(
+    generations = url_number(
+        c[0],
         "Most generations",
         1,
         LIMITS["generations"],
-        from_url("imp_generations", 10, 1, LIMITS["generations"]),
+        10,
         key="imp_generations",
         help=f"Stop after this many generations at most (at most {LIMITS['generations']} here).",
     )
-    games = c[1].number_input(
+    games = url_number(
+        c[1],
         "Games per generation",
         10,
         LIMITS["games_per_generation"],
-        from_url("imp_games", 200, 10, LIMITS["games_per_generation"]),
+        200,
         step=50,
         key="imp_games",
         help="Games the network plays each generation to find its best ones.",
     )
-    keep_top = c[2].slider(
+    keep_top = url_slider(
+        c[2],
         "Keep the best (%)",
         1,
         100,
-        from_url("imp_keep", 20, 1, 100),
+        20,
         key="imp_keep",
         help="Share of those games that becomes the training data.",
     )
-    epochs = c[3].number_input(
-        "Epochs per generation",
-        1,
-        20,
-        from_url("imp_epochs", 2, 1, 20),
-        key="imp_epochs",
-        help="Fine-tuning passes over the kept games.",
+    epochs = url_number(
+        c[3], "Epochs per generation", 1, 20, 2, key="imp_epochs", help="Fine-tuning passes over the kept games."
     )
     c = st.columns(4)
     data_mode = c[0].selectbox(
@@ -151,21 +151,17 @@ with st.form("improve_form"):
         key="imp_explore",
         help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
     )
-    epsilon = c[2].slider(
+    epsilon = url_slider(
+        c[2],
         "Random actions (%)",
         0,
         50,
-        from_url("imp_epsilon", 0, 0, 50),
+        0,
         key="imp_epsilon",
         help="Share of steps on which a random action is taken instead.",
     )
-    eval_games = c[3].number_input(
-        "Evaluation games",
-        10,
-        500,
-        from_url("imp_eval", 100, 10, 500),
-        key="imp_eval",
-        help="Fixed games each generation is measured on.",
+    eval_games = url_number(
+        c[3], "Evaluation games", 10, 500, 100, key="imp_eval", help="Fixed games each generation is measured on."
     )
     c = st.columns(4)
     target = c[0].number_input(
@@ -174,22 +170,22 @@ with st.form("improve_form"):
         key="imp_target",
         help="Stop once the evaluation mean reaches this.",
     )
-    confirm = c[1].number_input(
+    confirm = url_number(
+        c[1],
         "Confirmation games",
         0,
         LIMITS["eval_games"],
-        from_url("imp_confirm", 200, 0, LIMITS["eval_games"]),
+        200,
         key="imp_confirm",
         help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
     )
-    seed = c[2].number_input(
-        "Seed", 0, 2**31 - 1, from_url("imp_seed", 0, 0, 2**31 - 1), key="imp_seed", help="Same seed, same generations."
-    )
-    temperature = c[3].number_input(
+    seed = url_number(c[2], "Seed", 0, 2**31 - 1, 0, key="imp_seed", help="Same seed, same generations.")
+    temperature = url_number(
+        c[3],
         "Sampling temperature",
         0.05,
         5.0,
-        from_url("imp_temperature", 1.0, 0.05, 5.0),
+        1.0,
         step=0.05,
         key="imp_temperature",
         help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "

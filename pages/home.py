@@ -6,7 +6,16 @@ import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
 from cartpole_core.pipeline import NotebookConfig, run_notebook
-from pages.common import from_url, heavy_job, lab, load_tensorflow, progress_bar, set_model, share_settings, show_error
+from pages.common import (
+    heavy_job,
+    lab,
+    load_tensorflow,
+    progress_bar,
+    set_model,
+    share_settings,
+    show_error,
+    url_number,
+)
 
 state = lab()
 
@@ -47,11 +56,12 @@ st.markdown(
     "(128-256-512-256-128, dropout 0.2, 4 epochs, batch 64), then play 10 games — about half a minute."
 )
 left, right = st.columns([1, 3], vertical_alignment="bottom")
-seed = left.number_input(
+seed = url_number(
+    left,
     "Seed",
-    min_value=0,
-    max_value=2**31 - 1,
-    value=from_url("home_seed", 0, 0, 2**31 - 1),
+    0,
+    2**31 - 1,
+    0,
     step=1,
     key="home_seed",
     help="Same seed, same games, same network. Results vary a lot between seeds: try several.",

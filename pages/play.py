@@ -23,6 +23,7 @@ from pages.common import (
     scores_by_game_chart,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -47,22 +48,16 @@ policy_choice = c[0].selectbox(
     key="play_policy",
     help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
 )
-games = c[1].number_input(
+games = url_number(
+    c[1],
     "Games",
     1,
     LIMITS["eval_games"],
-    from_url("play_games", 10, 1, LIMITS["eval_games"]),
+    10,
     key="play_games",
     help=f"Games to play (the notebook: 10; at most {LIMITS['eval_games']:,} here). More games, steadier figures.",
 )
-seed = c[2].number_input(
-    "Seed",
-    0,
-    2**31 - 1,
-    from_url("play_seed", 0, 0, 2**31 - 1),
-    key="play_seed",
-    help="Same seed, same starting positions.",
-)
+seed = url_number(c[2], "Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
 if not available["current model"]:
     st.info(
         "No model in this session yet: train one to see it play. Random play works meanwhile.",

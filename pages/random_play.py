@@ -11,7 +11,6 @@ from cartpole_core.policies import RandomPolicy
 from pages.common import (
     LIMITS,
     env_picker,
-    from_url,
     gif_stride,
     heavy_job,
     lab,
@@ -19,6 +18,7 @@ from pages.common import (
     score_histogram,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -30,20 +30,22 @@ st.markdown(
 
 info = env_picker("random_env")
 c1, c2 = st.columns(2)
-games = c1.number_input(
+games = url_number(
+    c1,
     "Games",
-    min_value=1,
-    max_value=LIMITS["eval_games"],
-    value=from_url("random_games", 100, 1, LIMITS["eval_games"]),
+    1,
+    LIMITS["eval_games"],
+    100,
     step=10,
     key="random_games",
     help=f"How many random games to play (at most {LIMITS['eval_games']:,} here).",
 )
-seed = c2.number_input(
+seed = url_number(
+    c2,
     "Seed",
-    min_value=0,
-    max_value=2**31 - 1,
-    value=from_url("random_seed", 0, 0, 2**31 - 1),
+    0,
+    2**31 - 1,
+    0,
     key="random_seed",
     help="Same seed, same starting positions and same random pushes.",
 )

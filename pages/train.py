@@ -21,6 +21,7 @@ from pages.common import (
     set_model,
     share_settings,
     show_error,
+    url_number,
 )
 
 state = lab()
@@ -75,20 +76,22 @@ else:
             key="train_hidden",
             help="Units of each hidden layer, input side first, separated by commas.",
         )
-        dropout = c[1].number_input(
+        dropout = url_number(
+            c[1],
             "Dropout",
             0.0,
             0.9,
-            from_url("train_dropout", 0.2, 0.0, 0.9),
+            0.2,
             step=0.05,
             key="train_dropout",
             help="Share of units switched off at random while training (the notebook keeps 80 %).",
         )
-        lr = c[2].number_input(
+        lr = url_number(
+            c[2],
             "Learning rate",
             1e-6,
             1.0,
-            from_url("train_lr", 1e-3, 1e-6, 1.0),
+            1e-3,
             step=1e-4,
             format="%.4f",
             key="train_lr",
@@ -96,38 +99,30 @@ else:
         )
         st.markdown("**Training**")
         c = st.columns(4)
-        epochs = c[0].number_input(
+        epochs = url_number(
+            c[0],
             "Epochs",
             1,
             LIMITS["epochs"],
-            from_url("train_epochs", 4, 1, LIMITS["epochs"]),
+            4,
             key="train_epochs",
             help=f"Passes over the data (the notebook: 4; at most {LIMITS['epochs']} here).",
         )
-        batch = c[1].number_input(
-            "Batch size",
-            1,
-            4096,
-            from_url("train_batch", 64, 1, 4096),
-            key="train_batch",
-            help="Rows per learning step (the notebook: 64).",
+        batch = url_number(
+            c[1], "Batch size", 1, 4096, 64, key="train_batch", help="Rows per learning step (the notebook: 64)."
         )
-        split = c[2].number_input(
+        split = url_number(
+            c[2],
             "Validation share",
             0.0,
             0.5,
-            from_url("train_split", 0.0, 0.0, 0.5),
+            0.0,
             step=0.05,
             key="train_split",
             help="Share of games held out to check the network on games it never saw (0 = none).",
         )
-        seed = c[3].number_input(
-            "Seed",
-            0,
-            2**31 - 1,
-            from_url("train_seed", 0, 0, 2**31 - 1),
-            key="train_seed",
-            help="Same seed, same starting weights, same shuffling.",
+        seed = url_number(
+            c[3], "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
         )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
 
