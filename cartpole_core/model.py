@@ -91,7 +91,9 @@ def build_model(obs_dim: int, n_actions: int, config: ModelConfig, seed: int | N
     )
     model = keras.Sequential(layers, name="imitation_policy")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        # A fixed name: TensorFlow keeps ~34 KB for every distinct variable name it has seen,
+        # and Keras would otherwise number each new optimiser (adam_1/…, adam_2/…).
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, name="adam"),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )

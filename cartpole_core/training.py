@@ -5,12 +5,26 @@ The rows are shuffled once per epoch by our own seeded generator and fed to Kera
 ``fit`` in that order, so the same data, model seed and training seed give the same
 weights on the same machine, without touching Keras's global random state (which is
 shared by every session of a server).
+
+Memory: the first ``fit`` of every new Keras model traces a training step, and TensorFlow
+never gives that memory back (8-17 MB per model for the notebook's network), so a server
+that trains all day would grow without bound. Models are therefore never fitted
+themselves: :class:`TrainerPool` keeps a few compiled *trainers*, one per architecture in
+use; a job copies the model's variables and optimiser state into a free trainer, fits it,
+and copies them back. A trainer's step is traced once and reused, and the result is the
+same as fitting the model itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import os
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +129,101 @@ class _Recorder(keras.callbacks.Callback):
                 self.model.stop_training = True
 
 
+def _architecture_key(model: keras.Model) -> str:
+    """What makes two compiled models share a trainer: layers, loss, metrics and optimiser
+    kind, but not seeds, names or the learning rate (those live in copied variables)."""
+
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("seed", "name", "learning_rate")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(
+        [type(model).__name__, strip(model.get_config()), strip(model.get_compile_config())],
+        sort_keys=True,
+        default=str,
+    )
+
+
+class TrainerPool:
+    """Compiled twins of models, reused across training jobs (see the module docstring).
+
+    Thread-safe: a trainer is lent to one job at a time; two jobs of the same architecture
+    at once get two trainers. At most ``per_architecture`` idle trainers are kept for each
+    of the ``architectures`` most recently used; older ones are dropped.
+    """
+
+    def __init__(self, architectures: int = 4, per_architecture: int = max(2, os.cpu_count() or 1)):
+        self.architectures = architectures
+        self.per_architecture = per_architecture
+        self._idle: OrderedDict[str, list[keras.Model]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.created = 0
+        """Trainers built since start (each one traced a training step once)."""
+
+    def idle(self) -> int:
+        """Trainers waiting for a job."""
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+    @contextlib.contextmanager
+    def lend(self, model: keras.Model) -> Iterator[keras.Model]:
+        """A trainer holding ``model``'s state; on a normal exit the state is copied back."""
+        if getattr(model, "optimizer", None) is None:
+            raise UserError("This model has no optimiser (it was saved without compile): build a new model.")
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        key = _architecture_key(model)
+        with self._lock:
+            free = self._idle.get(key)
+            trainer = free.pop() if free else None
+        if trainer is None:
+            trainer = self._build_trainer(model)
+        source = [*model.variables, *model.optimizer.variables]
+        target = [*trainer.variables, *trainer.optimizer.variables]
+        if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
+            yield model  # an architecture whose clone differs: fit the model itself
+            return
+        try:
+            for t, s in zip(target, source, strict=True):
+                t.assign(s.value)
+            yield trainer
+            for s, t in zip(source, target, strict=True):
+                s.assign(t.value)
+        finally:  # the trainer holds nothing of this job once the next one copies over it
+            with self._lock:
+                free = self._idle.setdefault(key, [])
+                self._idle.move_to_end(key)
+                if len(free) < self.per_architecture:
+                    free.append(trainer)
+                while len(self._idle) > self.architectures:
+                    self._idle.popitem(last=False)
+
+    def _build_trainer(self, model: keras.Model) -> keras.Model:
+        trainer = keras.models.clone_model(model)
+        trainer.compile_from_config(model.get_compile_config())
+        obs_dim, n_actions = model_shape(model)
+        # Build the optimiser, loss and metric state eagerly: created inside the traced step,
+        # each variable would register a conditional graph function that TensorFlow keeps.
+        trainer.optimizer.build(trainer.trainable_variables)
+        x = np.zeros((1, obs_dim), dtype=np.float32)
+        y = np.zeros((1, n_actions), dtype=np.float32)
+        y[0, 0] = 1.0
+        y_pred = trainer(x)
+        trainer.compute_loss(x=x, y=y, y_pred=y_pred)
+        trainer.compute_metrics(x, y, y_pred)
+        trainer.reset_metrics()
+        with self._lock:
+            self.created += 1
+        return trainer
+
+
+#: The process's trainers, shared by every session (holding no session's data between jobs).
+TRAINERS = TrainerPool()
+
+
 def split_games(dataset: Dataset, share: float, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, validation): whole games go to one side, chosen at random."""
     rows = np.arange(len(dataset))
@@ -160,27 +269,28 @@ def train(
     rng = np.random.default_rng(config.seed)
     epochs: dict[str, list[float]] = {}
     done = 0
-    for epoch in range(config.epochs):
-        recorder.epoch = epoch
-        order = train_rows[rng.permutation(train_rows.size)]
-        history = model.fit(
-            x_all[order],
-            y_all[order],
-            batch_size=config.batch_size,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=False,
-            validation_data=validation,
-            callbacks=callbacks,
-            verbose=0,
-        )
-        if recorder.stop_requested and len(recorder.batches["step"]) < (epoch + 1) * steps_per_epoch:
-            break  # stopped mid-epoch: Keras's epoch figures would describe a partial pass
-        for key, values in history.history.items():
-            epochs.setdefault(key, []).append(float(values[-1]))
-        done = epoch + 1
-        if recorder.stop_requested:
-            break
+    with TRAINERS.lend(model) as trainer:
+        for epoch in range(config.epochs):
+            recorder.epoch = epoch
+            order = train_rows[rng.permutation(train_rows.size)]
+            history = trainer.fit(
+                x_all[order],
+                y_all[order],
+                batch_size=config.batch_size,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                validation_data=validation,
+                callbacks=callbacks,
+                verbose=0,
+            )
+            if recorder.stop_requested and len(recorder.batches["step"]) < (epoch + 1) * steps_per_epoch:
+                break  # stopped mid-epoch: Keras's epoch figures would describe a partial pass
+            for key, values in history.history.items():
+                epochs.setdefault(key, []).append(float(values[-1]))
+            done = epoch + 1
+            if recorder.stop_requested:
+                break
     return TrainingResult(
         config=config,
         batch_history=recorder.batches,

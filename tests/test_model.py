@@ -58,6 +58,18 @@ def test_same_seed_same_weights_different_seed_different_weights(tiny_config):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_every_model_names_its_optimiser_variables_alike(tiny_config):
+    """TensorFlow keeps memory for every distinct variable name it has created, so new
+    models must not bring new optimiser names (Keras would number them adam_1, adam_2…)."""
+
+    def names(model: keras.Model) -> list[str]:
+        model.optimizer.build(model.trainable_variables)
+        return [v.value.name for v in model.optimizer.variables]
+
+    first, second = (names(build_model(4, 2, tiny_config, seed=s)) for s in (1, 2))
+    assert first == second and first[0].startswith("adam/")
+
+
 def test_seed_none_gives_fresh_weights(tiny_config):
     a = build_model(4, 2, tiny_config, seed=None).get_weights()
     b = build_model(4, 2, tiny_config, seed=None).get_weights()

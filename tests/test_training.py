@@ -11,7 +11,7 @@ import pytest
 from cartpole_core.errors import UserError
 from cartpole_core.model import ModelConfig, build_model
 from cartpole_core.policies import ModelPolicy
-from cartpole_core.training import TrainingConfig, split_games, train
+from cartpole_core.training import TRAINERS, TrainerPool, TrainingConfig, split_games, train
 
 
 def weights_equal(a, b) -> bool:
@@ -73,6 +73,115 @@ def test_same_data_and_seeds_give_identical_weights(small_dataset, tiny_config):
     assert weights_equal(a, b)
     assert result_a.batch_history["loss"] == result_b.batch_history["loss"]
     assert not weights_equal(a, c)
+
+
+def fit_in_place(model, dataset, config: TrainingConfig) -> None:
+    """The reference: what ``train`` did before trainers, fitting ``model`` itself."""
+    rng = np.random.default_rng(config.seed)
+    x, y = dataset.observations, dataset.one_hot_actions()
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(dataset))
+        model.fit(
+            x[order],
+            y[order],
+            batch_size=config.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            verbose=0,
+        )
+
+
+def test_training_through_a_trainer_equals_fitting_the_model_itself(small_dataset):
+    """Weights, dropout state and optimiser state come back as if the model had been fitted."""
+    config = ModelConfig(hidden=(16, 8), dropout=0.3, learning_rate=3e-3)
+    ours, reference = (build_model(4, 2, config, seed=7) for _ in range(2))
+    train(ours, small_dataset, TrainingConfig(epochs=2, seed=1))
+    fit_in_place(reference, small_dataset, TrainingConfig(epochs=2, seed=1))
+    for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours.optimizer.variables, reference.optimizer.variables, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert int(ours.optimizer.iterations) == 2 * math.ceil(len(small_dataset) / 64)
+    # Training on continues from the copied-back state, as the model's own fit would.
+    train(ours, small_dataset, TrainingConfig(epochs=1, seed=2))
+    fit_in_place(reference, small_dataset, TrainingConfig(epochs=1, seed=2))
+    for a, b in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_one_trainer_serves_every_model_of_an_architecture_without_carrying_state(small_dataset):
+    """Seeds and learning rates differ, the trainer is the same; a used trainer gives the
+    same result as a fresh one (nothing of the previous job stays in it)."""
+    pool = TrainerPool()
+    first = build_model(4, 2, ModelConfig(hidden=(12,)), seed=0)
+    with pool.lend(first) as trainer:
+        assert trainer is not first
+    for seed, rate in ((1, 1e-3), (2, 1e-2), (3, 5e-4)):
+        model = build_model(4, 2, ModelConfig(hidden=(12,), learning_rate=rate), seed=seed)
+        with pool.lend(model) as trainer:
+            trainer.fit(small_dataset.observations, small_dataset.one_hot_actions(), epochs=1, verbose=0)
+    assert pool.created == 1 and pool.idle() == 1
+    other = build_model(4, 2, ModelConfig(hidden=(12, 12)), seed=0)
+    with pool.lend(other):
+        assert pool.idle() == 1  # the other architecture's trainer waits
+    assert pool.created == 2 and pool.idle() == 2
+    # The process-wide pool: a trainer used by earlier tests gives the fresh model's result.
+    a, b = (build_model(4, 2, ModelConfig(hidden=(12,)), seed=9) for _ in range(2))
+    train(a, small_dataset, TrainingConfig(epochs=1, seed=0))
+    fit_in_place(b, small_dataset, TrainingConfig(epochs=1, seed=0))
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_pool_keeps_a_bounded_number_of_trainers(small_dataset):
+    pool = TrainerPool(architectures=2, per_architecture=1)
+    models = [build_model(4, 2, ModelConfig(hidden=(units,)), seed=0) for units in (3, 4, 5)]
+    for model in models:
+        with pool.lend(model):
+            pass
+    assert pool.created == 3 and pool.idle() == 2  # the least recently used architecture went
+    with pool.lend(models[0]), pool.lend(build_model(4, 2, ModelConfig(hidden=(3,)), seed=1)):
+        pass  # two jobs of one architecture at once get two trainers
+    assert pool.created == 5 and pool.idle() == 2
+
+
+def test_concurrent_jobs_get_their_own_trainers_and_the_sequential_results(small_dataset, tiny_config):
+    import threading
+
+    config = TrainingConfig(epochs=1, seed=3)
+    expected = []
+    for seed in (0, 1):
+        model = build_model(4, 2, tiny_config, seed=seed)
+        train(model, small_dataset, config)
+        expected.append(model.get_weights())
+    models = [build_model(4, 2, tiny_config, seed=seed) for seed in (0, 1)]
+    errors: list[BaseException] = []
+
+    def run(model) -> None:
+        try:
+            train(model, small_dataset, config)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for model, weights in zip(models, expected, strict=True):
+        for a, b in zip(model.get_weights(), weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_without_an_optimiser_is_a_user_error(small_dataset):
+    import keras
+
+    bare = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2, activation="softmax")])
+    with pytest.raises(UserError, match="optimiser"):
+        train(bare, small_dataset, TrainingConfig(epochs=1))
+    assert TRAINERS.idle() >= 0
 
 
 def test_dropout_is_seeded_too(small_dataset):
