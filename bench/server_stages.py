@@ -27,23 +27,40 @@ from bench.core import Context, Row, StageResult, fmt_bytes, log, markdown_table
 MEMORY_CHILD = textwrap.dedent(
     """
     import json, sys
+    import keras
     from cartpole_core.generate import GenerationConfig, generate
     from cartpole_core.model import ModelConfig, build_model
-    from cartpole_core.training import TrainingConfig, train
+    from cartpole_core.training import TRAINERS, TrainingConfig, train
 
     def rss():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
 
+    def plain_model():
+        layers = [keras.Input(shape=(4,))]
+        for units in (128, 256, 512, 256, 128):
+            layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.2)]
+        model = keras.Sequential(layers + [keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    mode, n = sys.argv[1], int(sys.argv[2])
     data = generate(GenerationConfig(games=3000, seed=0)).dataset
+    x, y = data.observations, data.one_hot_actions()
+    shapes = [(128, 256, 512, 256, 128), (64, 64)]
     sizes = []
-    for i in range(int(sys.argv[1])):
-        model = build_model(data.obs_dim, data.n_actions, ModelConfig(), seed=i)
-        train(model, data, TrainingConfig(epochs=1, seed=i))
+    for i in range(n):
+        if mode == "plain":
+            model = plain_model()
+            model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        else:
+            config = ModelConfig(hidden=shapes[i % 2], learning_rate=(1e-3, 3e-3)[i // 2 % 2])
+            model = build_model(data.obs_dim, data.n_actions, config, seed=i)
+            train(model, data, TrainingConfig(epochs=1, seed=i))
         del model
         sizes.append(rss())
-    print(json.dumps({"rss": sizes, "rows": len(data)}))
+    print(json.dumps({"rss": sizes, "rows": len(data), "trainers": TRAINERS.created}))
     """
 )
 
@@ -51,30 +68,52 @@ MEMORY_CHILD = textwrap.dedent(
 @stage(8, "memory", "Memory: 20 networks trained one after another in one process")
 def memory(ctx: Context) -> StageResult:
     out = StageResult()
-    n = 5 if ctx.settings.quick else 20
+    n = 6 if ctx.settings.quick else 20
     env = dict(os.environ, PYTHONPATH=str(ctx.root), TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(n)], cwd=ctx.root, env=env, capture_output=True, timeout=1800
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.decode(errors="replace")[-800:])
-    data = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    rss = data["rss"]
-    growth = rss[-1] - rss[1]
-    per_model = growth / max(1, n - 2)
-    log(f"  RSS after model 1: {fmt_bytes(rss[0])}, 2: {fmt_bytes(rss[1])}, {n}: {fmt_bytes(rss[-1])}")
+    runs: dict[str, dict[str, Any]] = {}
+    for mode in ("plain", "ours"):
+        proc = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, mode, str(n)], cwd=ctx.root, env=env, capture_output=True,
+            timeout=1800,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.decode(errors="replace")[-800:])
+        runs[mode] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        rss = runs[mode]["rss"]
+        log(f"  {mode}: RSS after network 1: {fmt_bytes(rss[0])}, 2: {fmt_bytes(rss[1])}, {n}: {fmt_bytes(rss[-1])}")
+
+    def per_network(mode: str) -> float:
+        rss = runs[mode]["rss"]
+        return (rss[-1] - rss[1]) / max(1, n - 2)
+
+    plain, ours = runs["plain"]["rss"], runs["ours"]["rss"]
+    growth_plain, growth_ours = per_network("plain"), per_network("ours")
     out.rows += [
-        Row(f"RSS after the 2nd and the {n}th network", ours=f"{fmt_bytes(rss[1])} → {fmt_bytes(rss[-1])}"),
-        Row("growth per further network", ours=fmt_bytes(per_model), target="bounded (no steady climb)",
-            met=per_model < 20e6),
+        Row(f"RSS after the 2nd and the {n}th network", f"{fmt_bytes(plain[1])} → {fmt_bytes(plain[-1])}",
+            f"{fmt_bytes(ours[1])} → {fmt_bytes(ours[-1])}"),
+        Row("growth per further network", fmt_bytes(growth_plain), fmt_bytes(growth_ours),
+            growth_plain / max(growth_ours, 1e5), "≤ 1 MB (flat)", growth_ours <= 1e6),
     ]  # fmt: skip
-    out.details.append(markdown_table(["network", "RSS"], [[str(i + 1), fmt_bytes(v)] for i, v in enumerate(rss)]))
-    out.notes.append(
-        f"Each network is the notebook's (128-256-512-256-128), built and trained for one epoch on {data['rows']:,} "
-        "rows, then dropped, in one Python process without `keras.backend.clear_session()` (which would "
-        "disturb other sessions of a shared server). The first network pays for TensorFlow's own start-up."
+    out.details.append(
+        markdown_table(
+            ["network", "plain `fit`", "ours (`train`)"],
+            [[str(i + 1), fmt_bytes(a), fmt_bytes(b)] for i, (a, b) in enumerate(zip(plain, ours, strict=True))],
+        )
     )
-    out.data = {"rss_bytes": rss}
+    out.notes += [
+        f"Both series train {n} networks for one epoch on {runs['ours']['rows']:,} rows, one after another in one "
+        "Python process, and drop each; neither calls `keras.backend.clear_session()` (which would disturb "
+        "other sessions of a shared server). The first network pays for TensorFlow's own start-up; the ratio "
+        "column is plain ÷ ours (ours floored at 0.1 MB).",
+        "Plain: the notebook's network built with default Keras names and fitted itself (`model.fit`). Ours: "
+        "`build_model` + `train`, alternating the notebook's network and a 64-64 one and two learning rates, "
+        f"so the trainer pool serves two architectures; trainers built: {runs['ours']['trainers']}.",
+        "Why plain grows: each new model's first `fit` traces a training step that TensorFlow never frees, "
+        "and Keras numbers each new optimiser's variables (adam_1/…, adam_2/…), for each of which "
+        "TensorFlow's eager runtime keeps ~34 KB. Ours fits a pooled trainer per architecture (traced once) "
+        "and names the optimiser `adam`.",
+    ]
+    out.data = {"rss_bytes": {mode: r["rss"] for mode, r in runs.items()}, "trainers": runs["ours"]["trainers"]}
     return out
 
 

@@ -270,3 +270,24 @@ def test_home_runs_the_whole_notebook_in_one_click() -> None:
     assert float(m["Network's average score"]) > 2 * float(m["Random play's average"])
     assert 3.0 <= float(m["Kept games"].replace(",", "")) / 100 <= 5.0  # 3-5 % of 10,000
     assert "done" in " ".join(x.value for x in at.markdown)
+
+
+def test_a_finished_session_leaves_nothing_behind() -> None:
+    """Nothing outside a session (job slots, trainers, caches) keeps its data: once the
+    session is gone, its dataset, model and results are freed."""
+    import gc
+    import weakref
+
+    at = _generate(start())
+    _train_tiny(at)
+    visit(at, "pages/play.py")
+    at.number_input(key="play_games").set_value(3)
+    press(at, "Play")
+    lab = at.session_state["lab"]
+    assert lab.dataset is not None and lab.model is not None and lab.evaluation is not None
+    refs = {name: weakref.ref(getattr(lab, name)) for name in ("dataset", "model", "training", "evaluation")}
+    refs["lab"] = weakref.ref(lab)
+    del lab, at
+    gc.collect()
+    alive = [name for name, ref in refs.items() if ref() is not None]
+    assert not alive, f"still referenced after the session ended: {alive}"
