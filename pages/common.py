@@ -122,6 +122,13 @@ def url_slider(where: Any, label: str, low: float, high: float, default: float, 
     return where.slider(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
 
 
+def url_select(where: Any, label: str, options: list[Any], default: Any, *, key: str, **kwargs: Any) -> Any:
+    """``where.selectbox`` whose first choice comes from the page's link when it has one."""
+    options = list(options)
+    index = options.index(from_url(key, default, choices=options))
+    return where.selectbox(label, options, index=index, key=key, **kwargs)
+
+
 def share_settings(keys: list[str]) -> None:
     """Put these widgets' current values in the page's URL and offer the link to copy."""
     params = {k: str(st.session_state[k]) for k in keys if k in st.session_state}

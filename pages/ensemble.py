@@ -13,7 +13,6 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
-    from_url,
     heavy_job,
     lab,
     load_tensorflow,
@@ -21,6 +20,7 @@ from pages.common import (
     share_settings,
     show_error,
     url_number,
+    url_select,
 )
 
 state = lab()
@@ -48,10 +48,11 @@ with st.form("ensemble_form"):
         key="ens_members",
         help=f"Networks that vote (at most {LIMITS['members']}).",
     )
-    vote = c[1].selectbox(
+    vote = url_select(
+        c[1],
         "Vote",
         ["soft", "hard"],
-        index=["soft", "hard"].index(from_url("ens_vote", "soft", choices=["soft", "hard"])),
+        "soft",
         key="ens_vote",
         help="soft: average the members' probabilities; hard: each member's favourite action counts as one vote.",
     )

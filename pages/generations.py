@@ -28,6 +28,7 @@ from pages.common import (
     share_settings,
     show_error,
     url_number,
+    url_select,
     url_slider,
 )
 
@@ -137,17 +138,19 @@ with st.form("improve_form"):
         c[3], "Epochs per generation", 1, 20, 2, key="imp_epochs", help="Fine-tuning passes over the kept games."
     )
     c = st.columns(4)
-    data_mode = c[0].selectbox(
+    data_mode = url_select(
+        c[0],
         "Training data",
         ["replace", "add"],
-        index=["replace", "add"].index(from_url("imp_data", "replace", choices=["replace", "add"])),
+        "replace",
         key="imp_data",
         help="replace: learn from this generation's best games only; add: from all kept so far.",
     )
-    explore = c[1].selectbox(
+    explore = url_select(
+        c[1],
         "Exploration",
         explore_modes := ["sample from its probabilities", "most probable action"],
-        index=explore_modes.index(from_url("imp_explore", explore_modes[0], choices=explore_modes)),
+        explore_modes[0],
         key="imp_explore",
         help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
     )

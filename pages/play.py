@@ -12,7 +12,6 @@ from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
     choice_chart,
-    from_url,
     gif_stride,
     heavy_job,
     lab,
@@ -24,6 +23,7 @@ from pages.common import (
     share_settings,
     show_error,
     url_number,
+    url_select,
 )
 
 state = lab()
@@ -41,10 +41,11 @@ available = {
     "random": True,
 }
 c = st.columns(3)
-policy_choice = c[0].selectbox(
+policy_choice = url_select(
+    c[0],
     "Player",
     players := [name for name in choices if available[name]],
-    index=players.index(from_url("play_policy", players[0], choices=players)),
+    players[0],
     key="play_policy",
     help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
 )

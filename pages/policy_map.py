@@ -11,7 +11,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import ACCENT, from_url, lab, load_tensorflow, share_settings, show_error
+from pages.common import ACCENT, lab, load_tensorflow, share_settings, show_error, url_select
 
 state = lab()
 st.title("Policy map")
@@ -61,24 +61,27 @@ names = list(info.obs_names)
 default_x, default_y = (2, 3) if info.obs_dim >= 4 and info.env_id.startswith("CartPole") else (0, 1)
 c = st.columns(4)
 player = c[0].selectbox("Player", list(players), key="map_player", help="Whose decisions to map.")
-x_name = c[1].selectbox(
+x_name = url_select(
+    c[1],
     "Across (x)",
     names,
-    index=names.index(from_url("map_x", names[default_x], choices=names)),
+    names[default_x],
     key="map_x",
     help="Observation value along the x axis.",
 )
-y_name = c[2].selectbox(
+y_name = url_select(
+    c[2],
     "Up (y)",
     names,
-    index=names.index(from_url("map_y", names[min(default_y, info.obs_dim - 1)], choices=names)),
+    names[min(default_y, info.obs_dim - 1)],
     key="map_y",
     help="Observation value along the y axis.",
 )
-action_name = c[3].selectbox(
+action_name = url_select(
+    c[3],
     "Probability of",
     list(info.action_names),
-    index=list(info.action_names).index(from_url("map_action", info.action_names[-1], choices=info.action_names)),
+    info.action_names[-1],
     key="map_action",
     help="The action whose probability the colours show.",
 )
