@@ -129,6 +129,15 @@ def url_select(where: Any, label: str, options: list[Any], default: Any, *, key:
     return where.selectbox(label, options, index=index, key=key, **kwargs)
 
 
+def chosen_upload(label: str, kinds: list[str], button: str, *, key: str, help: str, button_help: str) -> Any:
+    """A file uploader capped at the server's upload limit and, once a file is chosen, a
+    button; returns the uploaded file when the button is pressed, else None."""
+    upload = st.file_uploader(label, type=kinds, key=key, max_upload_size=LIMITS["upload_mb"], help=help)
+    if upload is not None and st.button(button, key=f"{key}_use", help=button_help):
+        return upload
+    return None
+
+
 def share_settings(keys: list[str]) -> None:
     """Put these widgets' current values in the page's URL and offer the link to copy."""
     params = {k: str(st.session_state[k]) for k in keys if k in st.session_state}

@@ -10,6 +10,7 @@ from cartpole_core.generate import GenerationConfig, generate
 from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes
 from pages.common import (
     LIMITS,
+    chosen_upload,
     counter_chart,
     env_picker,
     from_url,
@@ -171,16 +172,15 @@ if dataset is not None:
         )
 
 st.subheader("Upload a dataset")
-upload = st.file_uploader(
+upload = chosen_upload(
     "A .npz dataset saved by CartPole Lab",
-    type=["npz"],
+    ["npz"],
+    "Use this dataset",
     key="gen_upload",
-    max_upload_size=LIMITS["upload_mb"],
     help="It is checked (shapes, types, actions, env) before it replaces the current dataset.",
+    button_help="Check the file and make it this session's dataset.",
 )
-if upload is not None and st.button(
-    "Use this dataset", key="gen_use_upload", help="Check the file and make it this session's dataset."
-):
+if upload is not None:
     try:
         loaded = dataset_from_bytes(upload.getvalue())
     except Exception as exc:

@@ -17,7 +17,7 @@ from cartpole_core.storage import (
     read_run_zip,
     run_zip,
 )
-from pages.common import LIMITS, lab, load_tensorflow, set_model, show_error
+from pages.common import chosen_upload, lab, load_tensorflow, set_model, show_error
 
 state = lab()
 st.title("Runs")
@@ -36,16 +36,15 @@ for r in damaged:
     )
 
 with st.expander("Open a run zip", icon=":material/upload:"):
-    upload = st.file_uploader(
+    upload = chosen_upload(
         "A run .zip downloaded from CartPole Lab",
-        type=["zip"],
+        ["zip"],
+        "Load into my session",
         key="runs_upload",
-        max_upload_size=LIMITS["upload_mb"],
         help="Its dataset and model (if any) become your session's; nothing is saved on the server.",
+        button_help="Check the zip and load it.",
     )
-    if upload is not None and st.button(
-        "Load into my session", key="runs_use_upload", help="Check the zip and load it."
-    ):
+    if upload is not None:
         try:
             archive = read_run_zip(upload.getvalue())
             if archive.model_bytes is not None:

@@ -12,6 +12,7 @@ from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes
 from pages.common import (
     LIMITS,
+    chosen_upload,
     curves_chart,
     from_url,
     heavy_job,
@@ -246,16 +247,15 @@ if state.model is not None:
         )
 
 st.subheader("Upload a model")
-upload = st.file_uploader(
+upload = chosen_upload(
     "A .keras model saved by CartPole Lab",
-    type=["keras"],
+    ["keras"],
+    "Use this model",
     key="train_upload",
-    max_upload_size=LIMITS["upload_mb"],
     help="Loaded in Keras's safe mode: files that carry code are refused.",
+    button_help="Load the file in safe mode and make it this session's model.",
 )
-if upload is not None and st.button(
-    "Use this model", key="train_use_upload", help="Load the file in safe mode and make it this session's model."
-):
+if upload is not None:
     load_tensorflow()
     try:
         uploaded = model_from_bytes(upload.getvalue())
