@@ -26,7 +26,7 @@ from bench.core import Context, Row, StageResult, fmt_bytes, log, markdown_table
 
 MEMORY_CHILD = textwrap.dedent(
     """
-    import json, sys
+    import gc, json, sys
     import keras
     from cartpole_core.generate import GenerationConfig, generate
     from cartpole_core.model import ModelConfig, build_model
@@ -59,6 +59,7 @@ MEMORY_CHILD = textwrap.dedent(
             model = build_model(data.obs_dim, data.n_actions, config, seed=i)
             train(model, data, TrainingConfig(epochs=1, seed=i))
         del model
+        gc.collect()  # as the dashboard does after each heavy job
         sizes.append(rss())
     print(json.dumps({"rss": sizes, "rows": len(data), "trainers": TRAINERS.created}))
     """
@@ -102,8 +103,10 @@ def memory(ctx: Context) -> StageResult:
     )
     out.notes += [
         f"Both series train {n} networks for one epoch on {runs['ours']['rows']:,} rows, one after another in one "
-        "Python process, and drop each; neither calls `keras.backend.clear_session()` (which would disturb "
-        "other sessions of a shared server). The first network pays for TensorFlow's own start-up; the ratio "
+        "Python process, drop each and run `gc.collect()`, as the dashboard does after each heavy job (without "
+        "it the dropped models wait in reference cycles for Python's next full collection: a saw-tooth). Neither "
+        "calls `keras.backend.clear_session()` (which would disturb other sessions of a shared server). The "
+        "first network pays for TensorFlow's own start-up; the ratio "
         "column is plain ÷ ours (ours floored at 0.1 MB).",
         "Plain: the notebook's network built with default Keras names and fitted itself (`model.fit`). Ours: "
         "`build_model` + `train`, alternating the notebook's network and a 64-64 one and two learning rates, "

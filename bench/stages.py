@@ -325,7 +325,8 @@ def training(ctx: Context) -> StageResult:
         "builds a fresh model (seed = repetition) with `build_model(ModelConfig())`; only the fit is timed. "
         "Reference: one `model.fit(x, y_onehot, epochs, batch_size, shuffle=True, verbose=0)`; "
         "ours: `cartpole_core.training.train` (own shuffling, one `fit` call per epoch, a per-batch "
-        "recorder callback).",
+        "recorder callback, fitting a pooled trainer of the same architecture whose training step was traced "
+        "once, in the first repetition; the reference traces the step of each fresh model).",
         "A short warm-up fit ran first (TensorFlow start-up, not timed).",
         "Accuracies per repetition: notebook way "
         + ", ".join(f"{a:.4f}" for a in ref_acc)
