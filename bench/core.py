@@ -98,6 +98,8 @@ class Row:
     target: str = ""
     met: bool | None = None
     """None: no target for this row (or not measurable in this run)."""
+    why: str = ""
+    """Why the target may be missed, shown under "Targets not met" when it is."""
 
 
 @dataclass

@@ -122,7 +122,8 @@ def render(
         )
     )
     misses = [
-        f"- {spec.number}. {spec.title}: {row.measure}: {row.ours} against {row.target}"
+        f"- {spec.number}. {spec.title}: {row.measure}: {row.ours} against {row.target}."
+        + (f" Why: {row.why}" if row.why else "")
         for spec in specs
         if spec.key in results
         for row in results[spec.key].rows

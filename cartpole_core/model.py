@@ -89,11 +89,16 @@ def build_model(obs_dim: int, n_actions: int, config: ModelConfig, seed: int | N
             name="action_probabilities",
         )
     )
-    model = keras.Sequential(layers, name="imitation_policy")
+    return compile_model(keras.Sequential(layers, name="imitation_policy"), config.learning_rate)
+
+
+def compile_model(model: keras.Model, learning_rate: float = ModelConfig.learning_rate) -> keras.Model:
+    """Give ``model`` the notebook's training settings (Adam, categorical cross-entropy,
+    accuracy) and return it; also used for a loaded model that was saved without them."""
     model.compile(
         # A fixed name: TensorFlow keeps ~34 KB for every distinct variable name it has seen,
         # and Keras would otherwise number each new optimiser (adam_1/…, adam_2/…).
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, name="adam"),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, name="adam"),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -33,7 +33,7 @@ import numpy as np
 
 from cartpole_core.dataset import Dataset
 from cartpole_core.errors import UserError, check_range
-from cartpole_core.model import model_shape
+from cartpole_core.model import compile_model, model_shape
 from cartpole_core.progress import ProgressCallback, report
 
 MAX_EPOCHS = 1000
@@ -172,7 +172,7 @@ class TrainerPool:
     def lend(self, model: keras.Model) -> Iterator[keras.Model]:
         """A trainer holding ``model``'s state; on a normal exit the state is copied back."""
         if getattr(model, "optimizer", None) is None:
-            raise UserError("This model has no optimiser (it was saved without compile): build a new model.")
+            compile_model(model)  # saved without training settings: the notebook's
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         key = _architecture_key(model)

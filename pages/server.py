@@ -2,7 +2,8 @@
 heavy jobs. Everything else lives in each browser session.
 
 Limits come from environment variables ``CARTPOLE_LAB_MAX_<NAME>`` (for example
-``CARTPOLE_LAB_MAX_GAMES=20000``); the defaults keep a 2-core machine responsive for a
+``CARTPOLE_LAB_MAX_GAMES=20000``) or a ``[limits]`` table in ``.streamlit/secrets.toml``
+(``games = 20000``); the defaults keep a 2-core machine responsive for a
 handful of visitors. The command line has its own, much higher limits.
 """
 
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import streamlit as st
 
@@ -33,15 +36,35 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
 }
 
 
+def _secret_limits() -> dict[str, Any]:
+    """The ``[limits]`` table of ``.streamlit/secrets.toml`` (empty without one)."""
+    if not st.secrets.load_if_toml_exists():
+        return {}
+    table = st.secrets.get("limits", {})
+    return {str(k).lower(): v for k, v in table.items()} if isinstance(table, Mapping) else {}
+
+
 def _read_limits() -> dict[str, int]:
+    """Each limit from ``CARTPOLE_LAB_MAX_<NAME>``, else ``[limits] <name>`` in the secrets,
+    else its default. A value that is not a whole number ≥ 1 keeps the default and says so
+    on the server's stderr (visitors never see it)."""
+    secrets = _secret_limits()
     limits = {}
     for name, (default, _) in LIMIT_DEFAULTS.items():
-        raw = os.environ.get(f"CARTPOLE_LAB_MAX_{name.upper()}")
-        try:
-            value = int(raw) if raw is not None else default
-        except ValueError:
-            value = default
-        limits[name] = value if value >= 1 else default
+        variable = f"CARTPOLE_LAB_MAX_{name.upper()}"
+        raw, where = os.environ.get(variable), variable
+        if raw is None and name in secrets:
+            raw, where = secrets[name], f"[limits] {name} in secrets.toml"
+        value = default
+        if raw is not None:
+            try:
+                value = int(raw)
+                if value < 1:
+                    raise ValueError
+            except (TypeError, ValueError):
+                print(f"CartPole Lab: {where}={raw!r} is not a whole number ≥ 1; using {default}.", file=sys.stderr)
+                value = default
+        limits[name] = value
     return limits
 
 

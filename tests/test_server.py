@@ -20,7 +20,7 @@ from pages.server import JobSlots, _read_limits
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("CARTPOLE_LAB_MAX_GAMES", "2000")
     monkeypatch.setenv("CARTPOLE_LAB_MAX_EPOCHS", "not a number")
     monkeypatch.setenv("CARTPOLE_LAB_MAX_MEMBERS", "0")
@@ -28,6 +28,31 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert limits["games"] == 2000
     assert limits["epochs"] == 50, "a value that is not a number keeps the default"
     assert limits["members"] == 10, "a value below 1 keeps the default"
+    err = capsys.readouterr().err
+    assert "CARTPOLE_LAB_MAX_EPOCHS='not a number' is not a whole number" in err and "using 50" in err
+    assert "CARTPOLE_LAB_MAX_MEMBERS='0'" in err
+
+
+def test_limits_can_come_from_the_secrets_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``[limits]`` in secrets.toml sets a limit; an environment variable wins over it."""
+    import streamlit as st
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("[limits]\ngames = 1234\nepochs = 7\n")
+    from streamlit import config
+
+    before = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(secrets)])
+    st.secrets._reset()  # Streamlit reads the files once; forget what it read before
+    monkeypatch.setenv("CARTPOLE_LAB_MAX_EPOCHS", "9")
+    try:
+        limits = _read_limits()
+    finally:
+        config.set_option("secrets.files", before)
+        st.secrets._reset()
+    assert limits["games"] == 1234
+    assert limits["epochs"] == 9
+    assert limits["members"] == 10
 
 
 def test_job_slots_run_at_most_n_jobs_first_come_first_served() -> None:

@@ -11,7 +11,7 @@ import pytest
 from cartpole_core.errors import UserError
 from cartpole_core.model import ModelConfig, build_model
 from cartpole_core.policies import ModelPolicy
-from cartpole_core.training import TRAINERS, TrainerPool, TrainingConfig, split_games, train
+from cartpole_core.training import TrainerPool, TrainingConfig, split_games, train
 
 
 def weights_equal(a, b) -> bool:
@@ -175,13 +175,13 @@ def test_concurrent_jobs_get_their_own_trainers_and_the_sequential_results(small
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_a_model_without_an_optimiser_is_a_user_error(small_dataset):
+def test_a_model_saved_without_training_settings_gets_the_notebooks(small_dataset):
     import keras
 
     bare = keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(2, activation="softmax")])
-    with pytest.raises(UserError, match="optimiser"):
-        train(bare, small_dataset, TrainingConfig(epochs=1))
-    assert TRAINERS.idle() >= 0
+    result = train(bare, small_dataset, TrainingConfig(epochs=1))
+    assert result.epochs_completed == 1 and result.final_accuracy is not None
+    assert bare.optimizer.name == "adam" and float(bare.optimizer.learning_rate) == pytest.approx(1e-3)
 
 
 def test_dropout_is_seeded_too(small_dataset):
