@@ -192,7 +192,7 @@ class TrainerPool:
             yield trainer
             for s, t in zip(source, target, strict=True):
                 s.assign(t.value)
-        finally:  # the trainer holds nothing of this job once the next one copies over it
+        finally:  # back to the pool even after an error: the next job overwrites all its state
             with self._lock:
                 free = self._idle.setdefault(key, [])
                 self._idle.move_to_end(key)
@@ -220,7 +220,8 @@ class TrainerPool:
         return trainer
 
 
-#: The process's trainers, shared by every session (holding no session's data between jobs).
+#: The process's trainers, shared by every session. An idle trainer still holds the numbers
+#: of its last job until the next one overwrites them; it is never shown to anyone.
 TRAINERS = TrainerPool()
 
 
