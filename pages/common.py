@@ -277,7 +277,8 @@ def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Char
         alt.Chart(long)
         .mark_line(point=len(df) <= 30)
         .encode(
-            x=alt.X(f"{x}:Q", title=x_title),
+            # Epochs and batches are whole numbers: no 1.1, 1.2 … ticks between them.
+            x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
             color=alt.Color("series:N", title=None),
             tooltip=[f"{x}:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
@@ -324,13 +325,19 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
     ]
     return (
         alt.Chart(
-            pd.DataFrame(rows), title="Choice ratios: share of steps on each action", height=40 + 40 * len(ratios)
+            # A height per bar: a fixed total height squashes nominal bars to nothing in
+            # Streamlit's charts (streamlit/streamlit#9604).
+            pd.DataFrame(rows),
+            title="Choice ratios: share of steps on each action",
+            height=alt.Step(30),
         )
         .mark_bar()
         .encode(
             x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("policy:N", title=None),
-            color=alt.Color("action:N", title="action", scale=alt.Scale(scheme="tableau10")),
+            color=alt.Color(
+                "action:N", title=None, scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom")
+            ),
             tooltip=["policy:N", "action:N", alt.Tooltip("share:Q", format=".1%")],
         )
     )

@@ -289,12 +289,21 @@ if live and live["records"]:
     )
     if not kept.empty:
         st.altair_chart(
-            alt.Chart(kept, title="Kept games per score, each generation (the Counter, generation by generation)")
+            alt.Chart(
+                kept,
+                title="Kept games per score, each generation (the Counter, generation by generation)",
+                height=alt.Step(28),  # per row: a fixed pixel height squashes the rows in Streamlit
+            )
             .mark_circle(color=MODEL_COLOR)
             .encode(
                 x=alt.X("score:Q", title="score of a kept game"),
                 y=alt.Y("generation:O", title="generation"),
-                size=alt.Size("games:Q", title="kept games"),
+                size=alt.Size(
+                    "games:Q",
+                    title="kept games",
+                    scale=alt.Scale(zero=False, range=[30, 300]),
+                    legend=alt.Legend(format="d", tickMinStep=1),
+                ),
                 tooltip=["generation:O", "score:Q", "games:Q"],
             ),
             width="stretch",
