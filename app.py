@@ -15,6 +15,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
 from pages.common import lab, tensorflow_line  # noqa: E402
+from pages.server import server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
 
@@ -58,6 +59,7 @@ def sidebar() -> None:
             st.caption(f"Ensemble: **{len(state.ensemble.models)} members**, {state.ensemble.config.vote} vote")
         st.divider()
         st.caption(tensorflow_line())
+        st.caption(server_line())
 
 
 page = st.navigation(PAGES)

@@ -107,6 +107,14 @@ def job_slots() -> JobSlots:
     return JobSlots(LIMITS["jobs"])
 
 
+def server_line() -> str:
+    """How busy the shared server is, for the sidebar (counts only, nobody's data)."""
+    slots = job_slots()
+    with slots.lock:
+        running, queued = slots.running, len(slots.waiting)
+    return f"Server: {running} of {slots.slots} heavy jobs running, {queued} queued"
+
+
 @contextmanager
 def heavy_job(label: str) -> Iterator[None]:
     """Run the block when a job slot is free. While it waits the visitor sees its place in

@@ -157,3 +157,25 @@ def test_every_uploader_sets_the_servers_size_limit_and_loading_stays_safe() -> 
     core = "".join(p.read_text() for p in (ROOT / "cartpole_core").glob("*.py"))
     assert "allow_pickle=True" not in core and core.count("allow_pickle=False") >= 1
     assert "safe_mode=False" not in core and "safe_mode=True" in core
+
+
+def test_the_sidebar_says_how_busy_the_server_is() -> None:
+    """Counts only: how many heavy jobs run and wait, never whose."""
+    from streamlit.testing.v1 import AppTest
+
+    from pages.server import job_slots, server_line
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    slots = job_slots()
+    idle = f"Server: 0 of {slots.slots} heavy jobs running, 0 queued"
+    assert idle in [c.value for c in at.sidebar.caption]
+    tickets = [object() for _ in range(slots.slots + 1)]
+    try:
+        for ticket in tickets:
+            slots.try_start(ticket)
+        assert server_line() == f"Server: {slots.slots} of {slots.slots} heavy jobs running, 1 queued"
+    finally:
+        for ticket in tickets[:-1]:
+            slots.leave(ticket, started=True)
+        slots.leave(tickets[-1], started=False)
+    assert server_line() == idle
