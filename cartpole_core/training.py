@@ -130,34 +130,51 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def _architecture_key(model: keras.Model) -> str:
-    """What makes two compiled models share a trainer: layers, loss, metrics and optimiser
-    kind, but not seeds, names or the learning rate (those live in copied variables)."""
+    """What makes two compiled models share a trainer: layers, number types, loss, metrics,
+    optimiser kind and every variable's shape and type, but not seeds, layer names or the
+    learning rate (those differ between models of one architecture, or live in variables)."""
 
     def strip(value: object) -> object:
         if isinstance(value, dict):
+            if "DTypePolicy" in str(value.get("class_name", "")):
+                return value  # its "name" is the number type (float32, mixed_float16 …)
             return {k: strip(v) for k, v in value.items() if k not in ("seed", "name", "learning_rate")}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
 
+    variables = [(tuple(v.shape), str(v.dtype)) for v in (*model.variables, *model.optimizer.variables)]
     return json.dumps(
-        [type(model).__name__, strip(model.get_config()), strip(model.get_compile_config())],
+        [type(model).__name__, strip(model.get_config()), strip(model.get_compile_config()), variables],
         sort_keys=True,
         default=str,
     )
+
+
+def _state_bytes(model: keras.Model) -> int:
+    """Bytes of a compiled model's variables and optimiser state."""
+    variables = (*model.variables, *(model.optimizer.variables if model.optimizer else ()))
+    return sum(int(np.prod(v.shape)) * np.dtype(str(v.dtype)).itemsize for v in variables)
 
 
 class TrainerPool:
     """Compiled twins of models, reused across training jobs (see the module docstring).
 
     Thread-safe: a trainer is lent to one job at a time; two jobs of the same architecture
-    at once get two trainers. At most ``per_architecture`` idle trainers are kept for each
-    of the ``architectures`` most recently used; older ones are dropped.
+    at once get two trainers. Idle trainers are kept for the ``architectures`` most recently
+    used, at most ``per_architecture`` each and ``max_idle_bytes`` of state in all (the
+    largest networks allowed hold ~400 MB each); the least recently used go first.
     """
 
-    def __init__(self, architectures: int = 4, per_architecture: int = max(2, os.cpu_count() or 1)):
+    def __init__(
+        self,
+        architectures: int = 4,
+        per_architecture: int = max(2, os.cpu_count() or 1),
+        max_idle_bytes: int = 512 * 2**20,
+    ):
         self.architectures = architectures
         self.per_architecture = per_architecture
+        self.max_idle_bytes = max_idle_bytes
         self._idle: OrderedDict[str, list[keras.Model]] = OrderedDict()
         self._lock = threading.Lock()
         self.created = 0
@@ -170,7 +187,9 @@ class TrainerPool:
 
     @contextlib.contextmanager
     def lend(self, model: keras.Model) -> Iterator[keras.Model]:
-        """A trainer holding ``model``'s state; on a normal exit the state is copied back."""
+        """A trainer holding ``model``'s state. However the block ends (normally, by an
+        error, or by Streamlit interrupting the script on a Stop click), the trainer's state
+        is copied back: the model keeps what was learned, as if it had been fitted itself."""
         if getattr(model, "optimizer", None) is None:
             compile_model(model)  # saved without training settings: the notebook's
         if not model.optimizer.built:
@@ -183,23 +202,37 @@ class TrainerPool:
             trainer = self._build_trainer(model)
         source = [*model.variables, *model.optimizer.variables]
         target = [*trainer.variables, *trainer.optimizer.variables]
-        if [tuple(v.shape) for v in source] != [tuple(v.shape) for v in target]:
-            yield model  # an architecture whose clone differs: fit the model itself
+        if [(tuple(v.shape), v.dtype) for v in source] != [(tuple(v.shape), v.dtype) for v in target]:
+            yield model  # a model whose clone differs (a custom layer): fit the model itself
             return
+        copied_in = False
         try:
             for t, s in zip(target, source, strict=True):
                 t.assign(s.value)
+            copied_in = True
             yield trainer
-            for s, t in zip(source, target, strict=True):
-                s.assign(t.value)
-        finally:  # back to the pool even after an error: the next job overwrites all its state
-            with self._lock:
-                free = self._idle.setdefault(key, [])
-                self._idle.move_to_end(key)
-                if len(free) < self.per_architecture:
-                    free.append(trainer)
-                while len(self._idle) > self.architectures:
-                    self._idle.popitem(last=False)
+        finally:
+            if copied_in:
+                for s, t in zip(source, target, strict=True):
+                    s.assign(t.value)
+            self._give_back(key, trainer)  # the next job overwrites all of its state
+
+    def _give_back(self, key: str, trainer: keras.Model) -> None:
+        size = _state_bytes(trainer)
+        with self._lock:
+            free = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
+            if len(free) < self.per_architecture and size <= self.max_idle_bytes:
+                free.append(trainer)
+            while len(self._idle) > self.architectures or self._idle_bytes() > self.max_idle_bytes:
+                oldest = next(iter(self._idle))
+                if self._idle[oldest]:
+                    self._idle[oldest].pop(0)
+                if not self._idle[oldest]:
+                    del self._idle[oldest]
+
+    def _idle_bytes(self) -> int:
+        return sum(_state_bytes(t) for trainers in self._idle.values() for t in trainers)
 
     def _build_trainer(self, model: keras.Model) -> keras.Model:
         trainer = keras.models.clone_model(model)

@@ -57,13 +57,11 @@ def _read_limits() -> dict[str, int]:
             raw, where = secrets[name], f"[limits] {name} in secrets.toml"
         value = default
         if raw is not None:
-            try:
-                value = int(raw)
-                if value < 1:
-                    raise ValueError
-            except (TypeError, ValueError):
+            text = str(raw).strip() if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+            if text.isdigit() and int(text) >= 1:
+                value = int(text)
+            else:  # 2.5, true, -3, "lots": say so, keep the default
                 print(f"CartPole Lab: {where}={raw!r} is not a whole number ≥ 1; using {default}.", file=sys.stderr)
-                value = default
         limits[name] = value
     return limits
 

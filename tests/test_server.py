@@ -33,12 +33,12 @@ def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, capsy
     assert "CARTPOLE_LAB_MAX_MEMBERS='0'" in err
 
 
-def test_limits_can_come_from_the_secrets_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_limits_can_come_from_the_secrets_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
     """``[limits]`` in secrets.toml sets a limit; an environment variable wins over it."""
     import streamlit as st
 
     secrets = tmp_path / "secrets.toml"
-    secrets.write_text("[limits]\ngames = 1234\nepochs = 7\n")
+    secrets.write_text("[limits]\ngames = 1234\nepochs = 7\nmembers = 2.5\ngenerations = true\n")
     from streamlit import config
 
     before = config.get_option("secrets.files")
@@ -52,7 +52,10 @@ def test_limits_can_come_from_the_secrets_file(monkeypatch: pytest.MonkeyPatch, 
         st.secrets._reset()
     assert limits["games"] == 1234
     assert limits["epochs"] == 9
-    assert limits["members"] == 10
+    assert limits["members"] == 10, "2.5 is not a whole number: the default stays"
+    assert limits["generations"] == 30, "true is not a number: the default stays"
+    err = capsys.readouterr().err
+    assert "[limits] members in secrets.toml=2.5 is not a whole number" in err
 
 
 def test_job_slots_run_at_most_n_jobs_first_come_first_served() -> None:

@@ -146,6 +146,72 @@ def test_pool_keeps_a_bounded_number_of_trainers(small_dataset):
     assert pool.created == 5 and pool.idle() == 2
 
 
+class _Interrupted(BaseException):
+    """Like Streamlit's StopException/RerunException: not an Exception."""
+
+
+def test_an_interrupted_job_keeps_what_was_learned(small_dataset):
+    """The dashboard's Stop interrupts the script from inside the progress callback; the
+    model must keep the batches already learned, as when it was fitted itself."""
+    model = build_model(4, 2, ModelConfig(hidden=(16,)), seed=0)
+    before = [w.copy() for w in model.get_weights()]
+    reports = []
+
+    def interrupt_at_fifth(p) -> bool:
+        reports.append(p)
+        if len(reports) == 5:
+            raise _Interrupted
+        return False
+
+    with pytest.raises(_Interrupted):
+        train(model, small_dataset, TrainingConfig(epochs=1, batch_size=16, seed=0), interrupt_at_fifth)
+    assert int(model.optimizer.iterations) > 0
+    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    # The trainer went back to the pool and serves the next job as a fresh one would.
+    a, b = (build_model(4, 2, ModelConfig(hidden=(16,)), seed=3) for _ in range(2))
+    train(a, small_dataset, TrainingConfig(epochs=1, seed=0))
+    fit_in_place(b, small_dataset, TrainingConfig(epochs=1, seed=0))
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_models_of_other_number_types_get_their_own_trainer(small_dataset):
+    pool = TrainerPool()
+    ours = build_model(4, 2, ModelConfig(hidden=(8,)), seed=0)
+    import keras
+
+    wide = keras.Sequential(
+        [keras.Input(shape=(4,)), keras.layers.Dense(8, activation="relu", dtype="float64"),
+         keras.layers.Dense(2, activation="softmax", dtype="float64")]
+    )  # fmt: skip
+    wide.compile(optimizer="adam", loss="categorical_crossentropy")
+    for model in (ours, wide):
+        with pool.lend(model) as trainer:
+            assert [v.dtype for v in trainer.variables] == [v.dtype for v in model.variables]
+    assert pool.created == 2
+
+
+def test_the_pool_keeps_at_most_its_byte_budget_of_idle_trainers():
+    small = build_model(4, 2, ModelConfig(hidden=(4,)), seed=0)
+    big = build_model(4, 2, ModelConfig(hidden=(256, 256)), seed=0)
+    with TrainerPool().lend(big) as trainer:
+        big_bytes = sum(np.asarray(v).nbytes for v in (*trainer.variables, *trainer.optimizer.variables))
+    pool = TrainerPool(max_idle_bytes=big_bytes // 2)
+    with pool.lend(small):
+        pass
+    with pool.lend(big):
+        pass
+    assert pool.idle() == 1, "the big trainer is over the budget on its own: not kept"
+    pool = TrainerPool(max_idle_bytes=big_bytes + 10_000)
+    with pool.lend(big):
+        pass
+    with pool.lend(build_model(4, 2, ModelConfig(hidden=(4,)), seed=0)):
+        pass
+    with pool.lend(build_model(4, 2, ModelConfig(hidden=(256, 256), dropout=0.3), seed=0)):
+        pass
+    assert pool.idle() == 2, "the oldest (big) trainer made room for the newest"
+
+
 def test_concurrent_jobs_get_their_own_trainers_and_the_sequential_results(small_dataset, tiny_config):
     import threading
 
