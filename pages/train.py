@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -210,7 +211,9 @@ else:
                     batches[["step", "loss", "accuracy"]], "step", "Per batch (running mean of the epoch)", "batch"
                 )
             )
-        st.caption(f"{result.samples:,} training rows · {state.model_source}")
+        optimizer = getattr(state.model, "optimizer", None)
+        steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
+        st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
 
 if state.model is not None:
     d1, d2 = st.columns(2)

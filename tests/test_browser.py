@@ -210,6 +210,35 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     screenshot(page, shots / "compare.png")
 
 
+def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
+    """Stop interrupts training mid-epoch; the network keeps the steps it learned."""
+    import re
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Generate data")
+    set_number(page, "Games", 3000)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    open_page(page, "Train")
+    set_number(page, "Epochs", 50)
+    set_number(page, "Batch size", 8)
+    page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    stop = page.get_by_role("button", name="Stop training")
+    stop.wait_for(timeout=120_000)
+    page.get_by_text("epoch 1/50", exact=False).first.wait_for(timeout=120_000)  # batches are being learned
+    page.wait_for_timeout(1500)
+    stop.click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "Training stopped. The network keeps what it learned so far.")
+    caption = page.get_by_text("gradient steps learned").first.inner_text()
+    steps = int(re.search(r"([\d,]+) gradient steps learned", caption).group(1).replace(",", ""))
+    assert 0 < steps < 50 * 900, caption
+    assert "(stopped)" in page.locator('[data-testid="stMetric"]', has_text="Epochs").first.inner_text()
+
+
 def test_a_copied_link_opens_the_same_settings_in_a_fresh_session(server: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
