@@ -158,9 +158,9 @@ if scored:
     if rows:
         chart = (
             alt.Chart(pd.DataFrame(rows), title="Game scores per run")
-            .mark_boxplot(extent="min-max")
+            .mark_boxplot(extent="min-max", size=40)
             .encode(
-                x=alt.X("run:N", title=None),
+                x=alt.X("run:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=220)),
                 y=alt.Y("score:Q", title="score"),
                 tooltip=["run:N"],
             )

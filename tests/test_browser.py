@@ -182,6 +182,18 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     assert shows(page, "network mean")
     assert page.locator('img[src*=".gif"]').count() == 3, "best, worst and random GIFs"
     screenshot(page, shots / "play.png")
+    page.get_by_role("button", name="Save as a run").click()
+    settle(page)
+    assert shows(page, "Saved as run")
+
+    open_page(page, "Ensemble")
+    set_number(page, "Members", 3)
+    set_number(page, "Evaluation games", 10)
+    page.get_by_role("button", name="Train the members and compare").click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "Ensemble mean")
+    screenshot(page, shots / "ensemble.png")
 
     open_page(page, "Generations")
     set_number(page, "Most generations", 2)
@@ -208,6 +220,11 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     no_exception(page)
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
     screenshot(page, shots / "compare.png")
+
+    open_page(page, "Runs")
+    no_exception(page)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    screenshot(page, shots / "runs.png")
 
 
 def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
