@@ -160,7 +160,7 @@ if scored:
             alt.Chart(pd.DataFrame(rows), title="Game scores per run")
             .mark_boxplot(extent="min-max", size=40)
             .encode(
-                x=alt.X("run:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=220)),
+                x=alt.X("run:N", title=None, axis=alt.Axis(labelAngle=0, labelAlign="center", labelLimit=220)),
                 y=alt.Y("score:Q", title="score"),
                 tooltip=["run:N"],
             )
