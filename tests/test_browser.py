@@ -131,6 +131,16 @@ def set_number(page, label: str, value: int | float) -> None:
     page.wait_for_timeout(300)
 
 
+def generate(page, games: int, **numbers: int) -> None:
+    """On the Generate page: play ``games`` random games (other fields by label) and wait."""
+    open_page(page, "Generate data")
+    set_number(page, "Games", games)
+    for label, value in numbers.items():
+        set_number(page, label, value)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+
+
 def screenshot(page, path: Path) -> None:
     page.mouse.move(1, 1)  # no tooltip in the picture
     page.wait_for_timeout(300)
@@ -157,10 +167,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     assert gif.evaluate("img => img.naturalWidth") > 100, "the GIF decoded in the browser"
     screenshot(page, shots / "random_play.png")
 
-    open_page(page, "Generate data")
-    set_number(page, "Games", 3000)
-    page.get_by_role("button", name="Play and keep the good games").click()
-    settle(page)
+    generate(page, 3000)
     no_exception(page)
     assert shows(page, "Acceptance rate")
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
@@ -234,10 +241,7 @@ def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
     settle(page)
-    open_page(page, "Generate data")
-    set_number(page, "Games", 3000)
-    page.get_by_role("button", name="Play and keep the good games").click()
-    settle(page)
+    generate(page, 3000)
     open_page(page, "Train")
     set_number(page, "Epochs", 50)
     set_number(page, "Batch size", 8)
@@ -260,11 +264,7 @@ def test_a_copied_link_opens_the_same_settings_in_a_fresh_session(server: str, b
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server)
     settle(page)
-    open_page(page, "Generate data")
-    set_number(page, "Games", 2500)
-    set_number(page, "Seed", 7)
-    page.get_by_role("button", name="Play and keep the good games").click()
-    settle(page)
+    generate(page, 2500, Seed=7)
     page.get_by_text("Share these settings").click()
     link = page.locator('[data-testid="stCode"] code').first.inner_text().strip()
     assert "gen_games=2500" in link and "gen_seed=7" in link
