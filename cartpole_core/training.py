@@ -163,7 +163,7 @@ class TrainerPool:
     Thread-safe: a trainer is lent to one job at a time; two jobs of the same architecture
     at once get two trainers. Idle trainers are kept for the ``architectures`` most recently
     used, at most ``per_architecture`` each and ``max_idle_bytes`` of state in all (the
-    largest networks allowed hold ~400 MB each); the least recently used go first.
+    largest networks allowed hold ~350 MB each); the least recently used go first.
     """
 
     def __init__(
@@ -175,7 +175,8 @@ class TrainerPool:
         self.architectures = architectures
         self.per_architecture = per_architecture
         self.max_idle_bytes = max_idle_bytes
-        self._idle: OrderedDict[str, list[keras.Model]] = OrderedDict()
+        self._idle: OrderedDict[str, list[tuple[keras.Model, int]]] = OrderedDict()
+        """Architecture key -> idle trainers and their state's bytes, least recently used first."""
         self._lock = threading.Lock()
         self.created = 0
         """Trainers built since start (each one traced a training step once)."""
@@ -197,7 +198,9 @@ class TrainerPool:
         key = _architecture_key(model)
         with self._lock:
             free = self._idle.get(key)
-            trainer = free.pop() if free else None
+            trainer = free.pop()[0] if free else None
+            if free == []:
+                del self._idle[key]
         if trainer is None:
             trainer = self._build_trainer(model)
         source = [*model.variables, *model.optimizer.variables]
@@ -220,19 +223,18 @@ class TrainerPool:
     def _give_back(self, key: str, trainer: keras.Model) -> None:
         size = _state_bytes(trainer)
         with self._lock:
-            free = self._idle.setdefault(key, [])
-            self._idle.move_to_end(key)
-            if len(free) < self.per_architecture and size <= self.max_idle_bytes:
-                free.append(trainer)
+            if size <= self.max_idle_bytes and len(self._idle.get(key, ())) < self.per_architecture:
+                self._idle.setdefault(key, []).append((trainer, size))
+                self._idle.move_to_end(key)
             while len(self._idle) > self.architectures or self._idle_bytes() > self.max_idle_bytes:
-                oldest = next(iter(self._idle))
+                oldest = next(iter(self._idle))  # least recently used architecture first
                 if self._idle[oldest]:
                     self._idle[oldest].pop(0)
                 if not self._idle[oldest]:
                     del self._idle[oldest]
 
     def _idle_bytes(self) -> int:
-        return sum(_state_bytes(t) for trainers in self._idle.values() for t in trainers)
+        return sum(size for trainers in self._idle.values() for _, size in trainers)
 
     def _build_trainer(self, model: keras.Model) -> keras.Model:
         trainer = keras.models.clone_model(model)

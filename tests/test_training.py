@@ -144,6 +144,12 @@ def test_pool_keeps_a_bounded_number_of_trainers(small_dataset):
     with pool.lend(models[0]), pool.lend(build_model(4, 2, ModelConfig(hidden=(3,)), seed=1)):
         pass  # two jobs of one architecture at once get two trainers
     assert pool.created == 5 and pool.idle() == 2
+    # Lending empties an architecture's shelf; giving others back must not trip over it.
+    with pool.lend(models[2]):
+        for model in models[:2]:
+            with pool.lend(model):
+                pass
+    assert pool.idle() == 2
 
 
 class _Interrupted(BaseException):
