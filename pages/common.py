@@ -6,7 +6,6 @@ call -> these charts.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,21 +73,6 @@ def set_model(model: keras.Model | None, source: str, training: TrainingResult |
     state.model_bytes = None
     state.evaluation = state.evaluation_random = None
     state.evaluation_gifs = {}
-
-
-def new_live_job(**fields: Any) -> dict[str, Any]:
-    """The record a page keeps of a running job, for :func:`wait_for_stopped_job`."""
-    return {"done": False, "finished": threading.Event(), **fields}
-
-
-def wait_for_stopped_job(live: dict[str, Any]) -> None:
-    """Wait until a stopped job's script run has let go of it.
-
-    A Stop click starts the next script run at once (``runner.fastReruns``) while the
-    stopped run is still unwinding: finishing its batch and copying the trainer's state
-    back into the model. Reading (or changing) the model before then would race it. The
-    stopped run sets ``live["finished"]`` first thing in its ``finally``."""
-    live["finished"].wait(timeout=60)
 
 
 def lab() -> Lab:

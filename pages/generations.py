@@ -23,7 +23,6 @@ from pages.common import (
     heavy_job,
     lab,
     load_tensorflow,
-    new_live_job,
     save_as_run,
     set_model,
     share_settings,
@@ -31,7 +30,6 @@ from pages.common import (
     url_number,
     url_select,
     url_slider,
-    wait_for_stopped_job,
 )
 
 state = lab()
@@ -86,10 +84,7 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
 def finish_stopped_run() -> None:
     """A Stop click interrupts the run between two steps: keep the best network so far."""
     live = state.improve_live
-    if live is None or live.get("done"):
-        return
-    wait_for_stopped_job(live)
-    if not live["snapshots"]:
+    if live is None or live.get("done") or not live["snapshots"]:
         return
     best = max(live["records"], key=lambda r: (r.mean, r.generation))
     live["model"].set_weights(live["snapshots"][best.generation])
@@ -232,7 +227,7 @@ if submitted:
         show_error(exc)
     else:
         start_model = state.model if start_from.startswith("the current model") else None
-        live: dict[str, Any] = new_live_job(records=[], snapshots={}, model=start_model)
+        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "model": start_model}
         state.improve_live, state.timelapse_gif, state.improve = live, None, None
         stop_slot = st.empty()
         stop_slot.button(
@@ -261,7 +256,6 @@ if submitted:
             state.improve = result
             set_model(result.model, f"generation {result.best_generation}, mean {result.best_mean:.1f}")
         finally:
-            live["finished"].set()  # first: the calls below raise once stopped
             stop_slot.empty()
             bar.empty()
             chart.empty()

@@ -19,13 +19,11 @@ from pages.common import (
     heavy_job,
     lab,
     load_tensorflow,
-    new_live_job,
     save_as_run,
     set_model,
     share_settings,
     show_error,
     url_number,
-    wait_for_stopped_job,
 )
 
 state = lab()
@@ -42,7 +40,6 @@ def finish_stopped_run() -> None:
     live = state.live_training
     if live is None or live.get("done"):
         return
-    wait_for_stopped_job(live)
     from cartpole_core.training import TrainingResult
 
     rows = live["rows"]
@@ -151,13 +148,14 @@ else:
             previous = (state.model, state.model_source, state.training)
             set_model(model, f"{model_cfg.hidden} net, seed {seed}")
             rows: list[dict[str, float]] = []
-            state.live_training = new_live_job(
-                previous=previous,
-                rows=rows,
-                config=train_cfg,
-                started=time.perf_counter(),
-                samples=len(dataset),
-            )
+            state.live_training = {
+                "previous": previous,
+                "rows": rows,
+                "config": train_cfg,
+                "started": time.perf_counter(),
+                "samples": len(dataset),
+                "done": False,
+            }
             stop_slot = st.empty()
             stop_slot.button(
                 "Stop training",
@@ -188,7 +186,6 @@ else:
                 state.training = result
                 state.live_training["done"] = True
             finally:
-                state.live_training["finished"].set()  # first: the calls below raise once stopped
                 stop_slot.empty()
                 bar.empty()
                 chart.empty()
