@@ -1,4 +1,4 @@
-"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run, improve).
+"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run, improve, sweep).
 
 Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout.
 Progress goes to stderr. A user's mistake prints one line on stderr and exits 2.
@@ -342,6 +342,78 @@ def cmd_run(args: argparse.Namespace) -> None:
     _emit(args, data, text)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    _import_tensorflow()  # trials run on Ray workers; their settings' classes live beside Keras
+    from cartpole_core.improve import ImproveConfig
+    from cartpole_core.pipeline import NotebookConfig
+    from cartpole_core.sweep import Base, SweepConfig, parse_seeds, parse_vary, settings_text, sweep
+
+    base: Base
+    if args.improve:
+        base = ImproveConfig(
+            env_id=args.env, goal_steps=args.goal_steps, eval_games=args.eval_games, confirm_games=0
+        ).validate()
+    else:
+        generation = _generation_config(args, seed=0).validate()
+        base = NotebookConfig(generation=generation, evaluation_games=args.eval_games)
+    if not args.vary:
+        raise UserError("Say what to vary: --vary setting=value,value (e.g. --vary score_requirement=40,50,60).")
+    config = SweepConfig(base, tuple(parse_vary(base, v) for v in args.vary), parse_seeds(args.seeds)).validate()
+    result = sweep(config, _bar(args.quiet))
+    trials = [
+        {
+            "settings": t.settings,
+            "seed": t.seed,
+            "status": t.status,
+            "accepted": t.scores.accepted if t.scores else None,
+            "accuracy": t.scores.accuracy if t.scores else None,
+            "mean": t.scores.mean if t.scores else None,
+            "median": t.scores.median if t.scores else None,
+            "seconds": t.scores.seconds if t.scores else None,
+            "node": t.node,
+            "error": t.error,
+        }
+        for t in result.trials
+    ]
+    summary = [
+        {
+            "settings": s.settings,
+            "mean": s.mean,
+            "ci_low": s.ci_low,
+            "ci_high": s.ci_high,
+            "n": s.n,
+            "clipped": s.clipped,
+        }
+        for s in result.summary
+    ]
+    best = next((row for row, s in zip(summary, result.summary, strict=True) if s is result.best), None)
+    data = {
+        "mode": config.mode,
+        "env_id": config.env_id,
+        "trials": trials,
+        "summary": summary,
+        "best": best,
+        "workers": result.workers,
+        "nodes": result.nodes,
+        "seconds": result.seconds,
+    }
+    lines = [
+        f"{settings_text(t.settings)}, seed {t.seed}: "
+        + (f"mean {t.scores.mean:.1f}, {t.scores.accepted} kept, {t.scores.seconds:.1f} s" if t.scores else t.status)
+        + (f" ({t.error})" if t.error else "")
+        for t in result.trials
+    ]
+    lines += [
+        f"{settings_text(s.settings)}: mean {s.mean:.1f} over {s.n} seed(s), 95 % CI {s.ci_low:.1f} – {s.ci_high:.1f}"
+        + (" (cut at the score range)" if s.clipped else "")
+        for s in result.summary
+    ]
+    if result.best is not None:
+        lines.append(f"Best: {settings_text(result.best.settings)} (mean {result.best.mean:.1f})")
+    lines.append(f"{len(trials)} trials on {result.workers} CPU(s), {result.nodes} node(s), in {result.seconds:.1f} s")
+    _emit(args, data, "\n".join(lines))
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -350,18 +422,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
-def _generation_config(args: argparse.Namespace) -> GenerationConfig:
-    """The settings given by :func:`_generation_args`'s flags."""
+def _generation_config(args: argparse.Namespace, seed: int | None = None) -> GenerationConfig:
+    """The settings given by :func:`_generation_args`'s flags (``seed`` instead of ``--seed``)."""
     return GenerationConfig(
         env_id=args.env,
         games=args.games,
         goal_steps=args.goal_steps,
         score_requirement=args.score_requirement,
-        seed=args.seed,
+        seed=args.seed if seed is None else seed,
     )
 
 
-def _generation_args(p: argparse.ArgumentParser) -> None:
+def _generation_args(p: argparse.ArgumentParser, seed: bool = True) -> None:
     d = GenerationConfig()
     p.add_argument("--env", default=d.env_id, help=f"Gymnasium env id (default {d.env_id})")
     p.add_argument("--games", type=int, default=d.games, help=f"random games to play (default {d.games})")
@@ -374,7 +446,8 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
         default=d.score_requirement,
         help=f"keep games scoring at least this (default {d.score_requirement:g})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,6 +516,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="save the best model to this .keras file")
     _common(p)
     p.set_defaults(func=cmd_improve)
+
+    p = sub.add_parser(
+        "sweep",
+        help="vary settings over seeds, each trial a Ray task (local Ray, or the cluster at RAY_ADDRESS)",
+        description="Each combination of the varied values runs once per seed: generate -> train -> evaluate "
+        "(or generations with --improve). Any setting can be varied by its name: games, goal_steps, "
+        "score_requirement, hidden (64x64), dropout, learning_rate, epochs, batch_size, validation_split, "
+        "evaluation_games; with --improve, the generations settings (keep_top, epochs, games_per_generation, ...).",
+    )
+    _generation_args(p, seed=False)
+    p.add_argument(
+        "--vary",
+        action="append",
+        metavar="SETTING=V1,V2",
+        help="a setting and its values, e.g. score_requirement=40,50,60 or hidden=64x64,128x128; repeat (up to 3)",
+    )
+    p.add_argument("--seeds", default="0-2", help="seeds of every combination, e.g. 0-4 or 0,3,7 (default 0-2)")
+    p.add_argument("--eval-games", type=int, default=100, help="games each trained network plays (default 100)")
+    p.add_argument("--improve", action="store_true", help="each trial runs generations (improve) instead")
+    _common(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -8,6 +8,7 @@ read from the environment.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -62,7 +63,7 @@ SCORE_MEANING: dict[str, str] = {
 }
 
 #: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).
-SUGGESTED_ENV_IDS = ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0")
+SUGGESTED_ENV_IDS = ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3")
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,18 @@ def score_meaning(info: EnvInfo) -> str:
     if info.reward_threshold is not None:
         text += f" Gymnasium counts {info.reward_threshold:g} as solved."
     return text
+
+
+def score_range(env_id: str, goal_steps: int) -> tuple[float, float]:
+    """Lowest and highest score a game of at most ``goal_steps`` steps can have, where the
+    game's rewards say (CartPole: 0 to goal_steps; Acrobot, MountainCar: -goal_steps to 0);
+    ``(-inf, inf)`` for envs whose rewards have no simple bound (LunarLander, others)."""
+    family = _family(env_id)
+    if family == "CartPole":
+        return 0.0, float(goal_steps)
+    if family in ("Acrobot", "MountainCar"):
+        return -float(goal_steps), 0.0
+    return -math.inf, math.inf
 
 
 def make_vector_env(env_id: str, num_envs: int, goal_steps: int) -> gym.vector.VectorEnv:

@@ -9,6 +9,7 @@ single game can be played again on its own (to film it as a GIF).
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -16,10 +17,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_env
+from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_env, score_range
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.policies import Policy, choose_actions
 from cartpole_core.progress import ProgressCallback, report
+from cartpole_core.stats import MeanInterval, mean_interval
 
 MAX_EVAL_GAMES = 100_000
 #: Games played side by side; a finished game's env is reused for the next one.
@@ -287,13 +289,6 @@ def record_episode(policy: Policy, config: EvaluationConfig, game: int = 0, fram
     )
 
 
-#: Two-sided 95 % Student t critical values for 1..30 degrees of freedom (then ~1.96).
-_T95 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class Comparison:
     """One policy over several seeds of the same games as the others."""
@@ -303,20 +298,23 @@ class Comparison:
     """float64 (seeds,): mean score over each seed's games."""
     choice_ratios: np.ndarray
     """float64 (n_actions,): share of steps on each action, over all seeds."""
+    score_range: tuple[float, float] = (-math.inf, math.inf)
+    """Lowest and highest score a game can have (the interval never leaves it)."""
 
     @property
     def mean(self) -> float:
         return float(self.seed_means.mean())
 
     @property
+    def interval(self) -> MeanInterval:
+        """The mean over seeds with its 95 % Student t interval, cut at the score range."""
+        return mean_interval([float(m) for m in self.seed_means], self.score_range)
+
+    @property
     def ci95(self) -> tuple[float, float]:
-        """95 % confidence interval of the mean over seeds (Student t; a point for one seed)."""
-        n = self.seed_means.size
-        if n < 2:
-            return self.mean, self.mean
-        t = _T95[n - 2] if n - 1 <= len(_T95) else 1.96
-        half = t * float(self.seed_means.std(ddof=1)) / np.sqrt(n)
-        return self.mean - half, self.mean + half
+        """95 % confidence interval of the mean over seeds (a point for one seed)."""
+        interval = self.interval
+        return interval.low, interval.high
 
 
 def compare(
@@ -340,5 +338,6 @@ def compare(
             done += 1
             report(progress, done / total, f"{name}, seed {seed}")
         assert counts is not None
-        results.append(Comparison(name, np.array(means), counts / max(int(counts.sum()), 1)))
+        ratios = counts / max(int(counts.sum()), 1)
+        results.append(Comparison(name, np.array(means), ratios, score_range(config.env_id, config.goal_steps)))
     return results

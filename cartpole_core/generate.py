@@ -24,15 +24,17 @@ from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, empty_dataset
 from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_vector_env
 from cartpole_core.errors import UserError, check_range
-from cartpole_core.progress import ProgressCallback, report
+from cartpole_core.progress import Progress, ProgressCallback, report
 
 #: Games each env of a native vector env plays on average (sets the vector's width):
 #: wider vectors need fewer ``step`` calls but each costs more; 8 was fastest here.
 GAMES_PER_VECTOR_ENV = 8
 #: Steps buffered before they are reduced to real transitions.
-_CHUNK = 128
+_STEP_BUFFER = 128
 #: Most envs in a Python-loop ``SyncVectorEnv`` (for envs without their own vector code).
 MAX_SYNC_ENVS = 16
+#: Games per chunk for envs without a native vector env; chunks run on Ray workers in parallel.
+GAMES_PER_CHUNK = 500
 #: Most games one call may play (the dashboard sets its own, lower limit).
 MAX_GAMES = 1_000_000
 #: Observations of rejected games kept for comparison.
@@ -130,24 +132,58 @@ def _vector_width(games: int, native: bool) -> int:
     return max(1, min(games, MAX_SYNC_ENVS))
 
 
-def generate(config: GenerationConfig, progress: ProgressCallback | None = None) -> GenerationResult:
-    """Play ``config.games`` games of uniformly random actions and keep the good ones.
+@dataclass(frozen=True)
+class ChunkJob:
+    """One share of a generation run's games: plain data, so a Ray worker can play it."""
 
-    Same config with the same integer seed gives the same scores and the same dataset.
-    """
-    config.validate()
-    info = env_info(config.env_id)
-    start_time = time.perf_counter()
-    width = _vector_width(config.games, info.has_vector_env)
-    seeds = np.random.SeedSequence(config.seed)
+    env_id: str
+    games: int
+    goal_steps: int
+    entropy: int
+    """The run's seed entropy (the seed itself, or fresh entropy when the seed is None)."""
+    spawn_key: tuple[int, ...]
+    """Which share of the run this is: ``()`` for a run played in one piece, ``(i,)`` for chunk i."""
+
+
+@dataclass(frozen=True)
+class PlayedGames:
+    """Every transition of some games of random play, in the order they were played."""
+
+    observations: np.ndarray
+    """float32 (steps, obs_dim): what the player saw before each action."""
+    actions: np.ndarray
+    """int64 (steps,): the action taken."""
+    games: np.ndarray
+    """int64 (steps,): the game of each step, numbered from 0 within these games."""
+    scores: np.ndarray
+    """float64 (games,): each game's score."""
+
+
+def chunk_jobs(config: GenerationConfig, entropy: int) -> list[ChunkJob]:
+    """How a run's games are split: in one piece for envs with a native vector env, else in
+    chunks of :data:`GAMES_PER_CHUNK` games, each seeded by its position. The split depends
+    only on the settings, never on how many workers play it, so the data does not either."""
+    if env_info(config.env_id).has_vector_env:
+        return [ChunkJob(config.env_id, config.games, config.goal_steps, entropy, ())]
+    sizes = [min(GAMES_PER_CHUNK, config.games - start) for start in range(0, config.games, GAMES_PER_CHUNK)]
+    return [ChunkJob(config.env_id, n, config.goal_steps, entropy, (i,)) for i, n in enumerate(sizes)]
+
+
+def play_chunk(job: ChunkJob, progress: ProgressCallback | None = None) -> PlayedGames:
+    """Play ``job.games`` games of uniformly random actions; the first ``job.games`` games
+    started are the ones played, each to its end."""
+    info = env_info(job.env_id)
+    games = job.games
+    width = _vector_width(games, info.has_vector_env)
+    seeds = np.random.SeedSequence(job.entropy, spawn_key=job.spawn_key)
     env_seed, action_seed = (int(s.generate_state(1)[0]) for s in seeds.spawn(2))
     rng = np.random.default_rng(action_seed)
-    env = make_vector_env(info.env_id, width, config.goal_steps)
-    # Steps are written into fixed buffers of _CHUNK steps; each full buffer is reduced to
+    env = make_vector_env(info.env_id, width, job.goal_steps)
+    # Steps are written into fixed buffers of _STEP_BUFFER steps; each full buffer is reduced to
     # its real transitions in one vectorised pass, so the per-step work stays small.
-    obs_buf = np.empty((_CHUNK, width, info.obs_dim), dtype=np.float32)
-    game_buf = np.empty((_CHUNK, width), dtype=np.int64)
-    move_buf = np.empty((_CHUNK, width), dtype=bool)
+    obs_buf = np.empty((_STEP_BUFFER, width, info.obs_dim), dtype=np.float32)
+    game_buf = np.empty((_STEP_BUFFER, width), dtype=np.int64)
+    move_buf = np.empty((_STEP_BUFFER, width), dtype=bool)
     obs_parts: list[np.ndarray] = []
     action_parts: list[np.ndarray] = []
     game_parts: list[np.ndarray] = []
@@ -164,11 +200,11 @@ def generate(config: GenerationConfig, progress: ProgressCallback | None = None)
         next_game = width  # games 0..width-1 start at once; the next id to hand out
         running = np.zeros(width, dtype=np.float64)  # score of the game in progress
         resetting = np.zeros(width, dtype=bool)  # this step is an autoreset, not a move
-        scores = np.zeros(config.games, dtype=np.float64)
+        scores = np.zeros(games, dtype=np.float64)
         finished = 0
-        actions = rng.integers(info.n_actions, size=(_CHUNK, width), dtype=np.int64)
+        actions = rng.integers(info.n_actions, size=(_STEP_BUFFER, width), dtype=np.int64)
         k = 0
-        while finished < config.games:
+        while finished < games:
             moving = (game >= 0) & ~resetting
             obs_buf[k], game_buf[k], move_buf[k] = obs, game, moving
             obs, reward, terminated, truncated, _ = env.step(actions[k])
@@ -181,17 +217,72 @@ def generate(config: GenerationConfig, progress: ProgressCallback | None = None)
                 finished += which.size
                 # The first `games` games started are the ones played, each to its end.
                 new_ids = next_game + np.arange(which.size)
-                game[which] = np.where(new_ids < config.games, new_ids, -1)
-                next_game = min(next_game + which.size, config.games)
+                game[which] = np.where(new_ids < games, new_ids, -1)
+                next_game = min(next_game + which.size, games)
             resetting = ended
             k += 1
-            if k == _CHUNK:
+            if k == _STEP_BUFFER:
                 flush(actions, k)
-                actions, k = rng.integers(info.n_actions, size=(_CHUNK, width), dtype=np.int64), 0
-                report(progress, finished / config.games, f"{finished:,} of {config.games:,} games played")
+                actions, k = rng.integers(info.n_actions, size=(_STEP_BUFFER, width), dtype=np.int64), 0
+                report(progress, finished / games, f"{finished:,} of {games:,} games played")
         flush(actions, k)
     finally:
         env.close()
+    return PlayedGames(np.concatenate(obs_parts), np.concatenate(action_parts), np.concatenate(game_parts), scores)
+
+
+def _play_all(
+    jobs: list[ChunkJob], parallel: bool | None, progress: ProgressCallback | None, total: int
+) -> list[PlayedGames]:
+    """Every chunk's games, in chunk order: here one after another, or on Ray workers."""
+    if parallel is None:
+        parallel = len(jobs) > 1  # a native vector env's single piece is faster here than a task
+    if not parallel:
+        played, done = [], 0
+        for job in jobs:
+            offset = done
+
+            def forward(p: Progress, offset: int = offset, job: ChunkJob = job) -> None:
+                n = offset + int(p.fraction * job.games)
+                report(progress, n / total, f"{n:,} of {total:,} games played")
+
+            played.append(play_chunk(job, forward))
+            done += job.games
+        return played
+    from cartpole_core.cluster import run_tasks
+
+    parts: list[PlayedGames | None] = [None] * len(jobs)
+    done = 0
+    for outcome in run_tasks(play_chunk, jobs):
+        if outcome.error is not None:
+            raise outcome.error
+        parts[outcome.index] = outcome.result
+        done += jobs[outcome.index].games
+        report(progress, done / total, f"{done:,} of {total:,} games played ({len(jobs)} chunks on Ray)")
+    return [p for p in parts if p is not None]
+
+
+def generate(
+    config: GenerationConfig, progress: ProgressCallback | None = None, parallel: bool | None = None
+) -> GenerationResult:
+    """Play ``config.games`` games of uniformly random actions and keep the good ones.
+
+    Same config with the same integer seed gives the same scores and the same dataset,
+    however the games are played: envs without a native vector env are split into chunks
+    (:func:`chunk_jobs`) played on Ray workers when there are several (``parallel=None``),
+    or one after another in this process (``parallel=False``), with the same result.
+    """
+    config.validate()
+    info = env_info(config.env_id)
+    start_time = time.perf_counter()
+    entropy = np.random.SeedSequence(config.seed).entropy
+    jobs = chunk_jobs(config, int(entropy))  # type: ignore[arg-type]
+    played = _play_all(jobs, parallel, progress, config.games)
+    first_game = np.cumsum([0] + [p.scores.size for p in played])
+    scores = np.concatenate([p.scores for p in played])
+    obs_parts = [p.observations for p in played]
+    action_parts = [p.actions for p in played]
+    game_parts = [p.games + first for p, first in zip(played, first_game, strict=False)]
 
     game_of_row = np.concatenate(game_parts)
     keep_game = scores >= config.score_requirement

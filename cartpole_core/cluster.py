@@ -1,0 +1,252 @@
+"""The engine for work beyond one process: Ray, local by default, any cluster with ``RAY_ADDRESS``.
+
+This is the one place that gets Ray. :func:`run_tasks` runs a plain function over a list of
+inputs as Ray tasks (one CPU each) and hands back each outcome as it finishes; sweeps
+(``sweep.py``) and chunked generation (``generate.py``) use it and never touch Ray themselves,
+so a page or a command never knows whether a local Ray or a cluster did the work.
+
+- ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
+  ``ray start --address=…`` on the others, or KubeRay). The cluster's Python environment
+  needs this project's dependencies; our own code is shipped with the job (``py_modules``).
+- Otherwise: a local Ray starts once per process, with the machine's cores, no dashboard,
+  and every Ray server bound to the loopback interface (an inner engine, not a service).
+
+Ray is imported only when distributed work runs, so pages and commands that never need it
+never load it (~0.6 s import, ~3 s start, ~700 MB for Ray's own processes and 2 workers).
+Each worker process caps TensorFlow's and BLAS's threads to the one CPU a task holds, so
+two workers on two cores do not fight over them. Inputs and outputs are plain dataclasses
+and NumPy arrays (zero-copy from Ray's object store); models travel as config + weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: CPUs each task holds; workers cap their TensorFlow and BLAS threads to it.
+TASK_CPUS = 1
+#: A task whose worker died (a node removed, a process killed) is run again this often.
+TASK_RETRIES = 3
+#: Shared memory for task inputs and results on a local Ray (bytes).
+LOCAL_OBJECT_STORE = 1 << 30
+
+_THREAD_CAPS = {
+    name: str(TASK_CPUS)
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    )
+}
+
+_lock = threading.Lock()
+_keeper: threading.Thread | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Where heavy work runs, for a status line."""
+
+    kind: str
+    """``"local Ray"`` or ``"Ray cluster"``."""
+    started: bool
+    """False until the first distributed job starts (or joins) Ray."""
+    nodes: int
+    """Live nodes (1 for a local Ray; 0 when not started and unknown)."""
+    cpus: int
+    """CPUs Ray can give tasks (the machine's cores before a local start)."""
+
+    def describe(self) -> str:
+        """E.g. ``"local Ray, 2 CPUs"`` or ``"Ray cluster, 3 nodes, 24 CPUs"``."""
+        if self.kind == "Ray cluster":
+            if not self.started:
+                return "Ray cluster at $RAY_ADDRESS (joined with the first distributed job)"
+            return f"Ray cluster, {self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus} CPUs"
+        text = f"local Ray, {self.cpus} CPU{'s' * (self.cpus != 1)}"
+        return text if self.started else text + " (starts with the first distributed job)"
+
+
+def cluster_address() -> str | None:
+    """The cluster to join (``RAY_ADDRESS``), or None for a local Ray."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def _import_ray() -> Any:
+    if cluster_address() is None:
+        # Ray's own switch for a one-machine Ray: every server binds the loopback address
+        # instead of the machine's network address. Read when Ray is first imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    return ray
+
+
+def ensure_ray(num_cpus: int | None = None) -> Any:
+    """Ray, started (or joined) once per process; returns the ``ray`` module.
+
+    ``num_cpus`` sets a local Ray's CPUs (default: the machine's cores); it is ignored when
+    joining a cluster or when Ray is already running in this process.
+
+    Ray's processes die with the thread that started them (Linux's parent-death signal), and
+    a Streamlit script runs in a short-lived thread, so Ray is started from a thread of ours
+    that lives as long as the process.
+    """
+    global _keeper
+    ray = _import_ray()
+    with _lock:
+        if ray.is_initialized():
+            return ray
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def keep_ray() -> None:
+            # Ray's start-up notes (no SIGTERM handler off the main thread, token
+            # authentication on) are not for our users: only errors are shown.
+            logging.getLogger("ray").setLevel(logging.ERROR)
+            try:
+                ray.init(**_init_args(num_cpus))
+            except BaseException as exc:  # handed to the caller below
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            threading.Event().wait()  # hold the thread (and so Ray's processes) for the process's life
+
+        _keeper = threading.Thread(target=keep_ray, name="cartpole-lab-ray", daemon=True)
+        _keeper.start()
+        started.wait()
+        if failure:
+            from cartpole_core.errors import UserError
+
+            where = cluster_address()
+            raise UserError(
+                f"Could not start Ray ({failure[0]}): "
+                + (f"check that the cluster at RAY_ADDRESS={where} is up." if where else "see Ray's message above.")
+            ) from failure[0]
+    return ray
+
+
+def _init_args(num_cpus: int | None) -> dict[str, Any]:
+    import cartpole_core
+
+    package = Path(cartpole_core.__file__).resolve().parent
+    args: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False, "configure_logging": False}
+    env_vars = dict(_THREAD_CAPS)
+    address = cluster_address()
+    if address is None:
+        args.update(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            object_store_memory=LOCAL_OBJECT_STORE,
+        )
+        # Local workers import our package from this checkout or install.
+        paths = [str(package.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env_vars["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        args["runtime_env"] = {"env_vars": env_vars}
+    else:
+        args["address"] = address
+        args["runtime_env"] = {"env_vars": env_vars, "py_modules": [str(package)]}
+    return args
+
+
+def engine_info() -> EngineInfo:
+    """Where heavy work runs; never starts Ray (cheap enough for every page's sidebar)."""
+    address = cluster_address()
+    kind = "Ray cluster" if address else "local Ray"
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return EngineInfo(kind, False, 0 if address else 1, 0 if address else os.cpu_count() or 1)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes))
+    return EngineInfo(kind, True, len(nodes), cpus)
+
+
+def _cap_threads() -> None:
+    """In a worker: TensorFlow's and BLAS's threads to the task's CPUs (once per process;
+    the environment variables above do it too, this also covers an already running worker)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(TASK_CPUS)
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(TASK_CPUS)
+            tf.config.threading.set_inter_op_parallelism_threads(TASK_CPUS)
+        except RuntimeError:
+            pass  # already running: it started with TF_NUM_*_THREADS from the runtime env
+
+
+def _run_in_worker(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
+    """What a Ray task runs: ``fn(item)`` and the id of the node that ran it."""
+    import ray
+
+    _cap_threads()
+    return fn(item), ray.get_runtime_context().get_node_id()
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """One finished task: its input's position, and its result or why it failed."""
+
+    index: int
+    """Position of the input in the list given to :func:`run_tasks`."""
+    result: Any = None
+    error: BaseException | None = None
+    """The task's exception (a user's mistake, a bug, a node lost beyond the retries)."""
+    node: str = ""
+    """Id of the Ray node that ran it (empty when it failed)."""
+    cancelled: bool = False
+    """True when the task was cancelled before it finished (a Stop)."""
+
+
+def run_tasks(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    should_stop: Callable[[], bool] | None = None,
+    poll_seconds: float = 0.25,
+) -> Iterator[TaskOutcome]:
+    """Run ``fn(item)`` for every item as a Ray task and yield outcomes as they finish.
+
+    ``fn`` must be a module-level function (workers import it by name) taking and returning
+    plain data. A task that raises is yielded with its error, and the others go on. When
+    ``should_stop()`` turns True (checked every ``poll_seconds``), or the caller stops
+    reading (a closed generator, a Streamlit Stop), tasks not yet finished are cancelled and
+    yielded as cancelled (only when stopped by ``should_stop``).
+    """
+    ray = ensure_ray()
+    task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False)(_run_in_worker)
+    fn_ref = ray.put(fn)
+    pending = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
+    try:
+        while pending:
+            if should_stop is not None and should_stop():
+                for ref, index in list(pending.items()):
+                    ray.cancel(ref, force=False)
+                    del pending[ref]
+                    yield TaskOutcome(index, cancelled=True)
+                return
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    result, node = ray.get(ref)
+                except ray.exceptions.TaskCancelledError:
+                    yield TaskOutcome(index, cancelled=True)
+                except ray.exceptions.RayTaskError as exc:  # the task raised: hand over its own error
+                    cause = getattr(exc, "cause", None)
+                    yield TaskOutcome(index, error=cause if isinstance(cause, BaseException) else exc)
+                except ray.exceptions.RayError as exc:  # a worker or node lost beyond the retries
+                    yield TaskOutcome(index, error=exc)
+                else:
+                    yield TaskOutcome(index, result=result, node=node)
+    finally:
+        for ref in pending:  # the caller stopped reading: nothing left running for nobody
+            ray.cancel(ref, force=False)
