@@ -15,6 +15,7 @@ per trial keeps one engine for sweeps and chunked generation alike.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -22,7 +23,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cartpole_core.envs import env_info, score_range
 from cartpole_core.errors import UserError, check_range
@@ -33,6 +34,9 @@ from cartpole_core.pipeline import NotebookConfig
 from cartpole_core.progress import ProgressCallback, report
 from cartpole_core.stats import mean_interval
 from cartpole_core.training import TrainingConfig
+
+if TYPE_CHECKING:
+    from cartpole_core.cluster import TaskOutcome
 
 #: Most settings varied at once, and most trials in one sweep (the dashboard has its own limit).
 MAX_VARIED, MAX_TRIALS = 3, 1000
@@ -321,8 +325,8 @@ def sweep(
     """Run every trial of ``config`` as a Ray task and summarise them.
 
     ``on_trial`` is called with each trial as it finishes (or fails). ``progress`` is called
-    after each one; returning True cancels the trials not yet finished and returns what
-    finished (``stopped=True``).
+    a few times a second; returning True cancels the trials not yet finished and returns
+    what finished (``stopped=True``, the cancelled trials listed as such).
     """
     from cartpole_core.cluster import engine_info, run_tasks
 
@@ -331,8 +335,9 @@ def sweep(
     jobs = config.jobs()
     rows: dict[int, Trial] = {}
     stop = [False]
-    report(progress, 0.0, f"{len(jobs)} trials queued")
-    for outcome in run_tasks(run_trial, jobs, should_stop=lambda: stop[0]):
+    latest = [""]  # the last finished trial, said in every progress report
+
+    def record(outcome: TaskOutcome) -> None:
         job = jobs[outcome.index]
         if outcome.cancelled:
             trial = Trial(job.index, job.settings, job.seed, "cancelled")
@@ -345,14 +350,20 @@ def sweep(
         rows[job.index] = trial
         if on_trial is not None:
             on_trial(trial)
-        if not outcome.cancelled:
-            done = len(rows)
-            label = ", ".join(f"{k}={_text(v)}" for k, v in job.settings.items())
-            what = f"mean {trial.mean:.1f}" if trial.mean is not None else "failed"
-            asked = report(
-                progress, done / len(jobs), f"{done} of {len(jobs)} trials ({label}, seed {job.seed}: {what})"
-            )
-            stop[0] = stop[0] or asked
+        what = f"mean {trial.mean:.1f}" if trial.mean is not None else trial.status
+        latest[0] = f" (last: {settings_text(job.settings)}, seed {job.seed}: {what})"
+
+    def should_stop() -> bool:
+        # Asked every poll, not only when a trial ends, so a Stop (or a closed tab) is heard at once.
+        done = len(rows)
+        asked = report(progress, done / len(jobs), f"{done} of {len(jobs)} trials finished{latest[0]}")
+        stop[0] = stop[0] or asked
+        return stop[0]
+
+    with contextlib.closing(run_tasks(run_trial, jobs, should_stop=should_stop)) as outcomes:
+        for outcome in outcomes:
+            record(outcome)
+
     trials = [rows[i] for i in sorted(rows)]
     summary = summarise(config, trials)
     best = max(summary, key=lambda s: s.mean, default=None)  # max keeps the first on a tie
