@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ def run_tasks(
     items: Sequence[Any],
     should_stop: Callable[[], bool] | None = None,
     poll_seconds: float = 0.25,
-) -> Iterator[TaskOutcome]:
+) -> Generator[TaskOutcome, None, None]:
     """Run ``fn(item)`` for every item as a Ray task and yield outcomes as they finish.
 
     ``fn`` must be a module-level function (workers import it by name) taking and returning
