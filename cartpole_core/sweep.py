@@ -365,6 +365,8 @@ def sweep(
             record(outcome)
 
     trials = [rows[i] for i in sorted(rows)]
+    done = sum(t.status == "done" for t in trials)
+    report(progress, 1.0, f"{done} of {len(jobs)} trials done" + (" (stopped)" if stop[0] else ""))
     summary = summarise(config, trials)
     best = max(summary, key=lambda s: s.mean, default=None)  # max keeps the first on a tie
     engine = engine_info()
@@ -378,6 +380,33 @@ def sweep(
         seconds=time.perf_counter() - started,
         stopped=stop[0],
     )
+
+
+def stopped_result(config: SweepConfig, finished: list[Trial], seconds: float) -> SweepResult:
+    """The result of a sweep interrupted from outside (a dashboard's Stop unwinds
+    :func:`sweep` before it returns): the trials that finished, every other one listed as
+    cancelled, summarised as :func:`sweep` would have (``stopped=True``)."""
+    from cartpole_core.cluster import engine_info
+
+    done = {t.index: t for t in finished}
+    trials = [done.get(job.index) or Trial(job.index, job.settings, job.seed, "cancelled") for job in config.jobs()]
+    summary = summarise(config, trials)
+    engine = engine_info()
+    return SweepResult(
+        config=config,
+        trials=trials,
+        summary=summary,
+        best=max(summary, key=lambda s: s.mean, default=None),
+        workers=engine.cpus,
+        nodes=engine.nodes,
+        seconds=seconds,
+        stopped=True,
+    )
+
+
+def value_text(value: Any) -> str:
+    """A setting's value as people write it (``64x64`` for layers, ``50`` for 50.0)."""
+    return _text(value)
 
 
 def _text(value: Any) -> str:

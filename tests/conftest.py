@@ -7,7 +7,7 @@ network (envs, generate, dataset, gif) do not pay TensorFlow's start-up cost whe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -89,3 +89,15 @@ def trained_tiny_model(small_dataset: Dataset, tiny_config: ModelConfig) -> kera
     model = build_model(small_dataset.obs_dim, small_dataset.n_actions, tiny_config, seed=0)
     train(model, small_dataset, TrainingConfig(epochs=1, seed=0))
     return model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ray_stopped_after_each_module() -> Iterator[None]:
+    """A module that started Ray (a sweep, chunked generation) stops it when it ends, so the
+    next module starts from a clean process (a local Ray, or a test cluster of its own)."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -256,3 +256,43 @@ def test_help_as_a_subprocess():
     for command in ("generate", "train", "evaluate", "run"):
         assert command in done.stdout
     assert done.stderr == ""
+
+
+# ---------------------------------------------------------------- sweep (issue 10)
+
+SWEEP_TINY = ["sweep", "--games", "300", "--score-requirement", "30", "--eval-games", "10", "--quiet"]
+
+
+def test_sweep_json_has_trials_summary_best_and_where_it_ran(capsys):
+    argv = [*SWEEP_TINY, "--vary", "score_requirement=20,30", "--vary", "hidden=16", "--vary", "epochs=1"]
+    data = run_json(capsys, [*argv, "--seeds", "0-1", "--json"])
+    assert {"trials", "summary", "best", "workers", "nodes", "seconds"} <= set(data)
+    assert len(data["trials"]) == 4 and data["workers"] >= 1 and data["nodes"] == 1
+    for trial in data["trials"]:
+        assert {"settings", "seed", "accepted", "accuracy", "mean", "median", "seconds", "node"} <= set(trial)
+        assert trial["status"] == "done" and trial["node"]
+        assert trial["settings"]["hidden"] == [16] and trial["settings"]["epochs"] == 1
+    assert [t["seed"] for t in data["trials"]] == [0, 1, 0, 1]
+    assert [s["settings"]["score_requirement"] for s in data["summary"]] == [20.0, 30.0]
+    for s in data["summary"]:
+        assert {"settings", "mean", "ci_low", "ci_high", "n"} <= set(s) and s["n"] == 2
+        assert 0 <= s["ci_low"] <= s["mean"] <= s["ci_high"] <= 500
+    assert data["best"]["mean"] == max(s["mean"] for s in data["summary"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--vary", "colour=1,2"], "not a setting"),
+        (["--vary", "epochs="], "has no values"),
+        (["--vary", "epochs=x"], "whole number"),
+        (["--vary", "dropout=0.1,7"], "dropout must be between"),
+        (["--vary", "epochs=1", "--seeds", "2-1"], "--seeds"),
+        (["--vary", "games=1,2,3,4,5,6,7,8,9,10", "--seeds", "0-199"], "at most 1000"),
+        ([], "Say what to vary"),
+        (["--vary", "epochs=1", "--env", "Nope-v0"], "Unknown environment"),
+    ],
+)
+def test_sweep_mistakes_are_one_line_and_exit_2(capsys, argv, expected):
+    line = run_error(capsys, [*SWEEP_TINY, *argv])
+    assert expected in line

@@ -37,6 +37,14 @@ gym.register("CartPoleLabTest/ImageObs-v0", entry_point=_PlainEnv, kwargs={"obs_
         ("CartPole-v1", 4, 2, "cart position", ("push left", "push right"), 500),
         ("Acrobot-v1", 6, 3, "cos θ1", ("torque -1", "torque 0", "torque +1"), 500),
         ("MountainCar-v0", 2, 3, "car position", ("accelerate left", "don't accelerate", "accelerate right"), 200),
+        (
+            "LunarLander-v3",
+            8,
+            4,
+            "x",
+            ("do nothing", "fire left engine", "fire main engine", "fire right engine"),
+            1000,
+        ),
     ],
 )
 def test_env_info_describes_supported_envs(env_id, obs_dim, n_actions, first_obs_name, action_names, max_steps):
