@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_sweep import TINY
 
 from cartpole_core.cluster import _import_ray, engine_info, ensure_ray
 from cartpole_core.sweep import SweepConfig, Trial, sweep
-from test_sweep import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
