@@ -136,7 +136,7 @@ if results:
                 {
                     "player": r.name,
                     "mean": round(r.mean, 1),
-                    "95 % CI": f"{r.ci95[0]:.1f} – {r.ci95[1]:.1f}",
+                    "95 % CI": f"{r.ci95[0]:.1f} – {r.ci95[1]:.1f}" + (" (cut)" if r.interval.clipped else ""),
                     "per seed": ", ".join(f"{m:.1f}" for m in r.seed_means),
                 }
                 for r in results
@@ -145,6 +145,11 @@ if results:
         hide_index=True,
         width="stretch",
     )
+    if any(r.interval.clipped for r in results):
+        st.caption(
+            "Intervals marked *cut* ran past the highest (or lowest) score a game can have and "
+            "are shown up to it: a Student t interval is symmetric, scores are not."
+        )
 
 st.subheader("Dataset inspector")
 gen = state.generation
