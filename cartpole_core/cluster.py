@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -104,6 +105,7 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
     with _lock:
         if ray.is_initialized():
             return ray
+        _check_reachable(cluster_address())
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -132,6 +134,28 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
                 + (f"check that the cluster at RAY_ADDRESS={where} is up." if where else "see Ray's message above.")
             ) from failure[0]
     return ray
+
+
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """A :class:`UserError` at once when ``RAY_ADDRESS`` names a host:port that does not
+    answer (Ray itself would retry for minutes). ``auto`` and ``ray://`` addresses are left
+    to Ray."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    from cartpole_core.errors import UserError
+
+    if not host or not port.isdigit():
+        raise UserError(
+            f"RAY_ADDRESS={address!r} is not host:port: write e.g. 10.0.0.5:6379, or unset it for a local Ray."
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(
+            f"Cannot reach the Ray cluster at RAY_ADDRESS={address} ({exc.strerror or exc}): start it with "
+            "'ray start --head' there, or unset RAY_ADDRESS to use a local Ray."
+        ) from None
 
 
 def _init_args(num_cpus: int | None) -> dict[str, Any]:

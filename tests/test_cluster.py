@@ -3,8 +3,10 @@ Ray tests itself), joined through ``RAY_ADDRESS`` exactly as a real cluster woul
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +126,18 @@ def test_the_local_ray_listens_on_loopback_only():
     opened, exposed = done.stdout.split(" ", 1)
     assert int(opened) >= 3, "Ray's servers (GCS, raylet, object manager, worker) should be listening"
     assert exposed.strip() == "[]", f"Ray servers listening beyond loopback: {exposed}"
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_2_at_once(monkeypatch, capsys):
+    from cartpole_core.cli import main
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    started = time.monotonic()
+    status = main(["sweep", "--vary", "epochs=1", "--seeds", "0", "--games", "50", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"Cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}" in err and "ray start --head" in err
+    assert time.monotonic() - started < 30
