@@ -14,6 +14,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
+from cartpole_core.cluster import engine_info  # noqa: E402
 from pages.common import lab, tensorflow_line  # noqa: E402
 from pages.server import server_line  # noqa: E402
 
@@ -30,6 +31,7 @@ PAGES = {
     "Beyond the notebook": [
         st.Page("pages/ensemble.py", title="5 · Ensemble", icon=":material/how_to_vote:"),
         st.Page("pages/generations.py", title="6 · Generations", icon=":material/trending_up:"),
+        st.Page("pages/sweep.py", title="7 · Sweep", icon=":material/science:"),
         st.Page("pages/policy_map.py", title="Policy map", icon=":material/grid_on:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
@@ -60,6 +62,7 @@ def sidebar() -> None:
         st.divider()
         st.caption(tensorflow_line())
         st.caption(server_line())
+        st.caption("Heavy work: " + engine_info().describe())
 
 
 page = st.navigation(PAGES)

@@ -328,7 +328,7 @@ def sweep(
     a few times a second; returning True cancels the trials not yet finished and returns
     what finished (``stopped=True``, the cancelled trials listed as such).
     """
-    from cartpole_core.cluster import engine_info, run_tasks
+    from cartpole_core.cluster import run_tasks
 
     config.validate(max_trials)
     started = time.perf_counter()
@@ -367,18 +367,24 @@ def sweep(
     trials = [rows[i] for i in sorted(rows)]
     done = sum(t.status == "done" for t in trials)
     report(progress, 1.0, f"{done} of {len(jobs)} trials done" + (" (stopped)" if stop[0] else ""))
+    return _result(config, trials, time.perf_counter() - started, stop[0])
+
+
+def _result(config: SweepConfig, trials: list[Trial], seconds: float, stopped: bool) -> SweepResult:
+    """Trials summarised, with where they ran."""
+    from cartpole_core.cluster import engine_info
+
     summary = summarise(config, trials)
-    best = max(summary, key=lambda s: s.mean, default=None)  # max keeps the first on a tie
     engine = engine_info()
     return SweepResult(
         config=config,
         trials=trials,
         summary=summary,
-        best=best,
+        best=max(summary, key=lambda s: s.mean, default=None),  # max keeps the first on a tie
         workers=engine.cpus,
         nodes=engine.nodes,
-        seconds=time.perf_counter() - started,
-        stopped=stop[0],
+        seconds=seconds,
+        stopped=stopped,
     )
 
 
@@ -386,30 +392,12 @@ def stopped_result(config: SweepConfig, finished: list[Trial], seconds: float) -
     """The result of a sweep interrupted from outside (a dashboard's Stop unwinds
     :func:`sweep` before it returns): the trials that finished, every other one listed as
     cancelled, summarised as :func:`sweep` would have (``stopped=True``)."""
-    from cartpole_core.cluster import engine_info
-
     done = {t.index: t for t in finished}
     trials = [done.get(job.index) or Trial(job.index, job.settings, job.seed, "cancelled") for job in config.jobs()]
-    summary = summarise(config, trials)
-    engine = engine_info()
-    return SweepResult(
-        config=config,
-        trials=trials,
-        summary=summary,
-        best=max(summary, key=lambda s: s.mean, default=None),
-        workers=engine.cpus,
-        nodes=engine.nodes,
-        seconds=seconds,
-        stopped=True,
-    )
+    return _result(config, trials, seconds, stopped=True)
 
 
 def value_text(value: Any) -> str:
-    """A setting's value as people write it (``64x64`` for layers, ``50`` for 50.0)."""
-    return _text(value)
-
-
-def _text(value: Any) -> str:
     """A setting's value as people write it (``64x64`` for layers, ``50`` for 50.0)."""
     if isinstance(value, tuple):
         return "x".join(str(v) for v in value)
@@ -420,7 +408,7 @@ def _text(value: Any) -> str:
 
 def settings_text(settings: dict[str, Any]) -> str:
     """``"score_requirement=50, epochs=4"``."""
-    return ", ".join(f"{k}={_text(v)}" for k, v in settings.items())
+    return ", ".join(f"{k}={value_text(v)}" for k, v in settings.items())
 
 
 def parse_vary(base: Base, text: str) -> tuple[str, tuple[Any, ...]]:

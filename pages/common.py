@@ -31,7 +31,28 @@ if TYPE_CHECKING:
     from cartpole_core.generate import GenerationResult
     from cartpole_core.improve import ImproveResult
     from cartpole_core.pipeline import NotebookResult
+    from cartpole_core.sweep import SweepResult
     from cartpole_core.training import TrainingResult
+
+
+def _leave_legacy_page_discovery() -> None:
+    """Run the app through ``app.py``'s navigation even on a server's very first request.
+
+    Streamlit still treats a ``pages/`` folder next to the entry point as the legacy
+    multipage layout until some script calls ``st.navigation``: the first visitor of a
+    freshly started server who opens a page's link (``/generate?…``) got that page alone,
+    without the app's sidebar, and a menu of every file in ``pages/`` (``common``,
+    ``server``…). The first import of this module (every page imports it) switches the
+    legacy mode off and reruns, so ``app.py`` draws the page as it always does.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_page_discovery()
 
 ACCENT = "#d1495b"
 RANDOM_COLOR = "#8d99ae"
@@ -64,6 +85,9 @@ class Lab:
     improve_live: dict[str, Any] | None = None
     """While (or after) generations run: records so far and each generation's weights."""
     timelapse_gif: bytes | None = None
+    sweep: SweepResult | None = None
+    sweep_live: dict[str, Any] | None = None
+    """While (or after) a sweep runs: its config and the trials finished so far."""
 
 
 def set_model(model: keras.Model | None, source: str, training: TrainingResult | None = None) -> None:

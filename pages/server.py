@@ -32,6 +32,7 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
     "gif_frames": (300, "frames in one GIF"),
     "upload_mb": (50, "size of one uploaded file, in MB"),
     "runs_kept": (200, "saved runs kept on the server (the oldest go first)"),
+    "sweep_trials": (40, "trials in one sweep (values × seeds)"),
     "jobs": (os.cpu_count() or 2, "heavy jobs running at once on the server (others queue)"),
 }
 

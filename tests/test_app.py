@@ -20,6 +20,7 @@ PAGES = [
     "pages/play.py",
     "pages/ensemble.py",
     "pages/generations.py",
+    "pages/sweep.py",
     "pages/policy_map.py",
     "pages/compare.py",
     "pages/runs.py",
@@ -207,6 +208,85 @@ def test_generations_policy_map_and_compare() -> None:
     table = at.dataframe[0].value
     assert list(table["player"]) == ["random", "current model", "generation 1"]
     assert len(at.get("vega_lite_chart")) >= 3, "means with CI, choice ratios, inspector"
+
+
+def _sweep_form(at: AppTest, seeds: str = "0-1", **values: str) -> AppTest:
+    """On the Sweep page: 300 random games, threshold 30, 10 evaluation games, and the
+    varied settings given as vary1/values1, vary2/values2."""
+    visit(at, "pages/sweep.py")
+    at.number_input(key="sweep_games").set_value(300)
+    at.number_input(key="sweep_requirement").set_value(30.0)
+    at.number_input(key="sweep_eval").set_value(10)
+    at.text_input(key="sweep_seeds").set_value(seeds)
+    for i in (1, 2):
+        if f"vary{i}" in values:
+            at.selectbox(key=f"sweep_notebook_vary{i}").set_value(values[f"vary{i}"])
+            at.text_input(key=f"sweep_notebook_vary{i}_values").set_value(values[f"values{i}"])
+    return at
+
+
+def test_sweep_runs_trials_shows_the_grid_and_trains_the_best() -> None:
+    """Issue 10: a sweep from the dashboard, trials as Ray tasks; a failing value is a
+    failed row with its error, the others go on."""
+    at = _sweep_form(start(), vary1="hidden", values1="16", vary2="score_requirement", values2="30,1000")
+    press(at, "Run the sweep")
+    assert not at.error
+    result = at.session_state["lab"].sweep
+    assert result is not None and not result.stopped
+    statuses = [t.status for t in result.trials]
+    assert statuses.count("done") == 2 and statuses.count("failed") == 2, statuses
+    trials = at.dataframe[-1].value
+    assert list(trials.columns)[:3] == ["settings", "seed", "status"]
+    failed = trials[trials["status"] == "failed"]
+    assert len(failed) == 2 and failed["error"].str.contains("1000").all(), failed["error"].tolist()
+    assert (trials[trials["status"] == "done"]["mean"] > 0).all()
+    summary = at.dataframe[0].value
+    assert list(summary["score_requirement"]) == ["30", "1000"] and summary["seeds"].tolist() == [2, 0]
+    chart = at.get("vega_lite_chart")[0].proto
+    assert '"rect"' in chart.spec and '"text"' in chart.spec, "a heatmap with the mean written in each cell"
+    assert b"no result" in chart.datasets[0].data.data, "the cell where every trial failed says so"
+    assert metrics(at)["Trials done"] == "2 of 4"
+    assert any("Best settings" in s.value and "hidden=16, score_requirement=30" in s.value for s in at.success)
+
+    press(at, "Train with the best settings")
+    lab = at.session_state["lab"]
+    assert lab.model is not None and lab.model_source.startswith("sweep best: hidden=16, score_requirement=30")
+    assert lab.dataset is not None and lab.evaluation is not None
+    assert any("It is now this session's dataset and model" in s.value for s in at.success)
+    press(at, "Save as a run")
+    assert any("Saved as run" in s.value for s in at.success)
+
+
+def test_a_generations_sweep_runs_and_says_where_to_go_on() -> None:
+    at = visit(start(), "pages/sweep.py")
+    at.radio(key="sweep_mode").set_value("generations").run()
+    at.number_input(key="sweep_generations").set_value(1)
+    at.number_input(key="sweep_games_per_generation").set_value(20)
+    at.number_input(key="sweep_eval").set_value(5)
+    at.text_input(key="sweep_seeds").set_value("0")
+    at.text_input(key="sweep_generations_vary1_values").set_value("0.2,0.5")
+    press(at, "Run the sweep")
+    assert not at.error and metrics(at)["Trials done"] == "2 of 2"
+    trials = at.dataframe[-1].value
+    assert list(trials["settings"]) == ["keep_top=0.2", "keep_top=0.5"] and (trials["generations"] == 2).all()
+    assert not [b for b in at.button if "Train with the best" in b.label], "training the best is for notebook sweeps"
+    assert any("Generations page" in c.value for c in at.caption)
+
+
+def test_a_bad_sweep_value_is_an_error_and_the_page_keeps_working() -> None:
+    at = _sweep_form(start(), vary1="epochs", values1="1,x")
+    press(at, "Run the sweep")
+    assert any("epochs='x' is not a valid value" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key="sweep_notebook_vary1_values").set_value("1,2")
+    at.text_input(key="sweep_seeds").set_value("0-29")
+    press(at, "Run the sweep")
+    assert any("60 trials" in e.value and "at most 40" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key="sweep_notebook_vary1_values").set_value("1,5000")
+    at.text_input(key="sweep_seeds").set_value("0")
+    press(at, "Run the sweep")
+    assert any("epochs=5000 is over this server's limit" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.session_state["lab"].sweep is None, "no sweep ran"
+    assert [b.label for b in at.button if "Run the sweep" in b.label], "the form is still there"
 
 
 def test_a_shared_link_reproduces_the_page_settings() -> None:

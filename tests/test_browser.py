@@ -44,9 +44,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app served on a free loopback port, with its own runs folder."""
+@contextlib.contextmanager
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served on a free loopback port, with its own runs folder; yields its URL."""
     port = free_port()
     env = dict(os.environ, CARTPOLE_LAB_RUNS=str(tmp_path_factory.mktemp("runs")))
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
@@ -78,6 +78,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +338,73 @@ def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -
         assert f"{games} random games" in sidebar
     alice.context.close()
     bob.context.close()
+
+
+def sweep_form(page, games: int, values: str, seeds: str) -> None:
+    """On the Sweep page: vary the score requirement over ``values`` on ``seeds``, and start."""
+    open_page(page, "Sweep")
+    page.get_by_text("Every trial starts from").click()
+    set_number(page, "Random games", games)
+    set_number(page, "Evaluation games", 20)
+    for label, text in (("Seeds", seeds), ("Values", values)):
+        box = page.get_by_label(label, exact=True).first
+        box.fill(text)
+        box.press("Tab")
+    page.get_by_role("button", name="Run the sweep").click()
+
+
+def test_a_sweep_runs_end_to_end_and_its_best_settings_train(server: str, browser, shots: Path) -> None:
+    """Issue 10: settings × seeds as Ray tasks from the dashboard, the means with their
+    intervals, and the best settings trained into the session."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    sweep_form(page, 1000, "30,45,60", "0-2")
+    page.locator(".st-key-sweep_stop button").first.wait_for(timeout=60_000)  # running, with its Stop button
+    settle(page)
+    no_exception(page)
+    assert shows(page, "Best settings")
+    assert "9 of 9" in page.locator('[data-testid="stMetric"]', has_text="Trials done").first.inner_text()
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1
+    assert page.locator('[data-testid="stDataFrame"]').count() == 2, "the summary and every trial"
+    page.get_by_role("button", name="Train with the best settings").click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "It is now this session's dataset and model")
+    assert "sweep best: score_requirement=" in page.locator('[data-testid="stSidebar"]').inner_text()
+    page.locator("#sweep-result").evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    screenshot(page, shots / "sweep.png")
+
+
+def test_stop_keeps_the_trials_of_a_sweep_that_finished(server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server)
+    settle(page)
+    sweep_form(page, 5000, "30,40,50", "0-3")
+    page.get_by_text("1 of 12 trials finished", exact=False).first.wait_for(timeout=180_000)
+    page.locator(".st-key-sweep_stop button").first.click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "Sweep stopped. Kept the")
+    assert shows(page, "Result (stopped)")
+    done = page.locator('[data-testid="stMetric"]', has_text="Trials done").first.inner_text()
+    finished = int(done.split("Trials done")[-1].split(" of ")[0])
+    assert 1 <= finished < 12 and "of 12" in done, done
+
+
+def test_a_link_opened_first_on_a_fresh_server_shows_the_whole_app(browser, tmp_path_factory):
+    """The first request a new server gets is a shared link to a page: the page comes with the
+    app's navigation and sidebar (Streamlit's legacy ``pages/`` mode once gave the page alone,
+    with every file of ``pages/`` in the menu)."""
+    with serve(tmp_path_factory) as url:
+        page = browser.new_page()
+        try:
+            page.goto(f"{url}/generate?gen_games=700")
+            settle(page)
+            assert page.locator("h1").first.inner_text().strip() == "Generate data"
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "2 · Generate data" in nav and "common" not in nav and "server" not in nav
+            assert shows(page, "This session")
+            assert page.get_by_label("Games", exact=True).first.input_value() == "700"
+        finally:
+            page.close()
