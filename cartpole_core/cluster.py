@@ -83,8 +83,13 @@ def cluster_address() -> str | None:
 def _import_ray() -> Any:
     if cluster_address() is None:
         # Ray's own switch for a one-machine Ray: every server binds the loopback address
-        # instead of the machine's network address. Read when Ray is first imported.
+        # instead of the machine's network address. Ray's processes read it from their
+        # environment when they start; this process read it when it first imported Ray,
+        # perhaps before we were asked, so its copy is set too.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray._private.ray_constants as ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
     import ray
 
     return ray
@@ -167,6 +172,7 @@ def _init_args(num_cpus: int | None) -> dict[str, Any]:
     address = cluster_address()
     if address is None:
         args.update(
+            address="local",  # our own Ray, even where another one left its address in /tmp/ray
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE,

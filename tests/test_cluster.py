@@ -107,19 +107,25 @@ def listeners():
 """
 
 
-def test_the_local_ray_listens_on_loopback_only():
-    """An inner engine, not a service: no Ray server is reachable from another machine."""
-    code = _LISTENERS + (
-        "from cartpole_core.cluster import ensure_ray, run_tasks\n"
-        "from cartpole_core.generate import ChunkJob, play_chunk\n"
-        "before = listeners()\n"
-        "ensure_ray(num_cpus=1)\n"
-        "[out] = run_tasks(play_chunk, [ChunkJob('CartPole-v1', 5, 20, 0, ())])\n"
-        "assert out.error is None, out.error\n"
-        "new = listeners() - before\n"
-        # 127.0.0.1, ::1 and ::ffff:127.0.0.1, as /proc/net writes them
-        "loopback = ('0100007F', '00000000000000000000000001000000', '0000000000000000FFFF00000100007F')\n"
-        "print(len(new), sorted(a for a in new if a.split(':')[0] not in loopback))\n"
+@pytest.mark.parametrize("ray_imported_first", [False, True])
+def test_the_local_ray_listens_on_loopback_only(ray_imported_first):
+    """An inner engine, not a service: no Ray server is reachable from another machine, even
+    when something imported Ray before the engine was asked for (as pytest's collection does)."""
+    code = (
+        _LISTENERS
+        + ("import ray\n" if ray_imported_first else "")
+        + (
+            "from cartpole_core.cluster import ensure_ray, run_tasks\n"
+            "from cartpole_core.generate import ChunkJob, play_chunk\n"
+            "before = listeners()\n"
+            "ensure_ray(num_cpus=1)\n"
+            "[out] = run_tasks(play_chunk, [ChunkJob('CartPole-v1', 5, 20, 0, ())])\n"
+            "assert out.error is None, out.error\n"
+            "new = listeners() - before\n"
+            # 127.0.0.1, ::1 and ::ffff:127.0.0.1, as /proc/net writes them
+            "loopback = ('0100007F', '00000000000000000000000001000000', '0000000000000000FFFF00000100007F')\n"
+            "print(len(new), sorted(a for a in new if a.split(':')[0] not in loopback))\n"
+        )
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
