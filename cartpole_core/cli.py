@@ -1,4 +1,5 @@
-"""Command line: ``python -m cartpole_core SUBCOMMAND`` (generate, train, evaluate, run, improve, sweep).
+"""Command line: ``python -m cartpole_core SUBCOMMAND`` or ``cartpole-lab SUBCOMMAND`` once installed
+(generate, train, evaluate, run, improve, sweep).
 
 Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout.
 Progress goes to stderr. A user's mistake prints one line on stderr and exits 2.
@@ -93,6 +94,8 @@ def generation_json(result: GenerationResult) -> dict[str, Any]:
         "accepted_median": result.accepted_median,
         "accepted_counts": {f"{score:g}": n for score, n in result.accepted_counts.items()},
         "samples": len(result.dataset),
+        "keep_top": result.config.keep_top,
+        "threshold": result.threshold,
         "seconds": result.seconds,
     }
 
@@ -132,7 +135,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     data = generation_json(result)
     text = (
         f"Played {result.games} games of {config.env_id} in {result.seconds:.2f} s; kept {result.accepted} "
-        f"({result.acceptance_rate:.1%}), {len(dataset)} rows\n"
+        f"({result.acceptance_rate:.1%}), {len(dataset)} rows"
+        + (f": {config.keeping()}, score ≥ {result.threshold:g}" if config.keep_top is not None else "")
+        + "\n"
         f"Average accepted score: {result.accepted_mean:.2f}\n"
         f"Median accepted score: {result.accepted_median:g}\n"
         f"{_counter_text(result.accepted_counts)}" + (f"\nSaved {args.out}" if args.out else "")
@@ -247,8 +252,8 @@ def cmd_improve(args: argparse.Namespace) -> None:
     from cartpole_core.improve import ImproveConfig, improve
     from cartpole_core.storage import load_model, save_model
 
-    config = ImproveConfig(
-        env_id=args.env,
+    config = ImproveConfig.for_env(
+        args.env,
         max_generations=args.generations,
         games_per_generation=args.games,
         keep_top=args.keep_top,
@@ -258,10 +263,11 @@ def cmd_improve(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         epsilon=args.epsilon,
         eval_games=args.eval_games,
-        target_mean=args.target,
         confirm_games=args.confirm_games,
         max_seconds=args.max_seconds,
         seed=args.seed,
+        **({} if args.target is None else {"target_mean": args.target}),
+        **({} if args.goal_steps is None else {"goal_steps": args.goal_steps}),
     ).validate()
     if args.out and Path(args.out).suffix != ".keras":
         raise UserError(f"Models are saved as .keras files: use --out {Path(args.out).with_suffix('.keras')}.")
@@ -350,9 +356,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     base: Base
     if args.improve:
-        base = ImproveConfig(
-            env_id=args.env, goal_steps=args.goal_steps, eval_games=args.eval_games, confirm_games=0
-        ).validate()
+        goal = {} if args.goal_steps is None else {"goal_steps": args.goal_steps}
+        base = ImproveConfig.for_env(args.env, eval_games=args.eval_games, confirm_games=0, **goal).validate()
     else:
         generation = _generation_config(args, seed=0).validate()
         base = NotebookConfig(generation=generation, evaluation_games=args.eval_games)
@@ -423,35 +428,50 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _generation_config(args: argparse.Namespace, seed: int | None = None) -> GenerationConfig:
-    """The settings given by :func:`_generation_args`'s flags (``seed`` instead of ``--seed``)."""
-    return GenerationConfig(
-        env_id=args.env,
-        games=args.games,
-        goal_steps=args.goal_steps,
-        score_requirement=args.score_requirement,
-        seed=args.seed if seed is None else seed,
-    )
+    """The settings given by :func:`_generation_args`'s flags (``seed`` instead of ``--seed``):
+    the env's own defaults (:func:`cartpole_core.envs.env_defaults`) where a flag is not given."""
+    if args.score_requirement is not None and args.keep_top is not None:
+        raise UserError("Give --score-requirement or --keep-top, not both: a game is kept by one rule.")
+    changes: dict[str, Any] = {"seed": args.seed if seed is None else seed}
+    if args.games is not None:
+        changes["games"] = args.games
+    if args.goal_steps is not None:
+        changes["goal_steps"] = args.goal_steps
+    if args.score_requirement is not None:
+        changes.update(score_requirement=args.score_requirement, keep_top=None)
+    if args.keep_top is not None:
+        changes["keep_top"] = args.keep_top
+    return GenerationConfig.for_env(args.env, **changes)
 
 
 def _generation_args(p: argparse.ArgumentParser, seed: bool = True) -> None:
     d = GenerationConfig()
     p.add_argument("--env", default=d.env_id, help=f"Gymnasium env id (default {d.env_id})")
-    p.add_argument("--games", type=int, default=d.games, help=f"random games to play (default {d.games})")
     p.add_argument(
-        "--goal-steps", type=int, default=d.goal_steps, help=f"most steps a game lasts (default {d.goal_steps})"
+        "--games", type=int, help=f"random games to play (default: the env's; {d.games} for CartPole, 2000 others)"
     )
+    p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
     p.add_argument(
         "--score-requirement",
         type=float,
-        default=d.score_requirement,
-        help=f"keep games scoring at least this (default {d.score_requirement:g})",
+        help=f"keep games scoring at least this (default: {d.score_requirement:g} for CartPole; "
+        "other envs keep their best 5 %%)",
+    )
+    p.add_argument(
+        "--keep-top",
+        type=float,
+        metavar="SHARE",
+        help="keep the best SHARE of games instead of a fixed score, e.g. 0.05 for the best 5 %%",
     )
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cartpole_core", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="CartPole Lab: play random games, keep the good ones, train a network to imitate them.",
+    )
     parser.add_argument("--version", action="version", version=f"cartpole_core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -509,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="below 1 sharpens the sampling (default 1)")
     p.add_argument("--epsilon", type=float, default=0.0, help="share of random actions while collecting (default 0)")
     p.add_argument("--eval-games", type=int, default=100, help="evaluation games per generation (default 100)")
-    p.add_argument("--target", type=float, default=500.0, help="stop at this evaluation mean (default 500)")
+    p.add_argument(
+        "--target",
+        type=float,
+        help="stop at this evaluation mean (default: the env's solved score; 500 for CartPole-v1)",
+    )
+    p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
     p.add_argument("--confirm-games", type=int, default=1000, help="fresh games to confirm the result (default 1000)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="start no generation after this (default 600)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -540,8 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m cartpole_core") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         args.func(args)
     except UserError as exc:
@@ -551,3 +576,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     return 0
+
+
+def console() -> int:
+    """The ``cartpole-lab`` command that ``pip install`` puts on the PATH (same subcommands)."""
+    return main(prog="cartpole-lab")

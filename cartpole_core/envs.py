@@ -62,6 +62,48 @@ SCORE_MEANING: dict[str, str] = {
     "LunarLander": "Points for landing softly on the pad, minus fuel and crashes; 200 counts as solved.",
 }
 
+
+@dataclass(frozen=True)
+class EnvDefaults:
+    """Settings that fit one game out of the box (its scores live on its own scale)."""
+
+    games: int
+    """Random games to play first."""
+    goal_steps: int
+    """Most steps a game may last."""
+    score_requirement: float | None = None
+    """Keep games scoring at least this; None: keep the best ``keep_top`` share instead."""
+    keep_top: float | None = 0.05
+    """Share of the best random games kept when there is no fixed requirement."""
+    target: float | None = None
+    """Mean score that counts as mastering the game (generations stop there); None: none known."""
+    hint: str = ""
+    """What to change when random play never succeeds (said in the error)."""
+
+    def keeping(self) -> str:
+        """``"score ≥ 50"`` or ``"the best 5 % of games"``."""
+        if self.score_requirement is not None:
+            return f"score ≥ {self.score_requirement:g}"
+        return f"the best {100 * (self.keep_top or 0):g} % of games"
+
+
+#: Defaults per suggested env, one table. CartPole keeps the notebook's settings exactly;
+#: games whose scores are on another scale keep their best 5 % (Acrobot: about 1.6 % of
+#: random games reach the line at all, and only those are kept, see ``generate.top_share_cut``).
+ENV_DEFAULTS: dict[str, EnvDefaults] = {
+    "CartPole-v1": EnvDefaults(games=10_000, goal_steps=500, score_requirement=50.0, keep_top=None, target=500.0),
+    "CartPole-v0": EnvDefaults(games=10_000, goal_steps=200, score_requirement=50.0, keep_top=None, target=200.0),
+    "Acrobot-v1": EnvDefaults(games=2_000, goal_steps=500, target=-100.0),
+    "MountainCar-v0": EnvDefaults(
+        games=2_000,
+        goal_steps=200,
+        target=-110.0,
+        hint="In MountainCar-v0 random pushes almost never reach the flag: about 4 in 100 games do "
+        "within 5,000 steps, none within 200. Raise goal steps a lot, or choose another env.",
+    ),
+    "LunarLander-v3": EnvDefaults(games=2_000, goal_steps=1000, target=200.0),
+}
+
 #: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).
 SUGGESTED_ENV_IDS = ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3")
 
@@ -168,6 +210,16 @@ def score_meaning(info: EnvInfo) -> str:
     if info.reward_threshold is not None:
         text += f" Gymnasium counts {info.reward_threshold:g} as solved."
     return text
+
+
+def env_defaults(env_id: str) -> EnvDefaults:
+    """The settings that fit ``env_id`` out of the box: its row of :data:`ENV_DEFAULTS`, or for
+    any other env 2,000 games, its own step limit (else 500), the best 5 % kept, and its
+    ``reward_threshold`` as the target."""
+    info = env_info(env_id)
+    if info.env_id in ENV_DEFAULTS:
+        return ENV_DEFAULTS[info.env_id]
+    return EnvDefaults(games=2_000, goal_steps=info.max_episode_steps or 500, target=info.reward_threshold)
 
 
 def score_range(env_id: str, goal_steps: int) -> tuple[float, float]:

@@ -16,13 +16,14 @@ import math
 import statistics
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, empty_dataset
-from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_vector_env
+from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info, make_vector_env
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.progress import Progress, ProgressCallback, report
 
@@ -53,9 +54,23 @@ class GenerationConfig:
     goal_steps: int = 500
     """Most steps a game may last; a game still going then is cut (truncated)."""
     score_requirement: float = 50.0
-    """A game is kept when its score (sum of rewards) is at least this."""
+    """A game is kept when its score (sum of rewards) is at least this (unless ``keep_top``)."""
     seed: int | None = 0
     """Seed of the env starts and the random actions; None for fresh randomness."""
+    keep_top: float | None = None
+    """Keep the best share of this run's games instead (0.05: the best 5 %), for games whose
+    score scale you do not know; ``score_requirement`` is then ignored. Games tied at the
+    cut are all kept or all left out, whichever is nearer the share (see :func:`top_share_cut`)."""
+
+    @classmethod
+    def for_env(cls, env_id: str, **changes: Any) -> GenerationConfig:
+        """Settings that fit ``env_id`` out of the box (:func:`cartpole_core.envs.env_defaults`:
+        CartPole keeps the notebook's), with ``changes`` on top."""
+        d = env_defaults(env_id)
+        fitted = cls(env_id=env_info(env_id).env_id, games=d.games, goal_steps=d.goal_steps, keep_top=d.keep_top)
+        if d.score_requirement is not None:
+            fitted = replace(fitted, score_requirement=d.score_requirement)
+        return replace(fitted, **changes)
 
     def validate(self) -> GenerationConfig:
         """Raise :class:`UserError` for settings out of range; return self."""
@@ -65,9 +80,17 @@ class GenerationConfig:
         if not isinstance(self.games, int) or not isinstance(self.goal_steps, int):
             raise UserError("games and goal_steps must be whole numbers.")
         check_range("score_requirement", self.score_requirement, -1e9, 1e9)
+        if self.keep_top is not None:
+            check_range("keep_top", self.keep_top, 0.0001, 1.0, "0.05 keeps the best 5 % of games.")
         if self.seed is not None:
             check_range("seed", self.seed, 0, 2**32 - 1)
         return self
+
+    def keeping(self) -> str:
+        """What is kept, in words: ``"score ≥ 50"`` or ``"the best 5 % of games"``."""
+        if self.keep_top is not None:
+            return f"the best {100 * self.keep_top:g} % of games"
+        return f"score ≥ {self.score_requirement:g}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,9 @@ class GenerationResult:
     rejected_observations: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     """float32 (m, obs_dim): up to :data:`REJECTED_SAMPLE` observations of games that were
     not kept, evenly spread (to compare what kept and rejected play saw)."""
+    threshold: float = math.nan
+    """The score a game needed to be kept: ``score_requirement``, or with ``keep_top`` the
+    cut this run's scores gave (``inf`` when no game did better than another)."""
 
     @property
     def games(self) -> int:
@@ -115,15 +141,49 @@ class GenerationResult:
         return float(statistics.median(s.tolist())) if s.size else None
 
     def require_accepted(self) -> Dataset:
-        """The dataset, or a :class:`UserError` saying no game reached the threshold."""
+        """The dataset, or a :class:`UserError` saying why no game was kept and what to change."""
         if self.accepted == 0:
             best = float(self.scores.max()) if self.scores.size else 0.0
+            if self.config.keep_top is not None:  # every game scored the same: none is better
+                hint = env_defaults(self.config.env_id).hint or (
+                    "Give games more steps (goal steps), play more games, or choose another env."
+                )
+                raise UserError(
+                    f"All {self.games:,} random games of {self.config.env_id} scored {best:g}: random play "
+                    f"never did better within {self.config.goal_steps:,} steps, so there are no best games "
+                    f"to keep. {hint}"
+                )
             raise UserError(
                 f"No game reached score_requirement {self.config.score_requirement:g} "
                 f"(the best of {self.games} games scored {best:g}): lower the score "
-                "requirement or play more games."
+                "requirement, keep the best share of games instead (keep_top), or play more games."
             )
         return self.dataset
+
+
+def top_share_cut(scores: np.ndarray, share: float) -> float:
+    """The score a game needs to be among the best ``share`` of ``scores`` (games scoring at
+    least it are kept).
+
+    The cut is the score of the ``ceil(share * n)``-th best game. Games tied with it are all
+    kept or all left out, whichever leaves the kept share nearer ``share`` (all kept on a
+    draw, and always all kept rather than none), so the share actually kept — stated with
+    the result — can differ from the one asked. When every game has the same score no game
+    is better than another: the cut is ``inf`` and none is kept.
+    """
+    n = int(scores.size)
+    if n == 0:
+        return math.inf
+    wanted = max(1, math.ceil(share * n - 1e-9))
+    best_first = np.sort(scores)[::-1]
+    cut = float(best_first[wanted - 1])
+    above = int(np.count_nonzero(scores > cut))  # strictly better than the cut
+    with_ties = int(np.count_nonzero(scores >= cut))
+    if above == 0:
+        return math.inf if with_ties == n and n > 1 else cut
+    if abs(with_ties - wanted) <= abs(above - wanted):
+        return cut
+    return float(best_first[above - 1])  # the lowest score strictly above the cut
 
 
 def _vector_width(games: int, native: bool) -> int:
@@ -285,7 +345,8 @@ def generate(
     game_parts = [p.games + first for p, first in zip(played, first_game, strict=False)]
 
     game_of_row = np.concatenate(game_parts)
-    keep_game = scores >= config.score_requirement
+    threshold = config.score_requirement if config.keep_top is None else top_share_cut(scores, config.keep_top)
+    keep_game = scores >= threshold
     n_kept = int(keep_game.sum())
     metadata = {
         "env_id": info.env_id,
@@ -322,4 +383,5 @@ def generate(
         env_steps=int(game_of_row.size),
         seconds=time.perf_counter() - start_time,
         rejected_observations=all_obs[rejected],
+        threshold=float(threshold),
     )

@@ -12,13 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import keras
 import numpy as np
 
 from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, concat_datasets
-from cartpole_core.envs import DEFAULT_ENV_ID, env_info
+from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
 from cartpole_core.generate import GenerationConfig, generate
@@ -70,6 +71,15 @@ class ImproveConfig:
     """Stop starting new generations after this long."""
     seed: int = 0
     """Seed of everything: the first random games, the network, the games played."""
+
+    @classmethod
+    def for_env(cls, env_id: str, **changes: Any) -> ImproveConfig:
+        """Settings that fit ``env_id`` out of the box: its step limit and its target (the
+        score Gymnasium counts as solved; 500 on CartPole-v1, the most there is), with
+        ``changes`` on top. The first random games use the env's own threshold or share
+        (:meth:`GenerationConfig.for_env`)."""
+        d = env_defaults(env_id)
+        return replace(cls(env_id=env_info(env_id).env_id, goal_steps=d.goal_steps, target_mean=d.target), **changes)
 
     def evaluation_config(self) -> EvaluationConfig:
         """The fixed games every generation is measured on (most probable action)."""
@@ -239,7 +249,7 @@ def improve(
     began = time.perf_counter()
     model_ref: list[keras.Model] = []
     if model is None:
-        gen = generate(GenerationConfig(env_id=info.env_id, goal_steps=config.goal_steps, seed=config.seed))
+        gen = generate(GenerationConfig.for_env(info.env_id, goal_steps=config.goal_steps, seed=config.seed))
         data = gen.require_accepted()
         model = build_model(info.obs_dim, info.n_actions, ModelConfig(), seed=config.seed)
         model_ref.append(model)

@@ -431,3 +431,39 @@ def read_run_zip(data: bytes) -> RunArchive:
         raise UserError(f"run.json in the zip is not a CartPole Lab run record. {fix}") from exc
     dataset = dataset_from_bytes(files[DATASET_FILE]) if DATASET_FILE in files else None
     return RunArchive(record, dataset, files.get(MODEL_FILE))
+
+
+# ---------------------------------------------------------------- TensorBoard logs
+
+LOGS_DIR_ENV = "CARTPOLE_LAB_LOGS"
+#: Log folders kept (the oldest go first), so a shared server's disk does not fill up.
+LOGS_KEPT = 200
+
+
+def logs_dir() -> Path:
+    """Where TensorBoard logs go: ``$CARTPOLE_LAB_LOGS`` or ``./logs`` (the notebook's)."""
+    return Path(os.environ.get(LOGS_DIR_ENV, "logs"))
+
+
+def new_log_folder(label: str, keep: int = LOGS_KEPT) -> Path:
+    """A new, empty folder under :func:`logs_dir` for one training's logs (named by time and
+    ``label``); the oldest folders beyond ``keep`` are removed."""
+    root = logs_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = root / f"{stamp}-{_slug(label)}-{uuid.uuid4().hex[:4]}"
+    folder.mkdir()
+    old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for stale in old[: max(0, len(old) - keep)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+def folder_zip(folder: Path) -> bytes:
+    """Every file under ``folder`` as zip bytes, paths relative to its parent (for a download)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in sorted(Path(folder).rglob("*")):
+            if item.is_file():
+                zf.write(item, arcname=str(item.relative_to(Path(folder).parent)))
+    return buffer.getvalue()

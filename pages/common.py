@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import DEFAULT_ENV_ID, SUGGESTED_ENV_IDS, EnvInfo, env_info
+from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, EnvInfo, env_info
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import RunRecord, save_run
@@ -88,6 +88,18 @@ class Lab:
     sweep: SweepResult | None = None
     sweep_live: dict[str, Any] | None = None
     """While (or after) a sweep runs: its config and the trials finished so far."""
+
+
+def use_notebook_result(result: NotebookResult, dataset_source: str, model_source: str) -> None:
+    """Make a notebook run's dataset, network and evaluations this session's (the sources say
+    where they came from, e.g. ``"notebook run, seed 0"``)."""
+    state = lab()
+    state.notebook = result
+    state.generation, state.dataset = result.generation, result.generation.dataset
+    state.dataset_source = dataset_source
+    set_model(result.model, model_source, result.training)
+    state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
+    state.env_id = result.generation.config.env_id
 
 
 def set_model(model: keras.Model | None, source: str, training: TrainingResult | None = None) -> None:
@@ -204,7 +216,13 @@ def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
         accept_new_options=True,
         help=help_text
         or "The Gymnasium game to play. Any env with discrete actions and a flat observation works; "
-        "type another id to try it.",
+        "type another id to try it. Each game starts from settings that fit its scores:\n\n"
+        + "\n".join(
+            f"- **{env}**: keep {d.keeping()}, {d.goal_steps:,} steps"
+            + (f", mastered at {d.target:g}" if d.target is not None else "")
+            for env, d in ENV_DEFAULTS.items()
+        )
+        + "\n- any other env: keep the best 5 % of games",
     )
     try:
         info = env_info(str(env_id))
@@ -213,6 +231,19 @@ def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
         return None
     state.env_id = info.env_id
     return info
+
+
+def settings_follow_env(page: str, env_id: str, defaults: dict[str, Any]) -> None:
+    """When the visitor switches ``page`` to another env, set the widgets ``defaults`` names
+    (key -> value) to the new env's values, and drop the old values from the link: games keep
+    scores on their own scales. Call it before drawing those widgets. (Values are set, not
+    just forgotten: the browser would otherwise send the old ones back with the next click.)"""
+    marker = f"{page}_settings_for"
+    if st.session_state.get(marker, env_id) != env_id:
+        for key, value in defaults.items():
+            st.session_state[key] = value
+            st.query_params.pop(key, None)
+    st.session_state[marker] = env_id
 
 
 def gif_stride(steps: int, smallest: int = 2) -> int:
@@ -360,11 +391,19 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
             x=alt.X("share:Q", title="share of steps", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("policy:N", title=None),
             color=alt.Color(
-                "action:N", title=None, scale=alt.Scale(scheme="tableau10"), legend=alt.Legend(orient="bottom")
+                "action:N",
+                title=None,
+                scale=alt.Scale(scheme="tableau10"),
+                legend=alt.Legend(orient="bottom", columns=2),  # four long action names fit
             ),
             tooltip=["policy:N", "action:N", alt.Tooltip("share:Q", format=".1%")],
         )
     )
+
+
+def score_text(score: float) -> str:
+    """A score as people read it: ``"500"`` for whole numbers (CartPole), ``"-421.1"`` otherwise."""
+    return f"{score:g}" if float(score).is_integer() else f"{score:.1f}"
 
 
 def metrics_row(result: EvaluationResult, label: str = "") -> None:
@@ -372,6 +411,6 @@ def metrics_row(result: EvaluationResult, label: str = "") -> None:
     cols = st.columns(4)
     prefix = f"{label} " if label else ""
     cols[0].metric(f"{prefix}mean", f"{result.mean:.1f}")
-    cols[1].metric(f"{prefix}median", f"{result.median:g}")
-    cols[2].metric(f"{prefix}min", f"{result.min:g}")
-    cols[3].metric(f"{prefix}max", f"{result.max:g}")
+    cols[1].metric(f"{prefix}median", score_text(result.median))
+    cols[2].metric(f"{prefix}min", score_text(result.min))
+    cols[3].metric(f"{prefix}max", score_text(result.max))

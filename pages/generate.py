@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from cartpole_core.errors import UserError
 from cartpole_core.generate import GenerationConfig, generate
 from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes
 from pages.common import (
@@ -19,6 +20,7 @@ from pages.common import (
     progress_bar,
     save_as_run,
     score_histogram,
+    settings_follow_env,
     share_settings,
     show_error,
     url_number,
@@ -32,16 +34,40 @@ st.markdown(
     "and the action it took. Unlike the notebook, each game's first step (from the reset observation) is kept."
 )
 
-defaults = GenerationConfig()
+RULES = {"score": "games scoring at least a score", "share": "the best share of games"}
+
+
+info = env_picker("gen_env")
+fitted = GenerationConfig.for_env(info.env_id if info is not None else state.env_id)
+settings_follow_env(  # a new game starts from its own defaults: its scores use another scale
+    "gen",
+    fitted.env_id,
+    {
+        "gen_games": min(fitted.games, LIMITS["games"]),
+        "gen_goal_steps": fitted.goal_steps,
+        "gen_rule": "share" if fitted.keep_top else "score",
+        "gen_requirement": float(fitted.score_requirement),
+        "gen_keep_top": 100 * (fitted.keep_top or 0.05),
+    },
+)
+rule = st.radio(
+    "Keep",
+    list(RULES),
+    index=list(RULES).index(from_url("gen_rule", "share" if fitted.keep_top else "score", choices=list(RULES))),
+    format_func=RULES.get,
+    horizontal=True,
+    key="gen_rule",
+    help="A fixed score needs to know the game's scale (CartPole: 50 is the notebook's). The best share "
+    "works for any game: the best 5 % of this run's games, whatever their scores.",
+)
 with st.form("generate_form"):
-    info = env_picker("gen_env")
     c = st.columns(4)
     games = url_number(
         c[0],
         "Games",
         1,
         LIMITS["games"],
-        defaults.games,
+        min(fitted.games, LIMITS["games"]),
         step=1000,
         key="gen_games",
         help=f"Random games to play (the notebook: 10,000; at most {LIMITS['games']:,} here).",
@@ -51,21 +77,37 @@ with st.form("generate_form"):
         "Goal steps",
         1,
         10_000,
-        defaults.goal_steps,
+        fitted.goal_steps,
         key="gen_goal_steps",
         help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
     )
-    requirement = c[2].number_input(
-        "Score requirement",
-        value=from_url("gen_requirement", float(defaults.score_requirement)),
-        step=5.0,
-        key="gen_requirement",
-        help="A game is kept when its score reaches at least this (the notebook: 50).",
-    )
+    if rule == "score":
+        requirement = c[2].number_input(
+            "Score requirement",
+            value=from_url("gen_requirement", float(fitted.score_requirement)),
+            step=5.0,
+            key="gen_requirement",
+            help="A game is kept when its score reaches at least this (the notebook: 50).",
+        )
+        keep_top = None
+    else:
+        keep_top = url_number(
+            c[2],
+            "Best share (%)",
+            0.1,
+            100.0,
+            100 * (fitted.keep_top or 0.05),
+            step=1.0,
+            format="%.1f",
+            key="gen_keep_top",
+            help="Keep this share of the games, the best ones. Games tied at the cut are all kept or all "
+            "left out, whichever is nearer the share; the share actually kept is shown with the result.",
+        )
+        requirement = fitted.score_requirement
     seed = url_number(c[3], "Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
     submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
-share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_requirement", "gen_seed"])
+share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_rule", "gen_requirement", "gen_keep_top", "gen_seed"])
 if submitted and info is not None:
     config = GenerationConfig(
         env_id=info.env_id,
@@ -73,6 +115,7 @@ if submitted and info is not None:
         goal_steps=int(goal_steps),
         score_requirement=float(requirement),
         seed=int(seed),
+        keep_top=None if keep_top is None else float(keep_top) / 100,
     )
     update, bar = progress_bar("Playing")
     try:
@@ -91,7 +134,8 @@ if submitted and info is not None:
 result = state.generation
 if result is not None:
     cfg = result.config
-    st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if score ≥ {cfg.score_requirement:g}")
+    kept_if = f"score ≥ {result.threshold:g}" + (f" ({cfg.keeping()} asked)" if cfg.keep_top is not None else "")
+    st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if {kept_if}")
     m = st.columns(5)
     m[0].metric("Games played", f"{result.games:,}")
     m[1].metric("Kept", f"{result.accepted:,}")
@@ -99,15 +143,16 @@ if result is not None:
     m[3].metric("Average kept score", "–" if result.accepted_mean is None else f"{result.accepted_mean:.2f}")
     m[4].metric("Median kept score", "–" if result.accepted_median is None else f"{result.accepted_median:g}")
     if result.accepted == 0:
-        st.warning(
-            f"No game reached {cfg.score_requirement:g} (the best scored {result.scores.max():g}): "
-            "lower the score requirement or play more games. Your previous dataset (if any) is kept.",
-            icon=":material/warning:",
-        )
+        try:
+            result.require_accepted()
+        except UserError as exc:  # says why nothing was kept and what to change
+            st.warning(f"{exc} Your previous dataset (if any) is kept.", icon=":material/warning:")
     c1, c2 = st.columns(2)
     with c1:
         st.altair_chart(
-            score_histogram(result.scores, "All scores, with the score requirement", cfg.score_requirement),
+            score_histogram(
+                result.scores, "All scores, with the score a game needed", result.threshold if result.accepted else None
+            ),
             width="stretch",
         )
     with c2:

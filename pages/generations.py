@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cartpole_core.envs import env_defaults
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, record_episode
 from cartpole_core.gif import frames_to_gif, label_frames
@@ -25,6 +26,7 @@ from pages.common import (
     load_tensorflow,
     save_as_run,
     set_model,
+    settings_follow_env,
     share_settings,
     show_error,
     url_number,
@@ -98,6 +100,13 @@ finish_stopped_run()
 start_choices = ["the notebook's first network (trained first)"]
 if state.model is not None:
     start_choices.insert(0, f"the current model ({state.model_source})")
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+fitted = env_defaults(env_id)  # the env's step limit and the score that masters it
+settings_follow_env("imp", env_id, {"imp_target": fitted.target})
+st.caption(
+    f"Environment: **{env_id}**, games of up to {fitted.goal_steps:,} steps"
+    + (f", mastered at a mean of {fitted.target:g}." if fitted.target is not None else ".")
+)
 with st.form("improve_form"):
     start_from = st.radio(
         "Start from",
@@ -169,9 +178,10 @@ with st.form("improve_form"):
     c = st.columns(4)
     target = c[0].number_input(
         "Stop at mean score",
-        value=from_url("imp_target", 500.0),
+        value=None if fitted.target is None else from_url("imp_target", fitted.target),
         key="imp_target",
-        help="Stop once the evaluation mean reaches this.",
+        help=f"Stop once the evaluation mean reaches this: {env_id} counts as mastered at "
+        f"{fitted.target if fitted.target is not None else 'no known score'}. Empty: run every generation.",
     )
     confirm = url_number(
         c[1],
@@ -202,14 +212,13 @@ share_settings(
         "imp_epsilon", "imp_eval", "imp_target", "imp_confirm", "imp_seed", "imp_temperature",
     ]
 )  # fmt: skip
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 if submitted:
     load_tensorflow()
     from cartpole_core.improve import ImproveConfig, improve
 
     try:
-        config = ImproveConfig(
-            env_id=env_id,
+        config = ImproveConfig.for_env(
+            env_id,
             max_generations=int(generations),
             games_per_generation=int(games),
             keep_top=keep_top / 100,
@@ -219,7 +228,7 @@ if submitted:
             temperature=float(temperature),
             epsilon=epsilon / 100,
             eval_games=int(eval_games),
-            target_mean=float(target),
+            target_mean=None if target is None else float(target),
             confirm_games=int(confirm),
             seed=int(seed),
         ).validate()

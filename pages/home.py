@@ -11,10 +11,10 @@ from pages.common import (
     lab,
     load_tensorflow,
     progress_bar,
-    set_model,
     share_settings,
     show_error,
     url_number,
+    use_notebook_result,
 )
 
 state = lab()
@@ -84,12 +84,7 @@ if right.button(
         show_error(exc)
     else:
         bar.empty()
-        state.notebook = result
-        state.generation, state.dataset = result.generation, result.generation.dataset
-        state.dataset_source = f"notebook run, seed {seed}"
-        set_model(result.model, f"notebook network, seed {seed}", result.training)
-        state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
-        state.env_id = result.generation.config.env_id
+        use_notebook_result(result, f"notebook run, seed {seed}", f"notebook network, seed {seed}")
         st.rerun()  # redraw the step cards above with the new state
 
 if state.notebook is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import altair as alt
@@ -27,10 +27,11 @@ from pages.common import (
     load_tensorflow,
     progress_bar,
     save_as_run,
-    set_model,
+    settings_follow_env,
     share_settings,
     show_error,
     url_number,
+    use_notebook_result,
 )
 
 state = lab()
@@ -151,26 +152,30 @@ def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
     with st.expander("Every trial starts from", icon=":material/tune:"):
         c = st.columns(3)
         if mode == "notebook":
-            defaults = GenerationConfig()
+            fitted = GenerationConfig.for_env(env_id)  # the env's own games, steps and threshold (or share)
             games = url_number(
                 c[0],
                 "Random games",
                 1,
                 LIMITS["games"],
-                defaults.games,
+                min(fitted.games, LIMITS["games"]),
                 step=1000,
                 key="sweep_games",
                 help=f"Random games each trial plays to find good ones (at most {LIMITS['games']:,} here).",
             )
-            requirement = c[1].number_input(
-                "Score requirement",
-                value=from_url("sweep_requirement", float(defaults.score_requirement)),
-                step=5.0,
-                key="sweep_requirement",
-                help="A game is kept when its score reaches at least this (unless the sweep varies it).",
-            )
+            if fitted.keep_top is None:
+                requirement = c[1].number_input(
+                    "Score requirement",
+                    value=from_url("sweep_requirement", float(fitted.score_requirement)),
+                    step=5.0,
+                    key="sweep_requirement",
+                    help="A game is kept when its score reaches at least this (unless the sweep varies it).",
+                )
+                fitted = replace(fitted, score_requirement=float(requirement))
+            else:
+                c[1].caption(f"Kept: {fitted.keeping()} (this game's default; vary keep_top to change it).")
             c[2].caption("The network and its training: the notebook's, unless the sweep varies them.")
-            generation = GenerationConfig(env_id=env_id, games=int(games), score_requirement=float(requirement))
+            generation = replace(fitted, games=int(games))
             return NotebookConfig(generation=generation, evaluation_games=eval_games)
         generations = url_number(
             c[0],
@@ -192,8 +197,8 @@ def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
             help="Games the network plays each generation to find its best ones.",
         )
         c[2].caption("Everything else: the Generations page's defaults, unless the sweep varies it.")
-        return ImproveConfig(
-            env_id=env_id,
+        return ImproveConfig.for_env(
+            env_id,
             max_generations=int(generations),
             games_per_generation=int(games_per_generation),
             eval_games=eval_games,
@@ -223,9 +228,15 @@ def sweep_form() -> SweepConfig | None:
         help="The notebook pipeline: random games → train → play. Generations: the network retrains on its "
         "own best games (the Generations page), starting from the notebook's network.",
     )
+    info = env_picker("sweep_env")
+    env_id = info.env_id if info is not None else state.env_id
+    fitted = GenerationConfig.for_env(env_id)
+    settings_follow_env(
+        "sweep",
+        env_id,
+        {"sweep_games": min(fitted.games, LIMITS["games"]), "sweep_requirement": float(fitted.score_requirement)},
+    )
     with st.form("sweep_form"):
-        info = env_picker("sweep_env")
-        env_id = info.env_id if info is not None else state.env_id
         c = st.columns(2)
         seeds_text = c[0].text_input(
             "Seeds",
@@ -443,12 +454,7 @@ def train_best(result: SweepResult) -> None:
         return
     finally:
         bar.empty()
-    state.notebook = notebook
-    state.generation, state.dataset = notebook.generation, notebook.generation.dataset
-    state.dataset_source = f"sweep best: {what}"
-    set_model(notebook.model, f"sweep best: {what}", notebook.training)
-    state.evaluation, state.evaluation_random = notebook.evaluation, notebook.random_evaluation
-    state.env_id = notebook.generation.config.env_id
+    use_notebook_result(notebook, f"sweep best: {what}", f"sweep best: {what}")
     if state.sweep_live is not None:
         state.sweep_live["trained"] = (
             f"Trained with {what}: mean score {notebook.evaluation.mean:.1f} on {notebook.evaluation.config.games} "

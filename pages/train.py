@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import streamlit as st
 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress
-from cartpole_core.storage import RunRecord, model_from_bytes, model_to_bytes
+from cartpole_core.storage import RunRecord, folder_zip, model_from_bytes, model_to_bytes, new_log_folder
 from pages.common import (
     LIMITS,
     chosen_upload,
@@ -57,6 +58,25 @@ def finish_stopped_run() -> None:
         seconds=time.perf_counter() - live["started"],
     )
     st.info("Training stopped. The network keeps what it learned so far.", icon=":material/stop_circle:")
+
+
+def show_tensorboard_logs(folder: Path) -> None:
+    """Where this training's TensorBoard logs are and how to open them."""
+    st.markdown(
+        f"**TensorBoard logs** were written to `{folder}`. Where this app runs, open them with "
+        f"`tensorboard --logdir {folder.parent}` and then http://localhost:6006; or download them "
+        "and run the same command on your own machine (`pip install tensorboard`)."
+    )
+    if folder.exists():
+        st.download_button(
+            "Download the logs (.zip)",
+            icon=":material/download:",
+            data=folder_zip(folder),
+            file_name=f"{folder.name}.zip",
+            mime="application/zip",
+            key="train_logs_download",
+            on_click="ignore",
+        )
 
 
 finish_stopped_run()
@@ -126,6 +146,13 @@ else:
         seed = url_number(
             c[3], "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
         )
+        tensorboard = st.checkbox(
+            "Write TensorBoard logs",
+            value=False,
+            key="train_tensorboard",
+            help="Like the notebook's logs/ folder: loss and accuracy per epoch, the graph and the weights, "
+            "for TensorBoard. You can download them after training.",
+        )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
 
     share_settings(
@@ -139,7 +166,11 @@ else:
         try:
             model_cfg = ModelConfig(hidden=parse_hidden(hidden), dropout=float(dropout), learning_rate=float(lr))
             train_cfg = TrainingConfig(
-                epochs=int(epochs), batch_size=int(batch), validation_split=float(split), seed=int(seed)
+                epochs=int(epochs),
+                batch_size=int(batch),
+                validation_split=float(split),
+                seed=int(seed),
+                tensorboard_dir=str(new_log_folder(f"seed {seed}")) if tensorboard else None,
             ).validate()
             model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=int(seed))
         except UserError as exc:
@@ -214,6 +245,8 @@ else:
         optimizer = getattr(state.model, "optimizer", None)
         steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
         st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
+        if result.config.tensorboard_dir:
+            show_tensorboard_logs(Path(result.config.tensorboard_dir))
 
 if state.model is not None:
     d1, d2 = st.columns(2)

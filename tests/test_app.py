@@ -132,7 +132,7 @@ def test_generate_shows_counters_and_keeps_the_dataset_when_nothing_is_kept() ->
     assert at.dataframe, "a peek at the rows"
     # A threshold no game reaches: a clear warning, and the previous dataset stays.
     _generate(at, games=200, requirement=400)
-    assert any("No game reached 400" in w.value for w in at.warning)
+    assert any("No game reached score_requirement 400" in w.value for w in at.warning)
     assert at.session_state["lab"].dataset.n_games == kept
 
 
@@ -371,3 +371,34 @@ def test_a_finished_session_leaves_nothing_behind() -> None:
     gc.collect()
     alive = [name for name, ref in refs.items() if ref() is not None]
     assert not alive, f"still referenced after the session ended: {alive}"
+
+
+@pytest.mark.parametrize(("env_id", "games"), [("Acrobot-v1", 120), ("LunarLander-v3", 200)])
+def test_another_game_on_generate_keeps_games_with_its_own_defaults(env_id: str, games: int) -> None:
+    """Picking a game with another score scale switches to its defaults (the best 5 %), so the
+    defaults keep games where CartPole's 50 would keep none (issue 11)."""
+    at = visit(start(), "pages/generate.py")
+    assert at.radio(key="gen_rule").value == "score"  # CartPole: the notebook's score requirement
+    at.selectbox(key="gen_env").set_value(env_id).run()
+    assert not at.exception
+    assert at.radio(key="gen_rule").value == "share" and at.number_input(key="gen_keep_top").value == 5.0
+    at.number_input(key="gen_games").set_value(games)
+    press(at, "Play and keep the good games")
+    lab = at.session_state["lab"]
+    assert lab.dataset is not None and lab.dataset.env_id == env_id and lab.dataset.n_games > 0
+    assert any("the best 5 % of games asked" in h.value for h in at.subheader)
+
+
+def test_train_writes_tensorboard_logs_and_says_how_to_open_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CARTPOLE_LAB_LOGS", str(tmp_path / "logs"))
+    at = _generate(start())
+    visit(at, "pages/train.py")
+    at.text_input(key="train_hidden").set_value("16")
+    at.number_input(key="train_epochs").set_value(1)
+    at.checkbox(key="train_tensorboard").check()
+    press(at, "Train")
+    [folder] = (tmp_path / "logs").iterdir()
+    assert any(p.name.startswith("events.out.tfevents") for p in folder.rglob("*"))
+    text = " ".join(m.value for m in at.markdown)
+    assert f"tensorboard --logdir {tmp_path / 'logs'}" in text and str(folder) in text
+    assert any(b.label == "Download the logs (.zip)" for b in at.get("download_button"))

@@ -147,6 +147,17 @@ def generate(page, games: int, **numbers: int) -> None:
     settle(page)
 
 
+def train(page, hidden: str, epochs: int) -> None:
+    """On the Train page: train a network of ``hidden`` layers for ``epochs`` and wait for its curves."""
+    open_page(page, "Train")
+    page.get_by_label("Hidden layers", exact=True).fill(hidden)
+    set_number(page, "Epochs", epochs)
+    page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "Per epoch")
+
+
 def screenshot(page, path: Path) -> None:
     page.mouse.move(1, 1)  # no tooltip in the picture
     page.wait_for_timeout(300)
@@ -179,13 +190,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
     screenshot(page, shots / "generate.png")
 
-    open_page(page, "Train")
-    page.get_by_label("Hidden layers", exact=True).fill("64,64")
-    set_number(page, "Epochs", 2)
-    page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
-    settle(page)
-    no_exception(page)
-    assert shows(page, "Per epoch")
+    train(page, "64,64", epochs=2)
     screenshot(page, shots / "train.png")
 
     open_page(page, "Play & evaluate")
@@ -408,3 +413,41 @@ def test_a_link_opened_first_on_a_fresh_server_shows_the_whole_app(browser, tmp_
             assert page.get_by_label("Games", exact=True).first.input_value() == "700"
         finally:
             page.close()
+
+
+def choose_env(page, key: str, env_id: str) -> None:
+    """Pick ``env_id`` in the environment box ``key``."""
+    page.locator(f".st-key-{key}").click()
+    page.get_by_role("option", name=env_id, exact=True).click()
+    settle(page)
+
+
+def test_another_game_end_to_end_with_its_own_defaults(server: str, browser, shots: Path) -> None:
+    """LunarLander-v3, a game whose scores CartPole's threshold knows nothing of: picked on
+    Generate, its defaults keep its best 5 %; the network trains and plays, beside random play."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Generate data")
+    choose_env(page, "gen_env", "LunarLander-v3")
+    no_exception(page)
+    assert page.get_by_label("Best share (%)", exact=True).first.input_value() == "5.0"
+    set_number(page, "Games", 300)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "random games of LunarLander-v3, kept if score ≥")
+    assert shows(page, "the best 5 % of games asked")
+
+    train(page, "64,64", epochs=2)
+
+    open_page(page, "Play & evaluate")
+    set_number(page, "Games", 6)
+    click_key(page, "play_run")
+    no_exception(page)
+    assert shows(page, "network mean")
+    gif = page.locator('img[src*=".gif"]').first
+    gif.wait_for()
+    assert gif.evaluate("img => img.naturalWidth") > 100, "LunarLander's GIF decoded in the browser"
+    screenshot(page, shots / "lunarlander.png")
+    page.close()

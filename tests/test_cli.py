@@ -24,6 +24,8 @@ GENERATE_KEYS = {
     "accepted_median",
     "accepted_counts",
     "samples",
+    "keep_top",
+    "threshold",
     "seconds",
 }
 EVALUATE_KEYS = {"env_id", "policy", "games", "scores", "mean", "median", "min", "max", "choice_ratios", "seconds"}
@@ -296,3 +298,34 @@ def test_sweep_json_has_trials_summary_best_and_where_it_ran(capsys):
 def test_sweep_mistakes_are_one_line_and_exit_2(capsys, argv, expected):
     line = run_error(capsys, [*SWEEP_TINY, *argv])
     assert expected in line
+
+
+# ---------------------------------------------------------------- every game out of the box (issue 11)
+
+
+def test_keep_top_keeps_the_best_share_and_says_the_cut(capsys):
+    data = run_json(capsys, ["generate", "--games", "1000", "--keep-top", "0.1", "--quiet", "--json"])
+    assert data["keep_top"] == 0.1 and data["accepted"] >= 90
+    assert data["accepted"] == sum(data["accepted_counts"].values())
+    assert min(float(s) for s in data["accepted_counts"]) >= data["threshold"]
+
+
+def test_other_envs_use_their_own_defaults_without_flags(capsys):
+    data = run_json(capsys, ["generate", "--env", "LunarLander-v3", "--games", "200", "--quiet", "--json"])
+    assert data["keep_top"] == 0.05 and data["accepted"] == 10  # LunarLander's scores are spread out
+    data = run_json(capsys, ["generate", "--games", "500", "--quiet", "--json"])  # CartPole: the notebook's 50
+    assert data["keep_top"] is None and data["threshold"] == 50
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", "keep_top must be between"), ("1.5", "keep_top must be between"), ("x", "invalid float value: 'x'")],
+)
+def test_bad_keep_top_values_are_one_line_and_exit_2(capsys, value, expected):
+    line = run_error(capsys, ["generate", "--games", "100", "--keep-top", value, "--quiet"])
+    assert expected in line
+
+
+def test_keep_top_and_a_score_requirement_together_name_the_conflict(capsys):
+    line = run_error(capsys, ["generate", "--keep-top", "0.1", "--score-requirement", "40", "--quiet"])
+    assert "not both" in line

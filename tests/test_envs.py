@@ -143,3 +143,22 @@ def test_single_env_is_cut_at_goal_steps(env_id):
     finally:
         env.close()
     assert ends == [False, False, False, True]
+
+
+def test_every_suggested_env_has_defaults_and_others_fall_back_to_the_best_5_percent():
+    from cartpole_core.envs import ENV_DEFAULTS, env_defaults
+
+    assert set(SUGGESTED_ENV_IDS) <= set(ENV_DEFAULTS)
+    cartpole = env_defaults("CartPole-v1")  # the notebook's, exactly
+    assert (cartpole.games, cartpole.goal_steps, cartpole.score_requirement, cartpole.keep_top) == (
+        10_000,
+        500,
+        50.0,
+        None,
+    )
+    assert env_defaults("CartPole-v1").keeping() == "score ≥ 50"
+    assert env_defaults("Acrobot-v1").keeping() == "the best 5 % of games"
+    assert env_defaults("LunarLander-v3").target == env_info("LunarLander-v3").reward_threshold == 200
+    other = env_defaults("CartPoleLabTest/Plain-v0")
+    assert other.keep_top == 0.05 and other.score_requirement is None and other.goal_steps == 500
+    assert other.target is None

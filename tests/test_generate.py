@@ -266,3 +266,60 @@ def test_cartpole_results_did_not_change_with_chunking():
     result = generate(GenerationConfig(seed=0))
     assert (result.accepted, len(result.dataset)) == (372, 22_771)
     assert result.accepted_mean == pytest.approx(61.2124, abs=1e-4)
+
+
+# ---------------------------------------------------------------- the best share of games (issue 11)
+
+
+@pytest.mark.parametrize(
+    ("scores", "share", "kept"),
+    [
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.2, [9, 10]),  # no ties: exactly the best 20 %
+        ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.25, [8, 9, 10]),  # 2.5 games: rounded up
+        ([0, 0, 0, 0, 0, 0, 5, 5, 5, 9], 0.2, [9]),  # 4 tied at the cut: leaving them out is nearer 20 %
+        ([0, 0, 0, 0, 0, 0, 0, 5, 5, 9], 0.2, [5, 5, 9]),  # 2 tied: keeping them is nearer (30 % vs 10 %)
+        ([0, 0, 0, 0, 0, 0, 5, 5, 5, 5], 0.2, [5, 5, 5, 5]),  # all the best tie: kept rather than none
+        ([3, 3, 3, 3], 0.5, []),  # every game alike: none is better than another
+        ([7], 0.05, [7]),
+        ([1, 2, 3, 4], 1.0, [1, 2, 3, 4]),
+    ],
+)
+def test_the_best_share_keeps_ties_whole_and_nearest_the_share(scores, share, kept):
+    from cartpole_core.generate import top_share_cut
+
+    scores = np.array(scores, dtype=np.float64)
+    cut = top_share_cut(scores, share)
+    assert sorted(scores[scores >= cut].tolist()) == kept
+
+
+def test_keep_top_states_the_share_it_actually_kept():
+    """Acrobot: 98 % of random games fail at -500; of the best 5 % asked only those that reached the line are kept."""
+    result = generate(GenerationConfig(env_id="Acrobot-v1", games=300, keep_top=0.05, seed=0))
+    failed = int(np.count_nonzero(result.scores == -500))
+    assert failed > 0.9 * result.games
+    assert result.accepted == result.games - failed and result.acceptance_rate < 0.05
+    assert result.threshold > -500 and result.dataset.game_scores.min() >= result.threshold
+    again = generate(GenerationConfig(games=1000, keep_top=0.05, seed=0))  # CartPole: scores spread out
+    assert again.accepted == 50 or abs(again.accepted - 50) <= np.count_nonzero(again.scores == again.threshold)
+
+
+def test_when_random_play_never_succeeds_the_message_says_so_and_what_to_change():
+    result = generate(GenerationConfig.for_env("MountainCar-v0", games=50, seed=0))
+    assert result.accepted == 0 and result.threshold == np.inf
+    with pytest.raises(UserError) as excinfo:
+        result.require_accepted()
+    message = str(excinfo.value)
+    assert "All 50 random games of MountainCar-v0 scored -200" in message and "goal steps" in message
+
+
+def test_for_env_gives_the_notebooks_cartpole_settings_and_a_share_elsewhere():
+    assert GenerationConfig.for_env("CartPole-v1") == GenerationConfig()
+    acrobot = GenerationConfig.for_env("Acrobot-v1", seed=3)
+    assert acrobot.keep_top == 0.05 and acrobot.goal_steps == 500 and acrobot.seed == 3
+    assert GenerationConfig.for_env("LunarLander-v3").goal_steps == 1000
+
+
+@pytest.mark.parametrize("share", [0, 1.5, -0.1])
+def test_bad_shares_are_user_errors(share):
+    with pytest.raises(UserError, match="keep_top"):
+        GenerationConfig(keep_top=share).validate()

@@ -389,3 +389,21 @@ def test_files_over_the_size_limit_are_refused_unread(small_dataset, tmp_path, m
         storage.dataset_from_bytes(path.read_bytes())
     with pytest.raises(UserError, match="larger than"):
         storage.model_from_bytes(b"PK" + bytes(2000))
+
+
+def test_log_folders_are_new_each_time_pruned_to_a_limit_and_zip_whole(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from cartpole_core.storage import folder_zip, new_log_folder
+
+    monkeypatch.setenv("CARTPOLE_LAB_LOGS", str(tmp_path / "logs"))
+    first = new_log_folder("seed 0", keep=2)
+    (first / "train").mkdir()
+    (first / "train" / "events.out.tfevents.1").write_bytes(b"abc")
+    second, third = new_log_folder("seed 1", keep=2), new_log_folder("seed 2", keep=2)
+    assert len({first, second, third}) == 3 and first.parent == tmp_path / "logs"
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == sorted([second.name, third.name])
+    (second / "x.txt").write_text("hello")
+    with zipfile.ZipFile(io.BytesIO(folder_zip(second))) as zf:
+        assert zf.namelist() == [f"{second.name}/x.txt"] and zf.read(f"{second.name}/x.txt") == b"hello"
