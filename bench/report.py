@@ -154,9 +154,10 @@ def render(
     lines += [
         "## How to run",
         "",
-        "`python -m bench` (about 10 minutes on 2 cores) rewrites this file; `python -m bench --quick` is a "
-        "smoke run with small sizes that prints its report instead; `--stages generation,gif` runs some stages "
-        "only; `--reps N` sets the repetitions; `--help` for the rest. The benchmark is not part of the tests.",
+        "`python -m bench` (about 35 minutes on 2 cores, 20 of them in the Ray stage) rewrites this file; "
+        "`python -m bench --quick` is a smoke run with small sizes that prints its report instead; "
+        "`--stages generation,gif` runs some stages only; `--reps N` sets the repetitions; `--help` for the "
+        "rest. The benchmark is not part of the tests.",
         "",
     ]
     return "\n".join(lines)
