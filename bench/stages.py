@@ -230,7 +230,7 @@ def generation(ctx: Context) -> StageResult:
             )
             out.data[f"games_{n}"]["reference_sample_seconds"] = sample_s
             # where the time goes (one extra, untimed, profiled run of each)
-            share_ours, prof_ours = _profile_share(lambda n=n: ours_fn(n)(0), "generate", "step", "gymnasium")
+            share_ours, prof_ours = _profile_share(lambda n=n: ours_fn(n)(0), "play_chunk", "step", "gymnasium")
             n_prof = min(n, 2_000)
             share_ref, prof_ref = _profile_share(
                 lambda n=n_prof: ref_fn(n)(0), "initial_population", "step", "gymnasium"

@@ -35,24 +35,26 @@ if TYPE_CHECKING:
     from cartpole_core.training import TrainingResult
 
 
-def _leave_legacy_page_discovery() -> None:
-    """Run the app through ``app.py``'s navigation even on a server's very first request.
+def _leave_legacy_page_mode() -> None:
+    """Run every page through ``app.py``'s navigation, even on a server's first requests.
 
-    Streamlit still treats a ``pages/`` folder next to the entry point as the legacy
-    multipage layout until some script calls ``st.navigation``: the first visitor of a
-    freshly started server who opens a page's link (``/generate?…``) got that page alone,
-    without the app's sidebar, and a menu of every file in ``pages/`` (``common``,
-    ``server``…). The first import of this module (every page imports it) switches the
-    legacy mode off and reruns, so ``app.py`` draws the page as it always does.
+    Streamlit treats a ``pages/`` folder next to the entry point as its legacy multipage
+    layout until some script calls ``st.navigation``, and a run that starts in that mode
+    draws a page alone: without the app's sidebar, with a menu of every file in ``pages/``
+    (``common``, ``server``…). The first visitors of a fresh server got that (a shared
+    link opened first; ten visitors arriving at once). A run in that mode turns it off for
+    the server and starts again, now through ``app.py``. Called by :func:`lab`, which every
+    page calls first.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    frame = sys._getframe(1)
+    while frame is not None:  # the legacy mode runs the page from Streamlit's ``_mpa_v1``
+        if frame.f_code.co_name == "_mpa_v1" and "streamlit" in frame.f_code.co_filename:
+            PagesManager.uses_pages_directory = False
+            st.rerun()
+        frame = frame.f_back  # type: ignore[assignment]
 
-
-_leave_legacy_page_discovery()
 
 ACCENT = "#d1495b"
 RANDOM_COLOR = "#8d99ae"
@@ -113,6 +115,7 @@ def set_model(model: keras.Model | None, source: str, training: TrainingResult |
 
 def lab() -> Lab:
     """This session's :class:`Lab` (created on first use)."""
+    _leave_legacy_page_mode()
     if "lab" not in st.session_state:
         st.session_state["lab"] = Lab()
     return st.session_state["lab"]
