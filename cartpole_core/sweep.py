@@ -91,7 +91,7 @@ class SweepConfig:
         env_info(self.env_id)
         if not self.vary or len(self.vary) > MAX_VARIED:
             raise UserError(
-                f"Vary 1 to {MAX_VARIED} settings (e.g. --vary score_requirement=40,50,60), got {len(self.vary)}."
+                f"Vary 1 to {MAX_VARIED} settings (e.g. score_requirement=40,50,60), got {len(self.vary)}."
             )
         names = [name for name, _ in self.vary]
         if len(set(names)) != len(names):
@@ -417,10 +417,10 @@ def parse_vary(base: Base, text: str) -> tuple[str, tuple[Any, ...]]:
     name, sep, values = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise UserError(f"--vary {text!r} needs the form setting=value,value (e.g. score_requirement=40,50,60).")
+        raise UserError(f"{text!r} needs the form setting=value,value (e.g. score_requirement=40,50,60).")
     parts = [v for v in values.split(",") if v.strip()]
     if not parts:
-        raise UserError(f"--vary {name}= has no values: give at least one (e.g. {name}=a,b).")
+        raise UserError(f"{name}= has no values: give at least one (e.g. {name}=a,b).")
     return name, tuple(dict.fromkeys(parse_value(base, name, v) for v in parts))
 
 
@@ -437,9 +437,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
                 raise ValueError(part)
             seeds.extend(range(first, last + 1))
     except ValueError:
-        raise UserError(f"--seeds {text!r} is not a list of seeds: write e.g. 0-4 or 0,1,2.") from None
+        raise UserError(f"Seeds {text!r} are not a list of seeds: write e.g. 0-4 or 0,1,2.") from None
     if not seeds:
-        raise UserError("--seeds is empty: give at least one seed, e.g. 0-4.")
+        raise UserError("No seeds given: give at least one seed, e.g. 0-4.")
     if len(seeds) > MAX_TRIALS:
-        raise UserError(f"--seeds {text!r} gives {len(seeds)} seeds; a sweep runs at most {MAX_TRIALS} trials.")
+        raise UserError(f"Seeds {text!r} give {len(seeds)} seeds; a sweep runs at most {MAX_TRIALS} trials.")
     return tuple(dict.fromkeys(seeds))

@@ -289,7 +289,7 @@ def test_sweep_json_has_trials_summary_best_and_where_it_ran(capsys):
         (["--vary", "epochs="], "has no values"),
         (["--vary", "epochs=x"], "whole number"),
         (["--vary", "dropout=0.1,7"], "dropout must be between"),
-        (["--vary", "epochs=1", "--seeds", "2-1"], "--seeds"),
+        (["--vary", "epochs=1", "--seeds", "2-1"], "Seeds '2-1' are not a list of seeds"),
         (["--vary", "games=1,2,3,4,5,6,7,8,9,10", "--seeds", "0-199"], "at most 1000"),
         ([], "Say what to vary"),
         (["--vary", "epochs=1", "--env", "Nope-v0"], "Unknown environment"),
