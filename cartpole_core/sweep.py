@@ -90,9 +90,7 @@ class SweepConfig:
         """Raise :class:`UserError` naming the fix for anything a sweep cannot run; return self."""
         env_info(self.env_id)
         if not self.vary or len(self.vary) > MAX_VARIED:
-            raise UserError(
-                f"Vary 1 to {MAX_VARIED} settings (e.g. score_requirement=40,50,60), got {len(self.vary)}."
-            )
+            raise UserError(f"Vary 1 to {MAX_VARIED} settings (e.g. score_requirement=40,50,60), got {len(self.vary)}.")
         names = [name for name, _ in self.vary]
         if len(set(names)) != len(names):
             raise UserError(f"Each setting may be varied once; {names} repeats one: list all its values together.")
