@@ -164,7 +164,7 @@ else:
     )
     c1, c2 = st.columns([1, 3])
     c1.altair_chart(
-        alt.Chart(balance, title="Label balance of the kept rows")
+        alt.Chart(balance, title=alt.TitleParams("Label balance", subtitle="of the kept rows"))
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("action:N", title=None, axis=alt.Axis(labelAngle=0)),
