@@ -168,6 +168,12 @@ def url_slider(where: Any, label: str, low: float, high: float, default: float, 
     return where.slider(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
 
 
+def url_score(where: Any, label: str, default: float, *, key: str, help: str) -> float:
+    """``where.number_input`` for a score a game must reach, first value from the page's link
+    (no bounds: every game has its own scale)."""
+    return where.number_input(label, value=from_url(key, float(default)), step=5.0, key=key, help=help)
+
+
 def url_select(where: Any, label: str, options: list[Any], default: Any, *, key: str, **kwargs: Any) -> Any:
     """``where.selectbox`` whose first choice comes from the page's link when it has one."""
     options = list(options)

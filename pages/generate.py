@@ -24,6 +24,7 @@ from pages.common import (
     share_settings,
     show_error,
     url_number,
+    url_score,
 )
 
 state = lab()
@@ -82,10 +83,10 @@ with st.form("generate_form"):
         help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
     )
     if rule == "score":
-        requirement = c[2].number_input(
+        requirement = url_score(
+            c[2],
             "Score requirement",
-            value=from_url("gen_requirement", float(fitted.score_requirement)),
-            step=5.0,
+            fitted.score_requirement,
             key="gen_requirement",
             help="A game is kept when its score reaches at least this (the notebook: 50).",
         )

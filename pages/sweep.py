@@ -31,6 +31,7 @@ from pages.common import (
     share_settings,
     show_error,
     url_number,
+    url_score,
     use_notebook_result,
 )
 
@@ -164,10 +165,10 @@ def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
                 help=f"Random games each trial plays to find good ones (at most {LIMITS['games']:,} here).",
             )
             if fitted.keep_top is None:
-                requirement = c[1].number_input(
+                requirement = url_score(
+                    c[1],
                     "Score requirement",
-                    value=from_url("sweep_requirement", float(fitted.score_requirement)),
-                    step=5.0,
+                    fitted.score_requirement,
                     key="sweep_requirement",
                     help="A game is kept when its score reaches at least this (unless the sweep varies it).",
                 )
@@ -341,19 +342,24 @@ def summary_frame(result: SweepResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def one_setting_chart(result: SweepResult, df: pd.DataFrame, name: str) -> alt.LayerChart:
-    """Mean over seeds per value with its 95 % interval, and each seed's mean as a dot."""
-    order = list(df[name])
-    x = alt.X(f"{name}:O", sort=order, title=name, axis=alt.Axis(labelAngle=0))
-    base = alt.Chart(df.dropna(subset=["mean"]), title="Mean score over seeds, with 95 % confidence intervals")
-    tooltip = [
-        f"{name}:O",
+def interval_tooltip(*settings: str) -> list[Any]:
+    """The varied settings of a combination, then its mean, 95 % interval and seeds."""
+    return [
+        *(f"{name}:O" for name in settings),
         alt.Tooltip("mean:Q", format=".1f"),
         alt.Tooltip("low:Q", format=".1f", title="95 % CI low"),
         alt.Tooltip("high:Q", format=".1f", title="95 % CI high"),
         alt.Tooltip("seeds:Q", title="seeds finished"),
         alt.Tooltip("clipped:N", title="cut at the score range"),
     ]
+
+
+def one_setting_chart(result: SweepResult, df: pd.DataFrame, name: str) -> alt.LayerChart:
+    """Mean over seeds per value with its 95 % interval, and each seed's mean as a dot."""
+    order = list(df[name])
+    x = alt.X(f"{name}:O", sort=order, title=name, axis=alt.Axis(labelAngle=0))
+    base = alt.Chart(df.dropna(subset=["mean"]), title="Mean score over seeds, with 95 % confidence intervals")
+    tooltip = interval_tooltip(name)
     band = base.mark_errorbar(color=ACCENT, thickness=2, ticks=alt.TickConfig(width=14)).encode(
         x=x, y=alt.Y("low:Q", title="mean score"), y2="high:Q"
     )
@@ -382,15 +388,7 @@ def two_settings_chart(df: pd.DataFrame, x_name: str, y_name: str) -> alt.LayerC
     base = alt.Chart(df, title="Mean score over seeds (hover a cell for its 95 % interval)").encode(
         x=x,
         y=y,
-        tooltip=[
-            f"{x_name}:O",
-            f"{y_name}:O",
-            alt.Tooltip("mean:Q", format=".1f"),
-            alt.Tooltip("low:Q", format=".1f", title="95 % CI low"),
-            alt.Tooltip("high:Q", format=".1f", title="95 % CI high"),
-            alt.Tooltip("seeds:Q", title="seeds finished"),
-            alt.Tooltip("clipped:N", title="cut at the score range"),
-        ],
+        tooltip=interval_tooltip(x_name, y_name),
     )
     cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
         color=alt.Color("mean:Q", title="mean score", scale=alt.Scale(scheme="tealblues"))
