@@ -301,6 +301,17 @@ def training(ctx: Context) -> StageResult:
         return Measured(seconds, (float(result.final_accuracy), float(result.final_loss)))
 
     ref_t, ref_r, our_t, our_r = alternate(s.reps, ref, ours, "training")
+    variants = {  # Keras's own ways to the same end, timed once each (information, not targets)
+        "plain `fit` with XLA (`jit_compile=True`)": {"jit_compile": True},
+        "plain `fit` with `steps_per_execution=64`": {"steps_per_execution": 64},
+    }
+    variant_rows = []
+    for label, options in variants.items():
+        model = build_model(ds.obs_dim, ds.n_actions, ModelConfig(), seed=0)
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], **options)
+        seconds, history = timed(lambda m=model: reference.fit(m, x, y, s.train_epochs, s.train_batch))
+        log(f"  {label}: {fmt_s(seconds)}")
+        variant_rows.append((label, seconds, float(history.history["accuracy"][-1])))
     ref_s, our_s = _secs(ref_t, ref_r), _secs(our_t, our_r)
     ref_acc = [_val(r)[0] for r in ref_r]
     our_acc = [_val(r)[0] for r in our_r]
@@ -313,12 +324,21 @@ def training(ctx: Context) -> StageResult:
             fmt_times(ref_s),
             fmt_times(our_s),
             ratio,
-            "ratio ≥ 1.0 (5 % noise allowed)",
-            ratio >= 0.95,
-            "same network, data, batch size and epochs as plain `fit`: the time is the arithmetic, and the "
-            "ratio has swung between 0.91× and 1.19× across full runs on this machine (see the ranges).",
+            "ratio ≥ 1.5",
+            ratio >= 1.5,
+            "same network, data, batch size and epochs as plain `fit`; ours runs a chunk of batches per call in a "
+            "compiled loop instead of a Python round trip, data pipeline step and callbacks per batch.",
         ),
         Row("time per batch", fmt_s(median(ref_s) / steps), fmt_s(median(our_s) / steps), None),
+        *(
+            Row(
+                f"{label}, one run, vs ours",
+                f"{fmt_s(sec)} (accuracy {acc:.4f})",
+                fmt_times(our_s),
+                sec / median(our_s),
+            )
+            for label, sec, acc in variant_rows
+        ),
         Row(
             "final training accuracy (median)",
             f"{median(ref_acc):.4f}",
@@ -332,9 +352,10 @@ def training(ctx: Context) -> StageResult:
         f"Dataset: the default generation ({s.train_games:,} games, seed 0), {len(ds):,} rows. Each repetition "
         "builds a fresh model (seed = repetition) with `build_model(ModelConfig())`; only the fit is timed. "
         "Reference: one `model.fit(x, y_onehot, epochs, batch_size, shuffle=True, verbose=0)`; "
-        "ours: `cartpole_core.training.train` (own shuffling, one `fit` call per epoch, a per-batch "
-        "recorder callback, fitting a pooled trainer of the same architecture whose training step was traced "
-        "once, in the first repetition; the reference traces the step of each fresh model).",
+        "ours: `cartpole_core.training.train` (own shuffling; a compiled `tf.while_loop` over a chunk of batches "
+        "per call, chunks sized to ~0.25 s so the page's live curves and Stop keep working; fitting a pooled "
+        "trainer of the same architecture whose loop was traced once, in the first repetition; the reference "
+        "traces the step of each fresh model).",
         "A short warm-up fit ran first (TensorFlow start-up, not timed).",
         "Accuracies per repetition: notebook way "
         + ", ".join(f"{a:.4f}" for a in ref_acc)

@@ -22,7 +22,7 @@ from cartpole_core.dataset import Dataset, concat_datasets
 from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
-from cartpole_core.generate import GenerationConfig, generate
+from cartpole_core.generate import MAX_GAMES, GenerationConfig, generate
 from cartpole_core.model import ModelConfig, build_model
 from cartpole_core.policies import ModelPolicy
 from cartpole_core.progress import Progress, ProgressCallback, report
@@ -41,6 +41,11 @@ class ImproveConfig:
     """Gymnasium environment id."""
     goal_steps: int = 500
     """Most steps a game may last."""
+    first_games: int | None = None
+    """Random games played for generation 0 (None: the env's default; 10,000 on CartPole,
+    the notebook's)."""
+    first_epochs: int = 4
+    """Epochs of generation 0's training on the kept random games (4: the notebook's)."""
     max_generations: int = 20
     """Generations to run at most."""
     games_per_generation: int = 200
@@ -89,6 +94,9 @@ class ImproveConfig:
 
     def validate(self) -> ImproveConfig:
         env_info(self.env_id)
+        if self.first_games is not None:
+            check_range("first_games", self.first_games, 1, MAX_GAMES)
+        check_range("first_epochs", self.first_epochs, 1, 100)
         check_range("max_generations", self.max_generations, 0, 1000)
         check_range("games_per_generation", self.games_per_generation, 1, 100_000)
         check_range("keep_top", self.keep_top, 0.001, 1.0)
@@ -249,12 +257,18 @@ def improve(
     began = time.perf_counter()
     model_ref: list[keras.Model] = []
     if model is None:
-        gen = generate(GenerationConfig.for_env(info.env_id, goal_steps=config.goal_steps, seed=config.seed))
+        first = GenerationConfig.for_env(info.env_id, goal_steps=config.goal_steps, seed=config.seed)
+        if config.first_games is not None:
+            first = replace(first, games=config.first_games)
+        gen = generate(first)
         data = gen.require_accepted()
         model = build_model(info.obs_dim, info.n_actions, ModelConfig(), seed=config.seed)
         model_ref.append(model)
         fit: TrainingResult | None = train(
-            model, data, TrainingConfig(seed=config.seed, batch_size=config.batch_size), sub(0, "training")
+            model,
+            data,
+            TrainingConfig(epochs=config.first_epochs, batch_size=config.batch_size, seed=config.seed),
+            sub(0, "training"),
         )
     else:
         model_ref.append(model)

@@ -1,17 +1,23 @@
 """Training: fit a model to a dataset's (observation, action) rows (the notebook's
 ``train_model``).
 
-The rows are shuffled once per epoch by our own seeded generator and fed to Keras's
-``fit`` in that order, so the same data, model seed and training seed give the same
-weights on the same machine, without touching Keras's global random state (which is
-shared by every session of a server).
+The rows are shuffled once per epoch by our own seeded generator, so the same data, model
+seed and training seed give the same weights on the same machine, without touching Keras's
+global random state (which is shared by every session of a server).
 
-Memory: the first ``fit`` of every new Keras model traces a training step, and TensorFlow
+Speed: Keras's ``fit`` costs a Python round trip, a data pipeline step and callbacks on
+every batch, which for the notebook's small batches is more than the arithmetic. Here a
+compiled loop (:class:`_Steps`) runs a chunk of batches per call inside TensorFlow, with
+``fit``'s maths (the model's compiled loss, its optimiser's ``apply``; a test checks the
+weights match ``fit``'s), and hands back every batch's loss and accuracy; chunks are sized
+to take ~0.25 s, so live curves and Stop still come several times a second.
+
+Memory: the first step of every new Keras model traces a training function, and TensorFlow
 never gives that memory back (8-17 MB per model for the notebook's network), so a server
 that trains all day would grow without bound. Models are therefore never fitted
 themselves: :class:`TrainerPool` keeps a few compiled *trainers*, one per architecture in
 use; a job copies the model's variables and optimiser state into a free trainer, fits it,
-and copies them back. A trainer's step is traced once and reused, and the result is the
+and copies them back. A trainer's loop is traced once and reused, and the result is the
 same as fitting the model itself.
 """
 
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from cartpole_core.dataset import Dataset
 from cartpole_core.errors import UserError, check_range
@@ -39,6 +46,10 @@ from cartpole_core.progress import ProgressCallback, report
 MAX_EPOCHS = 1000
 #: Progress reports per epoch at most (each one copies the running figures).
 REPORTS_PER_EPOCH = 50
+#: Batches in the first call of the compiled loop; later calls aim at CHUNK_SECONDS each.
+FIRST_CHUNK, MAX_CHUNK, CHUNK_SECONDS = 8, 512, 0.25
+#: Rows per step when measuring the validation games.
+VALIDATION_BATCH = 4096
 
 
 @dataclass(frozen=True)
@@ -99,34 +110,46 @@ class TrainingResult:
         return float(loss[-1]) if loss else None
 
 
-class _Recorder(keras.callbacks.Callback):
-    """Collects per-batch figures and forwards them to the progress callback."""
+class _Steps:
+    """A compiled training loop over many batches per call (one trace per trainer).
 
-    def __init__(self, steps_per_epoch: int, epochs: int, progress: ProgressCallback | None):
-        super().__init__()
-        self.steps_per_epoch = steps_per_epoch
-        self.epochs = epochs
-        self.progress = progress
-        self.epoch = 0
-        self.batches: dict[str, list[float]] = {"step": [], "epoch": [], "loss": [], "accuracy": []}
-        self.stop_requested = False
-        self.every = max(1, steps_per_epoch // REPORTS_PER_EPOCH)
+    Keras's ``fit`` pays for its data pipeline, callbacks and a Python round trip on every
+    batch; here one call runs a whole chunk of batches inside TensorFlow (a ``tf.while_loop``)
+    and returns each batch's loss and correct predictions, so the page still gets per-batch
+    curves. The maths is ``fit``'s: the model's compiled loss, its optimiser's ``apply``.
+    """
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        step = self.epoch * self.steps_per_epoch + batch + 1
-        loss, acc = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
-        self.batches["step"].append(step)
-        self.batches["epoch"].append(self.epoch + 1)
-        self.batches["loss"].append(loss)
-        self.batches["accuracy"].append(acc)
-        last = batch + 1 == self.steps_per_epoch
-        if batch % self.every == 0 or last:
-            message = f"epoch {self.epoch + 1}/{self.epochs}, batch {batch + 1}/{self.steps_per_epoch}"
-            fraction = step / (self.steps_per_epoch * self.epochs)
-            if report(self.progress, fraction, message, loss=loss, accuracy=acc, step=step, epoch=self.epoch + 1):
-                self.stop_requested = True
-                self.model.stop_training = True
+    def __init__(self, trainer: keras.Model):
+        obs_dim, n_actions = model_shape(trainer)
+        variables = trainer.trainable_variables
+
+        def run(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            n = tf.shape(x)[0]
+            losses = tf.TensorArray(tf.float32, size=n)
+            hits = tf.TensorArray(tf.float32, size=n)
+            for i in tf.range(n):
+                with tf.GradientTape() as tape:
+                    y_pred = trainer(x[i], training=True)
+                    loss = trainer.compute_loss(x=x[i], y=y[i], y_pred=y_pred, training=True)
+                trainer.optimizer.apply(tape.gradient(loss, variables), variables)
+                right = tf.equal(tf.argmax(y_pred, axis=-1), tf.argmax(y[i], axis=-1))
+                losses = losses.write(i, tf.cast(loss, tf.float32))
+                hits = hits.write(i, tf.reduce_sum(tf.cast(right, tf.float32)))
+            return losses.stack(), hits.stack()
+
+        spec = [tf.TensorSpec([None, None, obs_dim], tf.float32), tf.TensorSpec([None, None, n_actions], tf.float32)]
+        self.run = tf.function(run, input_signature=spec)
+        """(batches, rows, obs_dim), (batches, rows, n_actions) -> per batch: mean loss, rows right."""
+
+
+def _steps_of(trainer: keras.Model) -> _Steps:
+    """The trainer's compiled loop, traced on first use and kept with it (an attribute, so it
+    goes when the trainer goes)."""
+    steps = getattr(trainer, "_cartpole_steps", None)
+    if steps is None:
+        steps = _Steps(trainer)
+        trainer._cartpole_steps = steps
+    return steps
 
 
 def _architecture_key(model: keras.Model) -> str:
@@ -295,44 +318,100 @@ def train(
         )
     started = time.perf_counter()
     train_rows, val_rows = split_games(dataset, config.validation_split, config.seed)
-    x_all, y_all = dataset.observations, dataset.one_hot_actions()
-    validation = (x_all[val_rows], y_all[val_rows]) if val_rows.size else None
-    steps_per_epoch = int(np.ceil(train_rows.size / config.batch_size))
-    recorder = _Recorder(steps_per_epoch, config.epochs, progress)
-    callbacks: list[keras.callbacks.Callback] = [recorder]
-    if config.tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(Path(config.tensorboard_dir))))
-    rng = np.random.default_rng(config.seed)
+    x_all, y_all = dataset.observations.astype(np.float32, copy=False), dataset.one_hot_actions()
+    size = config.batch_size
+    steps_per_epoch = int(np.ceil(train_rows.size / size))
+    every = max(1, steps_per_epoch // REPORTS_PER_EPOCH)
+    total = steps_per_epoch * config.epochs
+    batches: dict[str, list[float]] = {"step": [], "epoch": [], "loss": [], "accuracy": []}
     epochs: dict[str, list[float]] = {}
-    done = 0
+    writer = _TensorBoardWriter(config.tensorboard_dir) if config.tensorboard_dir else None
+    rng = np.random.default_rng(config.seed)
+    chunk = FIRST_CHUNK
+    done, stop = 0, False
     with TRAINERS.lend(model) as trainer:
+        run = _steps_of(trainer).run
         for epoch in range(config.epochs):
-            recorder.epoch = epoch
             order = train_rows[rng.permutation(train_rows.size)]
-            history = trainer.fit(
-                x_all[order],
-                y_all[order],
-                batch_size=config.batch_size,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,
-                validation_data=validation,
-                callbacks=callbacks,
-                verbose=0,
-            )
-            if recorder.stop_requested and len(recorder.batches["step"]) < (epoch + 1) * steps_per_epoch:
-                break  # stopped mid-epoch: Keras's epoch figures would describe a partial pass
-            for key, values in history.history.items():
-                epochs.setdefault(key, []).append(float(values[-1]))
+            loss_sum, right, rows_seen, batch = 0.0, 0.0, 0, 0
+            while batch < steps_per_epoch and not stop:
+                # A chunk of whole batches, or the epoch's last (short) batch on its own.
+                full = (order.size - batch * size) // size
+                n = min(chunk, full) if full else 1
+                rows = order[batch * size : min(order.size, (batch + n) * size)]
+                width = min(size, rows.size)
+                x = x_all[rows].reshape(n, width, -1)
+                y = y_all[rows].reshape(n, width, -1)
+                t0 = time.perf_counter()
+                losses, hits = (v.numpy() for v in run(tf.constant(x), tf.constant(y)))
+                chunk = _next_chunk(chunk, n, time.perf_counter() - t0)
+                for i in range(n):
+                    loss_sum += float(losses[i]) * width
+                    right += float(hits[i])
+                    rows_seen += width
+                    batch += 1
+                    step = epoch * steps_per_epoch + batch
+                    loss, acc = loss_sum / rows_seen, right / rows_seen
+                    batches["step"].append(step)
+                    batches["epoch"].append(epoch + 1)
+                    batches["loss"].append(loss)
+                    batches["accuracy"].append(acc)
+                    if stop or not ((batch - 1) % every == 0 or batch == steps_per_epoch):
+                        continue
+                    message = f"epoch {epoch + 1}/{config.epochs}, batch {batch}/{steps_per_epoch}"
+                    metrics = {"loss": loss, "accuracy": acc, "step": step, "epoch": epoch + 1}
+                    stop = bool(report(progress, step / total, message, **metrics))
+            if batch < steps_per_epoch:
+                break  # stopped mid-epoch: no figures for a partial pass
+            epochs.setdefault("loss", []).append(batches["loss"][-1])
+            epochs.setdefault("accuracy", []).append(batches["accuracy"][-1])
+            if val_rows.size:
+                figures = trainer.evaluate(
+                    x_all[val_rows], y_all[val_rows], batch_size=VALIDATION_BATCH, verbose=0, return_dict=True
+                )
+                epochs.setdefault("val_loss", []).append(float(figures["loss"]))
+                epochs.setdefault("val_accuracy", []).append(float(figures.get("accuracy", np.nan)))
+            if writer is not None:
+                writer.epoch(epoch, {k: v[-1] for k, v in epochs.items()})
             done = epoch + 1
-            if recorder.stop_requested:
+            if stop:
                 break
+    if writer is not None:
+        writer.close()
     return TrainingResult(
         config=config,
-        batch_history=recorder.batches,
+        batch_history=batches,
         epoch_history=epochs,
         epochs_completed=done,
         stopped_early=done < config.epochs,
         samples=int(train_rows.size),
         seconds=time.perf_counter() - started,
     )
+
+
+def _next_chunk(chunk: int, ran: int, seconds: float) -> int:
+    """Batches in the next call: enough to amortise the call, few enough that progress and
+    Stop come every ~:data:`CHUNK_SECONDS` (the first call also traces, so never shrink much)."""
+    if ran < chunk or seconds <= 0:
+        return chunk
+    wanted = ran * CHUNK_SECONDS / seconds
+    return int(min(MAX_CHUNK, max(chunk // 2, 1, min(wanted, chunk * 4))))
+
+
+class _TensorBoardWriter:
+    """Epoch figures as TensorBoard scalars, where Keras's TensorBoard callback puts them
+    (``train/`` and ``validation/``, ``epoch_loss``, ``epoch_accuracy``)."""
+
+    def __init__(self, folder: str):
+        self.train = tf.summary.create_file_writer(str(Path(folder) / "train"))
+        self.validation = tf.summary.create_file_writer(str(Path(folder) / "validation"))
+
+    def epoch(self, epoch: int, figures: dict[str, float]) -> None:
+        for name, value in figures.items():
+            writer = self.validation if name.startswith("val_") else self.train
+            with writer.as_default():
+                tf.summary.scalar(f"epoch_{name.removeprefix('val_')}", value, step=epoch)
+
+    def close(self) -> None:
+        self.train.close()
+        self.validation.close()
