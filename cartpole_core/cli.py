@@ -74,9 +74,10 @@ def _quiet_native_stderr() -> Iterator[None]:
 
 def _import_tensorflow() -> None:
     with _quiet_native_stderr():
-        import tensorflow as tf
+        from cartpole_core.model import import_keras
 
-        import cartpole_core.model  # noqa: F401  (imports Keras)
+        import_keras()
+        import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe logs here, not at the first op
 
@@ -254,11 +255,14 @@ def cmd_improve(args: argparse.Namespace) -> None:
 
     config = ImproveConfig.for_env(
         args.env,
+        first_games=args.first_games,
+        first_epochs=args.first_epochs,
         max_generations=args.generations,
         games_per_generation=args.games,
         keep_top=args.keep_top,
         data=args.data_mode,
         epochs=args.epochs,
+        batch_size=args.batch_size,
         sample_actions=not args.argmax,
         temperature=args.temperature,
         epsilon=args.epsilon,
@@ -468,6 +472,8 @@ def _generation_args(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 
 def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentParser:
+    from cartpole_core.improve import DATA_MODES, ImproveConfig  # settings only: no TensorFlow
+
     parser = _Parser(
         prog=prog,
         description="CartPole Lab: play random games, keep the good ones, train a network to imitate them.",
@@ -516,28 +522,73 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("improve", help="generations: keep the network's own best games and retrain")
-    p.add_argument("--model", help="start from this .keras model (default: the notebook's first network)")
+    d = ImproveConfig()
+    p.add_argument("--model", help="start from this .keras model (default: a first network trained on random games)")
     p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
-    p.add_argument("--generations", type=int, default=20, help="most generations (default 20)")
-    p.add_argument("--games", type=int, default=200, help="games played per generation (default 200)")
-    p.add_argument("--keep-top", type=float, default=0.2, help="share of games kept (default 0.2)")
     p.add_argument(
-        "--data-mode", choices=("replace", "add"), default="replace", help="replace or add data (default replace)"
+        "--first-games",
+        type=int,
+        default=d.first_games,
+        help=f"random games whose best train generation 0's network (default {d.first_games})",
     )
-    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per generation (default 2)")
+    p.add_argument(
+        "--first-epochs", type=int, default=d.first_epochs, help=f"its epochs on them (default {d.first_epochs})"
+    )
+    p.add_argument(
+        "--generations", type=int, default=d.max_generations, help=f"most generations (default {d.max_generations})"
+    )
+    p.add_argument(
+        "--games",
+        type=int,
+        default=d.games_per_generation,
+        help=f"games played per generation (default {d.games_per_generation})",
+    )
+    p.add_argument("--keep-top", type=float, default=d.keep_top, help=f"share of games kept (default {d.keep_top})")
+    p.add_argument("--data-mode", choices=DATA_MODES, default=d.data, help=f"replace or add data (default {d.data})")
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"fine-tuning epochs per generation (default {d.epochs})"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=d.batch_size, help=f"rows per gradient step (default {d.batch_size})"
+    )
     p.add_argument("--argmax", action="store_true", help="collect games with argmax instead of sampling")
-    p.add_argument("--temperature", type=float, default=1.0, help="below 1 sharpens the sampling (default 1)")
-    p.add_argument("--epsilon", type=float, default=0.0, help="share of random actions while collecting (default 0)")
-    p.add_argument("--eval-games", type=int, default=100, help="evaluation games per generation (default 100)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=d.temperature,
+        help=f"below 1 sharpens the sampling (default {d.temperature:g})",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=d.epsilon,
+        help=f"share of random actions while collecting (default {d.epsilon:g})",
+    )
+    p.add_argument(
+        "--eval-games",
+        type=int,
+        default=d.eval_games,
+        help=f"evaluation games per generation (default {d.eval_games})",
+    )
     p.add_argument(
         "--target",
         type=float,
         help="stop at this evaluation mean (default: the env's solved score; 500 for CartPole-v1)",
     )
     p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
-    p.add_argument("--confirm-games", type=int, default=1000, help="fresh games to confirm the result (default 1000)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="start no generation after this (default 600)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--confirm-games",
+        type=int,
+        default=d.confirm_games,
+        help=f"fresh games to confirm the result (default {d.confirm_games})",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=d.max_seconds,
+        help=f"start no generation after this (default {d.max_seconds:g})",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
     p.add_argument("--out", help="save the best model to this .keras file")
     _common(p)
     p.set_defaults(func=cmd_improve)

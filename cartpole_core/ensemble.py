@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from cartpole_core.dataset import Dataset
@@ -22,6 +22,9 @@ from cartpole_core.model import ModelConfig, build_model
 from cartpole_core.policies import ModelPolicy, Policy
 from cartpole_core.progress import Progress, ProgressCallback, report
 from cartpole_core.training import TrainingConfig, TrainingResult, train
+
+if TYPE_CHECKING:  # TensorFlow comes with the first network built, not with the settings
+    import keras
 
 VOTES = ("soft", "hard")
 MAX_MEMBERS = 50

@@ -5,20 +5,34 @@ dropout 0.2 (the notebook's keep probability 0.8), then a softmax with one unit 
 Adam at 1e-3, categorical cross-entropy, accuracy. The notebook's input shape (obs_dim, 1)
 was a tflearn habit; here the input is the flat observation, shape (obs_dim,).
 
-Importing this module imports TensorFlow (a few seconds, once per process).
+TensorFlow is imported when a model is first built (a few seconds, once per process), not
+with this module: its settings are read by processes that never train (the web server, a
+sweep's driver).
 """
 
 from __future__ import annotations
 
 import os
+import types
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cartpole_core.errors import UserError, check_range
+
+if TYPE_CHECKING:
+    import keras
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stderr
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
 
-from cartpole_core.errors import UserError, check_range  # noqa: E402
+def import_keras() -> types.ModuleType:
+    """Keras on TensorFlow, imported now (a few seconds the first time in a process), with
+    TensorFlow's C++ chatter kept off stderr."""
+    import keras
+
+    return keras
+
 
 MAX_LAYERS = 8
 MAX_UNITS = 2048
@@ -64,6 +78,8 @@ def build_model(obs_dim: int, n_actions: int, config: ModelConfig, seed: int | N
     Every initialiser and dropout layer gets its own seed derived from ``seed``, so the
     same seed builds the same weights without touching Keras's global random state.
     """
+    import keras
+
     config.validate()
 
     def layer_seed(i: int) -> int | None:
@@ -95,6 +111,8 @@ def build_model(obs_dim: int, n_actions: int, config: ModelConfig, seed: int | N
 def compile_model(model: keras.Model, learning_rate: float = ModelConfig.learning_rate) -> keras.Model:
     """Give ``model`` the notebook's training settings (Adam, categorical cross-entropy,
     accuracy) and return it; also used for a loaded model that was saved without them."""
+    import keras
+
     model.compile(
         # A fixed name: TensorFlow keeps ~34 KB for every distinct variable name it has seen,
         # and Keras would otherwise number each new optimiser (adam_1/…, adam_2/…).

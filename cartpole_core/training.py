@@ -33,15 +33,18 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from cartpole_core.dataset import Dataset
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.model import compile_model, model_shape
 from cartpole_core.progress import ProgressCallback, report
+
+if TYPE_CHECKING:  # TensorFlow is imported when training starts, not with the settings
+    import keras
+    import tensorflow as tf
 
 MAX_EPOCHS = 1000
 #: Progress reports per epoch at most (each one copies the running figures).
@@ -120,6 +123,8 @@ class _Steps:
     """
 
     def __init__(self, trainer: keras.Model):
+        import tensorflow as tf
+
         obs_dim, n_actions = model_shape(trainer)
         variables = trainer.trainable_variables
 
@@ -260,6 +265,8 @@ class TrainerPool:
         return sum(size for trainers in self._idle.values() for _, size in trainers)
 
     def _build_trainer(self, model: keras.Model) -> keras.Model:
+        import keras
+
         trainer = keras.models.clone_model(model)
         trainer.compile_from_config(model.get_compile_config())
         obs_dim, n_actions = model_shape(model)
@@ -307,6 +314,8 @@ def train(
     ``progress`` gets a report every few batches with the running loss and accuracy;
     returning True stops training after the current batch, keeping what was learned.
     """
+    import tensorflow as tf
+
     config.validate()
     if len(dataset) == 0:
         raise UserError("The dataset has no rows to learn from: generate one in which some games are kept.")
@@ -403,10 +412,14 @@ class _TensorBoardWriter:
     (``train/`` and ``validation/``, ``epoch_loss``, ``epoch_accuracy``)."""
 
     def __init__(self, folder: str):
+        import tensorflow as tf
+
         self.train = tf.summary.create_file_writer(str(Path(folder) / "train"))
         self.validation = tf.summary.create_file_writer(str(Path(folder) / "validation"))
 
     def epoch(self, epoch: int, figures: dict[str, float]) -> None:
+        import tensorflow as tf
+
         for name, value in figures.items():
             writer = self.validation if name.startswith("val_") else self.train
             with writer.as_default():

@@ -295,7 +295,9 @@ def load_tensorflow() -> None:
     if "keras" in sys.modules:
         return
     with st.spinner("Loading TensorFlow (only the first time, a few seconds)…"):
-        import cartpole_core.model  # noqa: F401
+        from cartpole_core.model import import_keras
+
+        import_keras()
 
 
 # ---------------------------------------------------------------- charts

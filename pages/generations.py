@@ -13,6 +13,7 @@ from cartpole_core.envs import env_defaults
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, record_episode
 from cartpole_core.gif import frames_to_gif, label_frames
+from cartpole_core.improve import ImproveConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord
 from pages.common import (
@@ -97,7 +98,8 @@ def finish_stopped_run() -> None:
 
 finish_stopped_run()
 
-start_choices = ["the notebook's first network (trained first)"]
+DEFAULTS = ImproveConfig()
+start_choices = ["a first network trained on random games"]
 if state.model is not None:
     start_choices.insert(0, f"the current model ({state.model_source})")
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
@@ -112,7 +114,8 @@ with st.form("improve_form"):
         "Start from",
         start_choices,
         key="imp_start",
-        help="Generation 0 is this network. The notebook's first network is trained on 10,000 random games first.",
+        help="Generation 0 is this network. A first network learns the notebook's way from the best of a few "
+        "thousand random games (settings at the bottom).",
     )
     c = st.columns(4)
     generations = url_number(
@@ -120,7 +123,7 @@ with st.form("improve_form"):
         "Most generations",
         1,
         LIMITS["generations"],
-        10,
+        min(DEFAULTS.max_generations, LIMITS["generations"]),
         key="imp_generations",
         help=f"Stop after this many generations at most (at most {LIMITS['generations']} here).",
     )
@@ -129,7 +132,7 @@ with st.form("improve_form"):
         "Games per generation",
         10,
         LIMITS["games_per_generation"],
-        200,
+        DEFAULTS.games_per_generation,
         step=50,
         key="imp_games",
         help="Games the network plays each generation to find its best ones.",
@@ -139,19 +142,25 @@ with st.form("improve_form"):
         "Keep the best (%)",
         1,
         100,
-        20,
+        round(100 * DEFAULTS.keep_top),
         key="imp_keep",
         help="Share of those games that becomes the training data.",
     )
     epochs = url_number(
-        c[3], "Epochs per generation", 1, 20, 2, key="imp_epochs", help="Fine-tuning passes over the kept games."
+        c[3],
+        "Epochs per generation",
+        1,
+        20,
+        DEFAULTS.epochs,
+        key="imp_epochs",
+        help="Fine-tuning passes over the kept games.",
     )
     c = st.columns(4)
     data_mode = url_select(
         c[0],
         "Training data",
         ["replace", "add"],
-        "replace",
+        DEFAULTS.data,
         key="imp_data",
         help="replace: learn from this generation's best games only; add: from all kept so far.",
     )
@@ -173,7 +182,13 @@ with st.form("improve_form"):
         help="Share of steps on which a random action is taken instead.",
     )
     eval_games = url_number(
-        c[3], "Evaluation games", 10, 500, 100, key="imp_eval", help="Fixed games each generation is measured on."
+        c[3],
+        "Evaluation games",
+        10,
+        500,
+        DEFAULTS.eval_games,
+        key="imp_eval",
+        help="Fixed games each generation is measured on.",
     )
     c = st.columns(4)
     target = c[0].number_input(
@@ -192,7 +207,7 @@ with st.form("improve_form"):
         key="imp_confirm",
         help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
     )
-    seed = url_number(c[2], "Seed", 0, 2**31 - 1, 0, key="imp_seed", help="Same seed, same generations.")
+    seed = url_number(c[2], "Seed", 0, 2**31 - 1, DEFAULTS.seed, key="imp_seed", help="Same seed, same generations.")
     temperature = url_number(
         c[3],
         "Sampling temperature",
@@ -204,21 +219,55 @@ with st.form("improve_form"):
         help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "
         "from its probabilities as they are.",
     )
+    c = st.columns(4)
+    first_games = url_number(
+        c[0],
+        "Random games first",
+        100,
+        LIMITS["games"],
+        DEFAULTS.first_games,
+        step=500,
+        key="imp_first_games",
+        help="Random games whose best ones (the env's keep rule) train the first network, generation 0. "
+        "The notebook plays 10,000; fewer start rougher but sooner.",
+    )
+    first_epochs = url_number(
+        c[1],
+        "Their epochs",
+        1,
+        20,
+        DEFAULTS.first_epochs,
+        key="imp_first_epochs",
+        help="Passes of the first network over them (the notebook: 4).",
+    )
+    batch_size = url_number(
+        c[2],
+        "Batch size",
+        1,
+        4096,
+        DEFAULTS.batch_size,
+        key="imp_batch",
+        help="Rows per learning step, for the first network and every generation.",
+    )
     submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
 
 share_settings(
     [
         "imp_generations", "imp_games", "imp_keep", "imp_epochs", "imp_data", "imp_explore",
         "imp_epsilon", "imp_eval", "imp_target", "imp_confirm", "imp_seed", "imp_temperature",
+        "imp_first_games", "imp_first_epochs", "imp_batch",
     ]
 )  # fmt: skip
 if submitted:
     load_tensorflow()
-    from cartpole_core.improve import ImproveConfig, improve
+    from cartpole_core.improve import improve
 
     try:
         config = ImproveConfig.for_env(
             env_id,
+            first_games=int(first_games),
+            first_epochs=int(first_epochs),
+            batch_size=int(batch_size),
             max_generations=int(generations),
             games_per_generation=int(games),
             keep_top=keep_top / 100,
