@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from cartpole_core.errors import UserError
 from cartpole_core.model import MAX_LAYERS, ModelConfig, build_model, model_shape, parse_hidden
 
+REPO = Path(__file__).resolve().parent.parent
 ENV_SHAPES = [pytest.param(4, 2, id="CartPole"), pytest.param(6, 3, id="Acrobot"), pytest.param(2, 3, id="MountainCar")]
 
 
@@ -127,3 +132,20 @@ def test_parse_hidden_refuses_bad_text(text, message):
 def test_parse_hidden_error_quotes_the_text():
     with pytest.raises(UserError, match="'128,abc'"):
         parse_hidden("128,abc")
+
+
+def test_settings_and_the_cli_parser_load_without_tensorflow():
+    """Processes that only read settings (the web server drawing a form, a sweep's driver,
+    `--help`) must not pay TensorFlow's import; building a network loads it."""
+    code = (
+        "import sys\n"
+        "import cartpole_core.improve, cartpole_core.ensemble, cartpole_core.sweep, cartpole_core.pipeline\n"
+        "from cartpole_core.cli import build_parser\n"
+        "build_parser()\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported too early'\n"
+        "from cartpole_core.model import ModelConfig, build_model\n"
+        "build_model(4, 2, ModelConfig(hidden=(4,)))\n"
+        "assert 'keras' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
