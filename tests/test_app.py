@@ -263,7 +263,7 @@ def test_a_generations_sweep_runs_and_says_where_to_go_on() -> None:
     at.number_input(key="sweep_generations").set_value(1)
     at.number_input(key="sweep_games_per_generation").set_value(20)
     at.number_input(key="sweep_eval").set_value(5)
-    at.text_input(key="sweep_seeds").set_value("0")
+    at.text_input(key="sweep_seeds").set_value("2")  # seed 0's first network already masters the game
     at.text_input(key="sweep_generations_vary1_values").set_value("0.2,0.5")
     press(at, "Run the sweep")
     assert not at.error and metrics(at)["Trials done"] == "2 of 2"
