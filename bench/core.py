@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Modules whose import registers stages (in addition to this one).
-STAGE_MODULES = ("bench.stages", "bench.dashboard", "bench.generations", "bench.server_stages", "bench.ray_stage")
+STAGE_MODULES = (
+    "bench.stages",
+    "bench.dashboard",
+    "bench.generations",
+    "bench.server_stages",
+    "bench.ray_stage",
+    "bench.peers_stage",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (where app.py and BENCHMARKS.md live)."""

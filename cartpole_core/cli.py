@@ -290,6 +290,7 @@ def cmd_improve(args: argparse.Namespace) -> None:
             "kept_games": g.kept_games,
             "accuracy": g.accuracy,
             "play_mean": g.play_mean,
+            "env_steps": g.env_steps,
             "seconds": g.seconds,
             "elapsed": g.elapsed,
         }

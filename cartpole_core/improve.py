@@ -138,6 +138,9 @@ class GenerationRecord:
     """Kept games per score (the Counter of this generation's data)."""
     play_mean: float = 0.0
     """Mean score of the games played (with exploration) to find the best ones."""
+    env_steps: int = 0
+    """Env steps played to collect this generation's data (generation 0: the random games;
+    the evaluation games not counted)."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,7 @@ def improve(
                     float(k): int(v) for k, v in zip(*np.unique(data.game_scores, return_counts=True), strict=True)
                 },
                 play_mean=float(extra.get("play_mean", 0.0)),
+                env_steps=int(extra.get("env_steps", 0)),
             )
         )
         report(
@@ -265,7 +269,7 @@ def improve(
                 info.env_id, games=config.first_games, goal_steps=config.goal_steps, seed=config.seed
             )
         )
-        data = gen.require_accepted()
+        data, first_steps = gen.require_accepted(), gen.env_steps
         model = build_model(info.obs_dim, info.n_actions, ModelConfig(), seed=config.seed)
         model_ref.append(model)
         fit: TrainingResult | None = train(
@@ -276,9 +280,10 @@ def improve(
         )
     else:
         model_ref.append(model)
+        first_steps = 0
         data, fit = Dataset(np.zeros((0, info.obs_dim), np.float32), np.zeros(0, np.int64),
                             np.zeros(0, np.int64), np.zeros(0, np.float32), meta), None  # fmt: skip
-    best_mean = measure(0, data, fit, began)
+    best_mean = measure(0, data, fit, began, env_steps=first_steps)
     best_weights, best_generation = model.get_weights(), 0
     if on_generation is not None:
         on_generation(records[-1], model)
@@ -314,7 +319,7 @@ def improve(
             TrainingConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed + generation),
             sub(generation, "training"),
         )
-        mean = measure(generation, data, fit, began, play_mean=played.mean)
+        mean = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played)
         if mean >= best_mean:
             best_mean, best_weights, best_generation = mean, model.get_weights(), generation
         if on_generation is not None:
