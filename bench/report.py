@@ -154,7 +154,9 @@ def render(
     lines += [
         "## How to run",
         "",
-        "`python -m bench` (about 35 minutes on 2 cores, 20 of them in the Ray stage) rewrites this file; "
+        "`python -m bench` (about 50 minutes on 2 cores: 20 in the Ray stage, 12 in the peer race, which "
+        "builds its own venv with Stable-Baselines3 and torch the first time and must run with nothing else "
+        "busy) rewrites this file; "
         "`python -m bench --quick` is a smoke run with small sizes that prints its report instead; "
         "`--stages generation,gif` runs some stages only; `--reps N` sets the repetitions; `--help` for the "
         "rest. The benchmark is not part of the tests.",

@@ -43,6 +43,11 @@ st.markdown(
     "Each generation is measured on the same fixed games (most probable action), and the best "
     "network is kept — for CartPole-v1 this usually reaches the perfect 500 within a few generations."
 )
+st.caption(
+    "How fast, against the tools people reach for: to a mean of 475 on CartPole-v1, this took a median of "
+    "8.4 s from random play over 5 seeds on a 2-core machine; Stable-Baselines3's tuned PPO 6.6 s of training "
+    "(10.4 s with its evaluations), its DQN 54 s (BENCHMARKS.md, stage 11)."
+)
 
 
 def records_frame(records: list[Any]) -> pd.DataFrame:
