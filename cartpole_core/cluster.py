@@ -4,6 +4,9 @@ This is the one place that gets Ray. :func:`run_tasks` runs a plain function ove
 inputs as Ray tasks (one CPU each) and hands back each outcome as it finishes; sweeps
 (``sweep.py``) and chunked generation (``generate.py``) use it and never touch Ray themselves,
 so a page or a command never knows whether a local Ray or a cluster did the work.
+:func:`run_job` runs one stage call as a Ray task with its progress reports streamed back
+(through a small actor) and Stop sent the other way: the building block for moving the
+dashboard's heavy jobs off the web server.
 
 - ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
   ``ray start --address=…`` on the others, or KubeRay). The cluster's Python environment
@@ -29,6 +32,8 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cartpole_core.progress import Progress, ProgressCallback
 
 #: CPUs each task holds; workers cap their TensorFlow and BLAS threads to it.
 TASK_CPUS = 1
@@ -280,3 +285,102 @@ def run_tasks(
     finally:
         for ref in pending:  # the caller stopped reading: nothing left running for nobody
             ray.cancel(ref, force=False)
+
+
+# ---------------------------------------------------------------- one job with live progress
+
+#: A job's task sends its progress reports at most this often (seconds).
+JOB_PUSH_SECONDS = 0.2
+#: A worker process runs at most this many jobs, then Ray starts a fresh one (memory stays flat).
+JOB_MAX_CALLS = 20
+
+
+class _Channel:
+    """A job's progress reports, from its task to the process waiting for it, and Stop back.
+    Runs as a Ray actor holding no CPU."""
+
+    def __init__(self) -> None:
+        self.reports: list[Progress] = []
+        self.stop = False
+
+    def push(self, reports: list[Progress]) -> bool:
+        """Add reports; True once Stop was asked."""
+        self.reports.extend(reports)
+        return self.stop
+
+    def take(self) -> list[Progress]:
+        """The reports not taken yet, oldest first."""
+        taken, self.reports = self.reports, []
+        return taken
+
+    def ask_stop(self) -> None:
+        self.stop = True
+
+
+def _run_job_in_worker(fn: Callable[..., Any], args: tuple, channel: Any) -> tuple[Any, str]:
+    """What a job's Ray task runs: ``fn(*args, progress=...)``, its reports sent to ``channel``
+    every :data:`JOB_PUSH_SECONDS` and Stop read back at the same time."""
+    import time
+
+    import ray
+
+    _cap_threads()
+    buffer: list[Progress] = []
+    sent_at, stop = 0.0, False
+
+    def forward(p: Progress) -> bool:
+        nonlocal sent_at, stop
+        buffer.append(p)
+        if time.monotonic() - sent_at >= JOB_PUSH_SECONDS:
+            stop = bool(ray.get(channel.push.remote(buffer[:])))
+            buffer.clear()
+            sent_at = time.monotonic()
+        return stop
+
+    try:
+        return fn(*args, progress=forward), ray.get_runtime_context().get_node_id()
+    finally:
+        if buffer:
+            ray.get(channel.push.remote(buffer))
+
+
+def run_job(
+    fn: Callable[..., Any], *args: Any, progress: ProgressCallback | None = None, poll_seconds: float = 0.1
+) -> Any:
+    """Run ``fn(*args, progress=...)`` as one Ray task and return its result, as if it had run here.
+
+    ``fn`` is a module-level function of plain data (settings, NumPy arrays, weights)
+    taking a ``progress`` callback, like every stage of ``cartpole_core``. Its reports reach
+    ``progress`` here, in order, every :data:`JOB_PUSH_SECONDS` or so; when ``progress``
+    returns True, the task is asked to stop (its callback returns True from then on) and
+    the result it returns, partial, is handed back. Its own errors are raised here unchanged
+    (a :class:`UserError` stays one). If waiting is interrupted (a Streamlit Stop or a closed
+    tab), the task is asked to stop and cancelled. Worker processes are replaced after
+    :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind in one does not pile up.
+    """
+    ray = ensure_ray()
+    channel = ray.remote(num_cpus=0)(_Channel).remote()
+    task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS)(
+        _run_job_in_worker
+    )
+    ref = task.remote(fn, args, channel)
+    stop_asked = False
+    finished = False
+    try:
+        while not finished:
+            finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
+            for p in ray.get(channel.take.remote()):
+                if progress is not None and progress(p) and not stop_asked:
+                    stop_asked = True
+                    channel.ask_stop.remote()
+        try:
+            result, _node = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, BaseException) else exc) from None
+        return result
+    finally:
+        if not finished:
+            channel.ask_stop.remote()
+            ray.cancel(ref, force=False)
+        ray.kill(channel)
