@@ -5,7 +5,7 @@ inputs as Ray tasks (one CPU each) and hands back each outcome as it finishes; s
 (``sweep.py``) and chunked generation (``generate.py``) use it and never touch Ray themselves,
 so a page or a command never knows whether a local Ray or a cluster did the work.
 :func:`run_job` runs one stage call as a Ray task with its progress reports streamed back
-(through a small actor) and Stop sent the other way: the building block for moving the
+(through one small actor per process) and Stop sent the other way: the building block for moving the
 dashboard's heavy jobs off the web server.
 
 - ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
@@ -295,30 +295,49 @@ JOB_PUSH_SECONDS = 0.2
 JOB_MAX_CALLS = 20
 
 
-class _Channel:
-    """A job's progress reports, from its task to the process waiting for it, and Stop back.
-    Runs as a Ray actor holding no CPU."""
+class _Hub:
+    """Every running job's progress reports, from its task to the process waiting for it,
+    and Stop back. One Ray actor per waiting process, holding no CPU (an actor is a process
+    of its own: starting one per job would cost about a second)."""
 
     def __init__(self) -> None:
-        self.reports: list[Progress] = []
-        self.stop = False
+        self.reports: dict[str, list[Progress]] = {}
+        self.stops: set[str] = set()
 
-    def push(self, reports: list[Progress]) -> bool:
-        """Add reports; True once Stop was asked."""
-        self.reports.extend(reports)
-        return self.stop
+    def push(self, job: str, reports: list[Progress]) -> bool:
+        """Add a job's reports; True once Stop was asked for it."""
+        self.reports.setdefault(job, []).extend(reports)
+        return job in self.stops
 
-    def take(self) -> list[Progress]:
-        """The reports not taken yet, oldest first."""
-        taken, self.reports = self.reports, []
-        return taken
+    def take(self, job: str) -> list[Progress]:
+        """The job's reports not taken yet, oldest first."""
+        return self.reports.pop(job, [])
 
-    def ask_stop(self) -> None:
-        self.stop = True
+    def ask_stop(self, job: str) -> None:
+        self.stops.add(job)
+
+    def forget(self, job: str) -> None:
+        self.reports.pop(job, None)
+        self.stops.discard(job)
 
 
-def _run_job_in_worker(fn: Callable[..., Any], args: tuple, channel: Any) -> tuple[Any, str]:
-    """What a job's Ray task runs: ``fn(*args, progress=...)``, its reports sent to ``channel``
+_hubs: dict[str, Any] = {}
+"""The hub of this process's Ray session (a handle must be kept, or Ray ends the actor)."""
+
+
+def _hub() -> Any:
+    """This process's hub actor, started with its first job (again if Ray was restarted)."""
+    ray = ensure_ray()
+    session = ray.get_runtime_context().get_job_id()
+    with _lock:
+        if session not in _hubs:
+            _hubs.clear()
+            _hubs[session] = ray.remote(num_cpus=0)(_Hub).remote()
+        return _hubs[session]
+
+
+def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) -> tuple[Any, str]:
+    """What a job's Ray task runs: ``fn(*args, progress=...)``, its reports sent to ``hub``
     every :data:`JOB_PUSH_SECONDS` and Stop read back at the same time."""
     import time
 
@@ -332,7 +351,7 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, channel: Any) -> tup
         nonlocal sent_at, stop
         buffer.append(p)
         if time.monotonic() - sent_at >= JOB_PUSH_SECONDS:
-            stop = bool(ray.get(channel.push.remote(buffer[:])))
+            stop = bool(ray.get(hub.push.remote(job, buffer[:])))
             buffer.clear()
             sent_at = time.monotonic()
         return stop
@@ -341,7 +360,7 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, channel: Any) -> tup
         return fn(*args, progress=forward), ray.get_runtime_context().get_node_id()
     finally:
         if buffer:
-            ray.get(channel.push.remote(buffer))
+            ray.get(hub.push.remote(job, buffer))
 
 
 def run_job(
@@ -358,21 +377,23 @@ def run_job(
     tab), the task is asked to stop and cancelled. Worker processes are replaced after
     :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind in one does not pile up.
     """
+    import uuid
+
     ray = ensure_ray()
-    channel = ray.remote(num_cpus=0)(_Channel).remote()
+    hub, job = _hub(), uuid.uuid4().hex
     task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS)(
         _run_job_in_worker
     )
-    ref = task.remote(fn, args, channel)
+    ref = task.remote(fn, args, hub, job)
     stop_asked = False
     finished = False
     try:
         while not finished:
             finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
-            for p in ray.get(channel.take.remote()):
+            for p in ray.get(hub.take.remote(job)):
                 if progress is not None and progress(p) and not stop_asked:
                     stop_asked = True
-                    channel.ask_stop.remote()
+                    hub.ask_stop.remote(job)
         try:
             result, _node = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
@@ -381,6 +402,6 @@ def run_job(
         return result
     finally:
         if not finished:
-            channel.ask_stop.remote()
+            hub.ask_stop.remote(job)
             ray.cancel(ref, force=False)
-        ray.kill(channel)
+        hub.forget.remote(job)
