@@ -303,22 +303,34 @@ class _Hub:
     def __init__(self) -> None:
         self.reports: dict[str, list[Progress]] = {}
         self.stops: set[str] = set()
+        self.abandoned: set[str] = set()
 
     def push(self, job: str, reports: list[Progress]) -> bool:
         """Add a job's reports; True once Stop was asked for it."""
-        self.reports.setdefault(job, []).extend(reports)
+        if job not in self.abandoned:
+            self.reports.setdefault(job, []).extend(reports)
         return job in self.stops
 
     def take(self, job: str) -> list[Progress]:
         """The job's reports not taken yet, oldest first."""
         return self.reports.pop(job, [])
 
-    def ask_stop(self, job: str) -> None:
+    def ask_stop(self, job: str, abandoned: bool = False) -> None:
+        """Stop the job; ``abandoned``: nobody waits for it any more (its task forgets it)."""
         self.stops.add(job)
+        if abandoned:
+            self.abandoned.add(job)
+            self.reports.pop(job, None)
 
     def forget(self, job: str) -> None:
         self.reports.pop(job, None)
         self.stops.discard(job)
+        self.abandoned.discard(job)
+
+    def ended(self, job: str) -> None:
+        """The job's task ended: forget it if nobody waits for it."""
+        if job in self.abandoned:
+            self.forget(job)
 
 
 _hubs: dict[str, Any] = {}
@@ -361,6 +373,7 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) 
     finally:
         if buffer:
             ray.get(hub.push.remote(job, buffer))
+        hub.ended.remote(job)
 
 
 def run_job(
@@ -401,7 +414,8 @@ def run_job(
             raise (cause if isinstance(cause, BaseException) else exc) from None
         return result
     finally:
-        if not finished:
-            hub.ask_stop.remote(job)
+        if finished:
+            hub.forget.remote(job)
+        else:  # nobody waits any more: the task stops at its next report (the hub keeps telling it so)
+            hub.ask_stop.remote(job, abandoned=True)
             ray.cancel(ref, force=False)
-        hub.forget.remote(job)
