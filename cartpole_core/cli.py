@@ -526,70 +526,30 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
     d = ImproveConfig()
     p.add_argument("--model", help="start from this .keras model (default: a first network trained on random games)")
     p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
-    p.add_argument(
-        "--first-games",
-        type=int,
-        default=d.first_games,
-        help=f"random games whose best train generation 0's network (default {d.first_games})",
-    )
-    p.add_argument(
-        "--first-epochs", type=int, default=d.first_epochs, help=f"its epochs on them (default {d.first_epochs})"
-    )
-    p.add_argument(
-        "--generations", type=int, default=d.max_generations, help=f"most generations (default {d.max_generations})"
-    )
-    p.add_argument(
-        "--games",
-        type=int,
-        default=d.games_per_generation,
-        help=f"games played per generation (default {d.games_per_generation})",
-    )
-    p.add_argument("--keep-top", type=float, default=d.keep_top, help=f"share of games kept (default {d.keep_top})")
-    p.add_argument("--data-mode", choices=DATA_MODES, default=d.data, help=f"replace or add data (default {d.data})")
-    p.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"fine-tuning epochs per generation (default {d.epochs})"
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"rows per gradient step (default {d.batch_size})"
-    )
+    for flag, name, kind, text in (
+        ("--first-games", "first_games", int, "random games whose best train generation 0's network"),
+        ("--first-epochs", "first_epochs", int, "its epochs on them"),
+        ("--generations", "max_generations", int, "most generations"),
+        ("--games", "games_per_generation", int, "games played per generation"),
+        ("--keep-top", "keep_top", float, "share of games kept"),
+        ("--epochs", "epochs", int, "fine-tuning epochs per generation"),
+        ("--batch-size", "batch_size", int, "rows per gradient step"),
+        ("--temperature", "temperature", float, "below 1 sharpens the sampling"),
+        ("--epsilon", "epsilon", float, "share of random actions while collecting"),
+        ("--eval-games", "eval_games", int, "evaluation games per generation"),
+        ("--confirm-games", "confirm_games", int, "fresh games to confirm the result"),
+        ("--max-seconds", "max_seconds", float, "start no generation after this"),
+        ("--seed", "seed", int, "seed"),
+    ):
+        p.add_argument(flag, type=kind, default=getattr(d, name), help=f"{text} (default %(default)s)")
+    p.add_argument("--data-mode", choices=DATA_MODES, default=d.data, help="replace or add data (default %(default)s)")
     p.add_argument("--argmax", action="store_true", help="collect games with argmax instead of sampling")
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=d.temperature,
-        help=f"below 1 sharpens the sampling (default {d.temperature:g})",
-    )
-    p.add_argument(
-        "--epsilon",
-        type=float,
-        default=d.epsilon,
-        help=f"share of random actions while collecting (default {d.epsilon:g})",
-    )
-    p.add_argument(
-        "--eval-games",
-        type=int,
-        default=d.eval_games,
-        help=f"evaluation games per generation (default {d.eval_games})",
-    )
     p.add_argument(
         "--target",
         type=float,
         help="stop at this evaluation mean (default: the env's solved score; 500 for CartPole-v1)",
     )
     p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
-    p.add_argument(
-        "--confirm-games",
-        type=int,
-        default=d.confirm_games,
-        help=f"fresh games to confirm the result (default {d.confirm_games})",
-    )
-    p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=d.max_seconds,
-        help=f"start no generation after this (default {d.max_seconds:g})",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
     p.add_argument("--out", help="save the best model to this .keras file")
     _common(p)
     p.set_defaults(func=cmd_improve)
