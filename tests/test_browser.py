@@ -235,6 +235,8 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     open_page(page, "Compare")
     set_number(page, "Games per seed", 5)
     click_key(page, "cmp_run")
+    # On a busy machine the run may start after settle()'s grace period: wait for its charts.
+    page.locator('[data-testid="stVegaLiteChart"]').nth(2).wait_for(timeout=240_000)
     no_exception(page)
     assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 3
     screenshot(page, shots / "compare.png")
