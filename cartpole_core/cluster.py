@@ -23,6 +23,7 @@ and NumPy arrays (zero-copy from Ray's object store); models travel as config + 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -293,17 +294,33 @@ def run_tasks(
 JOB_PUSH_SECONDS = 0.2
 #: A worker process runs at most this many jobs, then Ray starts a fresh one (memory stays flat).
 JOB_MAX_CALLS = 20
+#: After an interrupted wait, how long :func:`run_job` waits for the stopped task's partial result.
+PARTIAL_WAIT_SECONDS = 15.0
 
 
 class _Hub:
-    """Every running job's progress reports, from its task to the process waiting for it,
-    and Stop back. One Ray actor per waiting process, holding no CPU (an actor is a process
-    of its own: starting one per job would cost about a second)."""
+    """Every job of one waiting process: which are queued or running, their progress reports
+    on the way from the task, and Stop the other way. One Ray actor per waiting process,
+    holding no CPU (an actor is a process of its own: starting one per job would cost about
+    a second)."""
 
     def __init__(self) -> None:
+        self.queued: list[str] = []
+        """Jobs submitted and not started yet, oldest first (Ray's queue, as this process sees it)."""
+        self.running: set[str] = set()
         self.reports: dict[str, list[Progress]] = {}
         self.stops: set[str] = set()
         self.abandoned: set[str] = set()
+
+    def submit(self, job: str) -> None:
+        self.queued.append(job)
+
+    def start(self, job: str) -> bool:
+        """The job's task began; True when it should not run at all (cancelled while queued)."""
+        if job in self.queued:
+            self.queued.remove(job)
+        self.running.add(job)
+        return job in self.abandoned
 
     def push(self, job: str, reports: list[Progress]) -> bool:
         """Add a job's reports; True once Stop was asked for it."""
@@ -311,9 +328,11 @@ class _Hub:
             self.reports.setdefault(job, []).extend(reports)
         return job in self.stops
 
-    def take(self, job: str) -> list[Progress]:
-        """The job's reports not taken yet, oldest first."""
-        return self.reports.pop(job, [])
+    def take(self, job: str) -> tuple[list[Progress], int]:
+        """The job's reports not taken yet (oldest first) and, while it is queued, how many
+        jobs are ahead of it (-1 once it runs)."""
+        ahead = self.queued.index(job) if job in self.queued else -1
+        return self.reports.pop(job, []), ahead
 
     def ask_stop(self, job: str, abandoned: bool = False) -> None:
         """Stop the job; ``abandoned``: nobody waits for it any more (its task forgets it)."""
@@ -321,16 +340,24 @@ class _Hub:
         if abandoned:
             self.abandoned.add(job)
             self.reports.pop(job, None)
+            if job in self.queued:
+                self.queued.remove(job)
 
     def forget(self, job: str) -> None:
         self.reports.pop(job, None)
         self.stops.discard(job)
         self.abandoned.discard(job)
+        self.running.discard(job)
 
     def ended(self, job: str) -> None:
         """The job's task ended: forget it if nobody waits for it."""
+        self.running.discard(job)
         if job in self.abandoned:
             self.forget(job)
+
+    def counts(self) -> tuple[int, int]:
+        """Jobs (running, queued)."""
+        return len(self.running), len(self.queued)
 
 
 _hubs: dict[str, Any] = {}
@@ -355,6 +382,8 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) 
 
     import ray
 
+    if ray.get(hub.start.remote(job)):
+        return None, ""  # cancelled while it waited in the queue: nobody wants it
     _cap_threads()
     buffer: list[Progress] = []
     sent_at, stop = 0.0, False
@@ -362,7 +391,7 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) 
     def forward(p: Progress) -> bool:
         nonlocal sent_at, stop
         buffer.append(p)
-        if time.monotonic() - sent_at >= JOB_PUSH_SECONDS:
+        if time.monotonic() - sent_at >= JOB_PUSH_SECONDS or p.payload is not None:
             stop = bool(ray.get(hub.push.remote(job, buffer[:])))
             buffer.clear()
             sent_at = time.monotonic()
@@ -376,18 +405,56 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) 
         hub.ended.remote(job)
 
 
+@dataclass(frozen=True)
+class JobCounts:
+    """How busy the engine is, for a status line."""
+
+    running: int
+    """This process's jobs running now."""
+    queued: int
+    """This process's jobs waiting for a CPU."""
+    cpus: int
+    """CPUs Ray can give tasks, over every node."""
+    cpus_busy: int
+    """CPUs held by tasks now (anyone's: other app replicas, sweeps)."""
+
+
+def job_counts() -> JobCounts | None:
+    """This process's jobs and the cluster's CPUs, or None before the first job (never starts Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    with _lock:
+        hub = next(iter(_hubs.values()), None)
+    running, queued = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    free = float(ray.available_resources().get("CPU", 0.0))
+    return JobCounts(running, queued, cpus, max(0, round(cpus - free)))
+
+
 def run_job(
-    fn: Callable[..., Any], *args: Any, progress: ProgressCallback | None = None, poll_seconds: float = 0.1
+    fn: Callable[..., Any],
+    *args: Any,
+    progress: ProgressCallback | None = None,
+    waiting: Callable[[int], None] | None = None,
+    partial: Callable[[Any], None] | None = None,
+    poll_seconds: float = 0.1,
 ) -> Any:
     """Run ``fn(*args, progress=...)`` as one Ray task and return its result, as if it had run here.
 
-    ``fn`` is a module-level function of plain data (settings, NumPy arrays, weights)
-    taking a ``progress`` callback, like every stage of ``cartpole_core``. Its reports reach
-    ``progress`` here, in order, every :data:`JOB_PUSH_SECONDS` or so; when ``progress``
-    returns True, the task is asked to stop (its callback returns True from then on) and
-    the result it returns, partial, is handed back. Its own errors are raised here unchanged
-    (a :class:`UserError` stays one). If waiting is interrupted (a Streamlit Stop or a closed
-    tab), the task is asked to stop and cancelled. Worker processes are replaced after
+    ``fn`` is a module-level function of plain data (settings, NumPy arrays, a
+    :class:`~cartpole_core.model.Network`) taking a ``progress`` callback, like every stage of
+    ``cartpole_core``. The task waits in Ray's queue for a CPU; meanwhile ``waiting(ahead)``
+    is called every poll with the number of this process's jobs queued ahead of it. Its
+    reports reach ``progress`` here, in order, every :data:`JOB_PUSH_SECONDS` or so (a
+    report with a ``payload`` at once); when ``progress`` returns True, the task is asked to
+    stop (its callback returns True from then on) and the result it returns, partial, is
+    handed back. Its own errors are raised here unchanged (a :class:`UserError` stays one).
+
+    If waiting is interrupted (a Streamlit Stop or Cancel, a closed tab), the task is asked
+    to stop; with ``partial`` given, its result (what it learned so far) is awaited for up to
+    :data:`PARTIAL_WAIT_SECONDS` and handed to ``partial`` before the interruption goes on.
+    A task still queued is cancelled. Worker processes are replaced after
     :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind in one does not pile up.
     """
     import uuid
@@ -397,25 +464,48 @@ def run_job(
     task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS)(
         _run_job_in_worker
     )
+    hub.submit.remote(job)  # before the task: one caller's actor calls run in order
     ref = task.remote(fn, args, hub, job)
     stop_asked = False
     finished = False
     try:
         while not finished:
             finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
-            for p in ray.get(hub.take.remote(job)):
+            reports, ahead = ray.get(hub.take.remote(job))
+            if ahead >= 0 and waiting is not None and not finished:
+                waiting(ahead)
+            for p in reports:
                 if progress is not None and progress(p) and not stop_asked:
                     stop_asked = True
                     hub.ask_stop.remote(job)
-        try:
-            result, _node = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
-            cause = getattr(exc, "cause", None)
-            raise (cause if isinstance(cause, BaseException) else exc) from None
-        return result
+        return _job_result(ray, ref)
     finally:
         if finished:
             hub.forget.remote(job)
+        elif partial is not None and _stop_and_wait(ray, hub, job, ref):
+            hub.forget.remote(job)
+            with contextlib.suppress(Exception):  # the job failed while stopping: nothing to keep
+                partial(_job_result(ray, ref))
         else:  # nobody waits any more: the task stops at its next report (the hub keeps telling it so)
             hub.ask_stop.remote(job, abandoned=True)
             ray.cancel(ref, force=False)
+
+
+def _job_result(ray: Any, ref: Any) -> Any:
+    """A finished job's result, or its own error raised."""
+    try:
+        result, _node = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, BaseException) else exc) from None
+    return result
+
+
+def _stop_and_wait(ray: Any, hub: Any, job: str, ref: Any) -> bool:
+    """Ask a running job to stop and wait for it to return; False if it was still queued
+    (it never runs: cancelled) or did not return in :data:`PARTIAL_WAIT_SECONDS`."""
+    _, ahead = ray.get(hub.take.remote(job))
+    if ahead >= 0:
+        return False
+    hub.ask_stop.remote(job)
+    return bool(ray.wait([ref], timeout=PARTIAL_WAIT_SECONDS)[0])

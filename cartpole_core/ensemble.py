@@ -18,7 +18,7 @@ import numpy as np
 from cartpole_core.dataset import Dataset
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
-from cartpole_core.model import ModelConfig, build_model
+from cartpole_core.model import ModelConfig, Network, build_model
 from cartpole_core.policies import ModelPolicy, Policy
 from cartpole_core.progress import Progress, ProgressCallback, report
 from cartpole_core.training import TrainingConfig, TrainingResult, train
@@ -97,8 +97,8 @@ class EnsembleResult:
     """The trained members and how their training went."""
 
     config: EnsembleConfig
-    models: list[keras.Model] = field(default_factory=list)
-    """The members' Keras models."""
+    models: list[keras.Model | Network] = field(default_factory=list)
+    """The members' Keras models (Networks when the result comes from :mod:`cartpole_core.jobs`)."""
     histories: list[TrainingResult] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False

@@ -22,7 +22,7 @@ from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
 from cartpole_core.generate import MAX_GAMES, GenerationConfig, generate
-from cartpole_core.model import ModelConfig, build_model
+from cartpole_core.model import ModelConfig, Network, build_model
 from cartpole_core.policies import ModelPolicy
 from cartpole_core.progress import Progress, ProgressCallback, report
 from cartpole_core.training import TrainingConfig, TrainingResult, train
@@ -147,8 +147,9 @@ class GenerationRecord:
 class ImproveResult:
     config: ImproveConfig
     generations: list[GenerationRecord]
-    model: keras.Model
-    """The best network found (highest evaluation mean; the later one on a tie)."""
+    model: keras.Model | Network
+    """The best network found (highest evaluation mean; the later one on a tie); a Network
+    when the result comes from :mod:`cartpole_core.jobs`."""
     best_generation: int
     best_mean: float
     confirmation: EvaluationResult | None

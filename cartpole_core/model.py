@@ -17,6 +17,8 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cartpole_core.errors import UserError, check_range
 
 if TYPE_CHECKING:
@@ -131,3 +133,57 @@ def model_shape(model: keras.Model) -> tuple[int, int]:
     except (AttributeError, TypeError, ValueError) as exc:
         raise UserError("This model does not map one observation vector to action probabilities.") from exc
     return obs_dim, n_actions
+
+
+DenseLayer = tuple[np.ndarray, np.ndarray, str]
+"""One Dense layer as NumPy: kernel float32 (inputs, units), bias float32 (units,), activation name."""
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A network as plain data: what a browser session keeps and what travels to and from a
+    Ray task. Needs no TensorFlow to hold, to play (a plain Dense stack runs in NumPy), to
+    download or to save; :meth:`to_keras` rebuilds the Keras model where one is trained.
+
+    Made by :meth:`of` from a Keras model in the process that trained or loaded it.
+    """
+
+    obs_dim: int
+    n_actions: int
+    layers: tuple[DenseLayer, ...] | None
+    """Each Dense layer in NumPy for a plain Dense/Dropout stack with activations NumPy can
+    compute (every network this app builds); None for any other model."""
+    keras_file: bytes | None
+    """The whole model as a ``.keras`` file: architecture, weights and optimiser state
+    (~4 MB for the notebook's network). None for a copy kept only to play (see :meth:`of`)."""
+    gradient_steps: int = 0
+    """Optimiser steps the network has learned."""
+
+    @classmethod
+    def of(cls, model: keras.Model, keep_file: bool = True) -> Network:
+        """The network of a Keras model. ``keep_file=False`` drops the ``.keras`` file when the
+        layers alone can play it (a light snapshot, e.g. one per generation for a time-lapse)."""
+        from cartpole_core.policies import numpy_layers
+        from cartpole_core.storage import model_to_bytes
+
+        obs_dim, n_actions = model_shape(model)
+        layers = numpy_layers(model)
+        optimizer = getattr(model, "optimizer", None)
+        steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
+        keep = keep_file or layers is None
+        return cls(obs_dim, n_actions, None if layers is None else tuple(layers),
+                   model_to_bytes(model) if keep else None, steps)  # fmt: skip
+
+    def to_keras(self) -> keras.Model:
+        """The Keras model (loaded in safe mode from :attr:`keras_file`; imports TensorFlow)."""
+        from cartpole_core.storage import model_from_bytes
+
+        if self.keras_file is None:
+            raise ValueError("this network was kept only to play: it has no .keras file to rebuild")
+        return model_from_bytes(self.keras_file)
+
+    def describe(self) -> str:
+        """E.g. ``"Dense 128-256-512-256-128 → 2"`` or ``"a custom Keras model"``."""
+        if self.layers is None:
+            return "a custom Keras model"
+        return "Dense " + "-".join(str(k.shape[1]) for k, _, _ in self.layers[:-1]) + f" → {self.n_actions}"

@@ -18,7 +18,7 @@ from cartpole_core.progress import ProgressCallback, report
 if TYPE_CHECKING:
     import keras
 
-    from cartpole_core.model import ModelConfig
+    from cartpole_core.model import ModelConfig, Network
     from cartpole_core.training import TrainingConfig, TrainingResult
 
 #: Share of the progress bar each stage takes (training dominates the time).
@@ -41,7 +41,8 @@ class NotebookConfig:
 @dataclass(frozen=True)
 class NotebookResult:
     generation: GenerationResult
-    model: keras.Model
+    model: keras.Model | Network
+    """A Network when the result comes from :mod:`cartpole_core.jobs`."""
     training: TrainingResult
     evaluation: EvaluationResult
     random_evaluation: EvaluationResult

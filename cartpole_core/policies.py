@@ -24,6 +24,8 @@ from cartpole_core.errors import UserError, check_range
 if TYPE_CHECKING:
     import keras
 
+    from cartpole_core.model import Network
+
 
 @runtime_checkable
 class Policy(Protocol):
@@ -87,18 +89,28 @@ def numpy_layers(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]]
 
 
 class ModelPolicy:
-    """A Keras model's action probabilities, computed on whole batches."""
+    """A network's action probabilities, computed on whole batches.
+
+    ``model`` is a Keras model or a :class:`~cartpole_core.model.Network`; a Network of a
+    plain Dense stack plays in NumPy without importing TensorFlow.
+    """
 
     deterministic = True
 
-    def __init__(self, model: keras.Model, name: str = "model"):
-        from cartpole_core.model import model_shape
+    def __init__(self, model: keras.Model | Network, name: str = "model"):
+        from cartpole_core.model import Network, model_shape
 
-        self.model = model
         self.name = name
+        self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
+        if isinstance(model, Network):
+            self.obs_dim, self.n_actions = model.obs_dim, model.n_actions
+            self._layers = None if model.layers is None else list(model.layers)
+            if self._layers is not None:
+                return
+            model = model.to_keras()
+        self.model = model
         self.obs_dim, self.n_actions = model_shape(model)
         self._layers = numpy_layers(model)
-        self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
         if self._layers is None:
             import tensorflow as tf
 

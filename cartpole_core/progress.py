@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Progress:
     """A short line for a person, e.g. ``"epoch 2/4, batch 120/349"``."""
     metrics: Mapping[str, float] = field(default_factory=dict)
     """Figures so far, e.g. ``{"loss": 0.66, "accuracy": 0.61}`` while training."""
+    payload: Any = None
+    """A piece of the result handed over early, for a live view (e.g. a finished
+    generation's record and network, from :func:`cartpole_core.jobs.improve_job`)."""
 
 
 ProgressCallback = Callable[[Progress], "bool | None"]

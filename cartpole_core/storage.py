@@ -28,6 +28,7 @@ import numpy as np
 
 from cartpole_core.dataset import Dataset, validate_arrays
 from cartpole_core.errors import UserError
+from cartpole_core.model import Network
 
 if TYPE_CHECKING:
     import keras
@@ -276,7 +277,7 @@ def _sweep_leftovers(root: Path, older_than_s: float = 3600.0) -> None:
 def save_run(
     record: RunRecord,
     dataset: Dataset | None = None,
-    model: keras.Model | None = None,
+    model: keras.Model | Network | None = None,
     root: Path | None = None,
     keep: int | None = None,
 ) -> RunRecord:
@@ -305,7 +306,10 @@ def save_run(
         if dataset is not None:
             (tmp / DATASET_FILE).write_bytes(dataset_to_bytes(dataset))
         if model is not None:
-            (tmp / MODEL_FILE).write_bytes(model_to_bytes(model))
+            data = model.keras_file if isinstance(model, Network) else model_to_bytes(model)
+            if data is None:
+                raise ValueError("this network was kept only to play: it has no .keras file to save")
+            (tmp / MODEL_FILE).write_bytes(data)
         body = {k: v for k, v in saved.__dict__.items() if k != "damaged"}
         (tmp / RUN_FILE).write_text(json.dumps(body, indent=1))
         os.rename(tmp, root / run_id)
@@ -370,6 +374,14 @@ def load_run_dataset(run_id: str, root: Path | None = None) -> Dataset:
 
 def load_run_model(run_id: str, root: Path | None = None) -> keras.Model:
     return load_model(_run_folder(run_id, root) / MODEL_FILE)
+
+
+def run_model_file(run_id: str, root: Path | None = None) -> bytes:
+    """The run's ``model.keras`` as bytes, unloaded (no TensorFlow needed to read it)."""
+    path = _run_folder(run_id, root) / MODEL_FILE
+    if not path.exists():
+        raise UserError(f"Run {run_id} has no model: use a run saved with one.")
+    return _read_limited(path)
 
 
 def delete_run(run_id: str, root: Path | None = None) -> None:

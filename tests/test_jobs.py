@@ -92,6 +92,89 @@ def test_an_interrupted_wait_stops_the_job(local_ray, tmp_path):
     assert path.read_text() == before, "the task still runs after the page stopped waiting"
 
 
+def test_an_interrupted_wait_hands_over_the_partial_result(local_ray):
+    kept = []
+
+    def interrupt_at_fifth(p) -> bool:
+        if p.metrics["step"] >= 5:
+            raise _Interrupted
+        return False
+
+    with pytest.raises(_Interrupted):
+        run_job(count_to, 1000, 0.02, progress=interrupt_at_fifth, partial=kept.append)
+    assert len(kept) == 1 and 5 <= kept[0]["done"] < 1000, kept
+
+
+def test_a_queued_job_knows_its_place_and_leaves_the_queue_when_cancelled(local_ray, tmp_path):
+    """Two CPUs: two long jobs run, a third waits with 0 ahead, a fourth with 1 ahead; the
+    fourth's visitor cancels, so it never runs, and the third then starts."""
+    import threading
+
+    from cartpole_core.cluster import job_counts
+
+    paths = [tmp_path / f"count{i}.txt" for i in range(4)]
+    places: dict[int, list[int]] = {2: [], 3: []}
+    stop_all = threading.Event()
+
+    def visitor(i: int) -> None:
+        def waiting(ahead: int) -> None:
+            places.setdefault(i, []).append(ahead)
+            if i == 3 and len(places[3]) >= 5:
+                raise _Interrupted  # Cancel clicked while queued
+
+        def progress(p) -> bool:
+            return stop_all.is_set()
+
+        try:
+            run_job(count_into, str(paths[i]), progress=progress, waiting=waiting)
+        except _Interrupted:
+            pass
+
+    def wait_for(condition) -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(4)]
+    threads[0].start()
+    threads[1].start()
+    wait_for(lambda: paths[0].exists() and paths[1].exists())  # both CPUs busy
+    threads[2].start()
+    wait_for(lambda: bool(places[2]))
+    threads[3].start()
+    wait_for(lambda: len(places[3]) >= 5)
+    counts = job_counts()
+    assert counts is not None and counts.running == 2 and counts.cpus == 2, counts
+    assert places[2] and set(places[2]) == {0}, places
+    assert places[3] and set(places[3]) <= {1}, places
+    stop_all.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert paths[2].exists(), "the third job ran once a CPU was free"
+    assert not paths[3].exists(), "the cancelled job never ran"
+    time.sleep(0.5)
+    after = job_counts()
+    assert after is not None and (after.running, after.queued) == (0, 0), after
+
+
+def test_jobs_give_what_the_stage_gives_in_process(local_ray, small_dataset, tiny_config):
+    """Training as a Ray job returns the network the same training makes here."""
+    import numpy as np
+
+    from cartpole_core.jobs import train_job
+    from cartpole_core.training import TrainingConfig
+
+    config = TrainingConfig(epochs=1, seed=3)
+    here = train_job(small_dataset, tiny_config, config, 3)
+    there = run_job(train_job, small_dataset, tiny_config, config, 3, progress=lambda p: False)
+    assert there.network.gradient_steps == here.network.gradient_steps > 0
+    for (k1, b1, a1), (k2, b2, a2) in zip(here.network.layers, there.network.layers, strict=True):
+        np.testing.assert_allclose(k1, k2, atol=1e-5)
+        np.testing.assert_allclose(b1, b2, atol=1e-5)
+        assert a1 == a2
+    assert there.training.final_accuracy == pytest.approx(here.training.final_accuracy, abs=1e-4)
+
+
 # Workers import functions by module name; this module is not importable there, so it travels by value.
 import ray.cloudpickle  # noqa: E402
 

@@ -1,0 +1,110 @@
+"""Dashboard jobs: each heavy stage as a function of plain data, to run as a Ray task.
+
+The dashboard's web server holds no TensorFlow: a session keeps its networks as
+:class:`~cartpole_core.model.Network` (a ``.keras`` file and NumPy layers), and everything
+that builds, trains or loads a Keras model runs through :func:`cluster.run_job` on a Ray
+worker (the local Ray, or a cluster's). Each function here takes settings, datasets and
+Networks, calls the stage itself, and returns the stage's own result dataclass with its
+Keras models replaced by Networks. They take ``progress`` like every stage, so they also
+run in-process unchanged (the tests compare both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from cartpole_core.dataset import Dataset
+from cartpole_core.ensemble import EnsembleConfig, EnsembleResult
+from cartpole_core.improve import GenerationRecord, ImproveConfig, ImproveResult
+from cartpole_core.model import ModelConfig, Network
+from cartpole_core.pipeline import NotebookConfig, NotebookResult
+from cartpole_core.progress import Progress, ProgressCallback
+from cartpole_core.training import TrainingConfig, TrainingResult
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A network and how its training went."""
+
+    network: Network
+    training: TrainingResult
+
+
+def train_job(
+    dataset: Dataset,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> Trained:
+    """A new network of ``model_config`` (weights from ``seed``) trained on ``dataset``.
+
+    Stopped early (``progress`` returned True), it keeps the steps learned so far.
+    """
+    from cartpole_core.model import build_model
+    from cartpole_core.training import train
+
+    training_config.validate()
+    model = build_model(dataset.obs_dim, dataset.n_actions, model_config, seed=seed)
+    result = train(model, dataset, training_config, progress)
+    return Trained(Network.of(model), result)
+
+
+def ensemble_job(
+    dataset: Dataset,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
+    config: EnsembleConfig,
+    progress: ProgressCallback | None = None,
+) -> EnsembleResult:
+    """:func:`~cartpole_core.ensemble.train_ensemble`, its members as Networks."""
+    from cartpole_core.ensemble import train_ensemble
+
+    result = train_ensemble(dataset, model_config, training_config, config, progress)
+    return replace(result, models=[Network.of(m) for m in result.models])
+
+
+@dataclass(frozen=True)
+class GenerationDone:
+    """The payload of :func:`improve_job`'s report after each generation."""
+
+    record: GenerationRecord
+    network: Network
+    """The network as the generation left it (its ``.keras`` file dropped when NumPy can play it)."""
+
+
+def improve_job(
+    config: ImproveConfig, start: Network | None, progress: ProgressCallback | None = None
+) -> ImproveResult:
+    """:func:`~cartpole_core.improve.improve` from ``start`` (None: a first network on random
+    games), the best network as a Network. After each generation a report carries a
+    :class:`GenerationDone` as its ``payload``, for a live chart and a time-lapse."""
+    from cartpole_core.improve import improve
+
+    span = config.max_generations + 1
+
+    def on_generation(record: GenerationRecord, model: object) -> None:
+        if progress is not None:
+            done = GenerationDone(record, Network.of(model, keep_file=False))  # type: ignore[arg-type]
+            fraction = min(1.0, (record.generation + 1) / span)
+            progress(Progress(fraction, f"generation {record.generation}: mean {record.mean:.1f}", {}, done))
+
+    result = improve(config, None if start is None else start.to_keras(), progress, on_generation)
+    return replace(result, model=Network.of(result.model))
+
+
+def notebook_job(config: NotebookConfig, progress: ProgressCallback | None = None) -> NotebookResult:
+    """:func:`~cartpole_core.pipeline.run_notebook`, its network as a Network."""
+    from cartpole_core.pipeline import run_notebook
+
+    result = run_notebook(config, progress)
+    return replace(result, model=Network.of(result.model))
+
+
+def load_network_job(keras_file: bytes, progress: ProgressCallback | None = None) -> Network:
+    """A ``.keras`` file (an upload, a saved run) loaded in safe mode and checked, as a
+    Network; a :class:`UserError` for anything that is not a safe model of observations to
+    action probabilities."""
+    from cartpole_core.storage import model_from_bytes
+
+    return Network.of(model_from_bytes(keras_file))
