@@ -20,16 +20,15 @@ from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import RunRecord, save_run
-from pages.server import LIMITS, heavy_job  # noqa: F401  (re-exported for the pages)
+from pages.server import LIMITS, heavy_job, ray_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
-    import keras
-
     from cartpole_core.dataset import Dataset
     from cartpole_core.ensemble import EnsembleEvaluation, EnsembleResult
     from cartpole_core.evaluate import EvaluationResult
     from cartpole_core.generate import GenerationResult
     from cartpole_core.improve import ImproveResult
+    from cartpole_core.model import Network
     from cartpole_core.pipeline import NotebookResult
     from cartpole_core.sweep import SweepResult
     from cartpole_core.training import TrainingResult
@@ -78,10 +77,9 @@ class Lab:
     generation: GenerationResult | None = None
     dataset: Dataset | None = None
     dataset_source: str = ""
-    model: keras.Model | None = None
+    model: Network | None = None
+    """The current network, as plain data: the web server never holds a Keras model."""
     model_source: str = ""
-    model_bytes: bytes | None = None
-    """The model as .keras bytes, made once for downloads (None until asked)."""
     training: TrainingResult | None = None
     live_training: dict[str, Any] | None = None
     evaluation: EvaluationResult | None = None
@@ -106,16 +104,15 @@ def use_notebook_result(result: NotebookResult, dataset_source: str, model_sourc
     state.notebook = result
     state.generation, state.dataset = result.generation, result.generation.dataset
     state.dataset_source = dataset_source
-    set_model(result.model, model_source, result.training)
+    set_model(result.model, model_source, result.training)  # a Network: the result came from a job
     state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
     state.env_id = result.generation.config.env_id
 
 
-def set_model(model: keras.Model | None, source: str, training: TrainingResult | None = None) -> None:
+def set_model(model: Network | None, source: str, training: TrainingResult | None = None) -> None:
     """Make ``model`` this session's current model (forgetting what described the old one)."""
     state = lab()
     state.model, state.model_source, state.training = model, source, training
-    state.model_bytes = None
     state.evaluation = state.evaluation_random = None
     state.evaluation_gifs = {}
 
@@ -202,7 +199,7 @@ def share_settings(keys: list[str]) -> None:
         st.code(f"{st.context.url or ''}?{urlencode(params)}", language=None)
 
 
-def save_as_run(record: RunRecord, dataset: Dataset | None = None, model: keras.Model | None = None) -> None:
+def save_as_run(record: RunRecord, dataset: Dataset | None = None, model: Network | None = None) -> None:
     """Save a run (pruning the oldest beyond this server's limit) and say so, or show why not."""
     try:
         saved = save_run(record, dataset=dataset, model=model, keep=LIMITS["runs_kept"])
@@ -282,22 +279,12 @@ def progress_bar(label: str) -> tuple[ProgressCallback, Any]:
 
 
 def tensorflow_line() -> str:
-    """TensorFlow's version and GPUs seen, once TensorFlow has been loaded by a page."""
+    """Where TensorFlow runs: in Ray's workers, never in this web server (unless a custom
+    uploaded model that NumPy cannot play was played here)."""
     if "tensorflow" not in sys.modules:
-        return "TensorFlow: loads when a page needs it"
+        return "TensorFlow runs in Ray's workers; this web server plays networks in NumPy"
     tf = sys.modules["tensorflow"]
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    return f"TensorFlow {tf.__version__} · GPUs available: {gpus}"
-
-
-def load_tensorflow() -> None:
-    """Import TensorFlow (once per process) with a spinner the first time."""
-    if "keras" in sys.modules:
-        return
-    with st.spinner("Loading TensorFlow (only the first time, a few seconds)…"):
-        from cartpole_core.model import import_keras
-
-        import_keras()
+    return f"TensorFlow {tf.__version__} also loaded here (a custom model played)"
 
 
 # ---------------------------------------------------------------- charts

@@ -20,7 +20,6 @@ from pages.common import (
     choice_chart,
     heavy_job,
     lab,
-    load_tensorflow,
     progress_bar,
     share_settings,
     show_error,
@@ -72,20 +71,15 @@ share_settings(["cmp_seeds", "cmp_games"])
 def make_policy(name: str) -> Policy:
     if name == "random":
         return RandomPolicy(info.n_actions)
-    load_tensorflow()
     from cartpole_core.policies import ModelPolicy
 
     if name == "current model":
+        assert state.model is not None
         return ModelPolicy(state.model, name=name)
     if name == "ensemble":
         assert state.ensemble is not None
         return state.ensemble.policy()
-    import keras
-
-    generation = int(name.split()[-1])
-    clone = keras.models.clone_model(live["model"])
-    clone.set_weights(snapshots[generation])
-    return ModelPolicy(clone, name=name)
+    return ModelPolicy(snapshots[int(name.split()[-1])], name=name)
 
 
 if st.button(

@@ -15,8 +15,8 @@ from pages.common import (
     MODEL_COLOR,
     heavy_job,
     lab,
-    load_tensorflow,
     progress_bar,
+    ray_job,
     share_settings,
     show_error,
     url_number,
@@ -79,8 +79,8 @@ with st.form("ensemble_form"):
 
 share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
 if submitted:
-    load_tensorflow()
-    from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble, train_ensemble
+    from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble
+    from cartpole_core.jobs import ensemble_job
     from cartpole_core.model import ModelConfig
     from cartpole_core.training import TrainingConfig
 
@@ -93,8 +93,10 @@ if submitted:
         status.caption(p.message)
 
     try:
-        with heavy_job("Training the ensemble"):
-            trained = train_ensemble(dataset, ModelConfig(), TrainingConfig(), cfg, member_update)
+        trained = ray_job(
+            "Training the ensemble", ensemble_job, dataset, ModelConfig(), TrainingConfig(), cfg, progress=member_update
+        )
+        with heavy_job("Playing"):
             eval_update, eval_bar = progress_bar("Playing")
             evaluation = evaluate_ensemble(
                 trained.policy(), EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed)), eval_update

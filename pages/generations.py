@@ -22,9 +22,8 @@ from pages.common import (
     MODEL_COLOR,
     from_url,
     gif_stride,
-    heavy_job,
     lab,
-    load_tensorflow,
+    ray_job,
     save_as_run,
     set_model,
     settings_follow_env,
@@ -90,15 +89,19 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
 
 
 def finish_stopped_run() -> None:
-    """A Stop click interrupts the run between two steps: keep the best network so far."""
+    """A Stop click interrupts the script: the job stopped too and handed over its result
+    with the best network so far; make it the session's."""
     live = state.improve_live
-    if live is None or live.get("done") or not live["snapshots"]:
+    if live is None or live.get("done"):
         return
-    best = max(live["records"], key=lambda r: (r.mean, r.generation))
-    live["model"].set_weights(live["snapshots"][best.generation])
-    set_model(live["model"], f"generation {best.generation} (stopped), mean {best.mean:.1f}")
     live["done"] = True
-    st.info(f"Stopped. Kept the best network so far: generation {best.generation}, mean {best.mean:.1f}.")
+    result = live.get("stopped")
+    if result is None or not result.generations:
+        st.info("Stopped before the first generation was measured: nothing changed.", icon=":material/stop_circle:")
+        return
+    state.improve = result
+    set_model(result.model, f"generation {result.best_generation} (stopped), mean {result.best_mean:.1f}")
+    st.info(f"Stopped. Kept the best network so far: generation {result.best_generation}, mean {result.best_mean:.1f}.")
 
 
 finish_stopped_run()
@@ -264,8 +267,7 @@ share_settings(
     ]
 )  # fmt: skip
 if submitted:
-    load_tensorflow()
-    from cartpole_core.improve import improve
+    from cartpole_core.jobs import improve_job
 
     try:
         config = ImproveConfig.for_env(
@@ -290,7 +292,7 @@ if submitted:
         show_error(exc)
     else:
         start_model = state.model if start_from.startswith("the current model") else None
-        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "model": start_model}
+        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "stopped": None}
         state.improve_live, state.timelapse_gif, state.improve = live, None, None
         stop_slot = st.empty()
         stop_slot.button(
@@ -301,16 +303,16 @@ if submitted:
 
         def update(p: Progress) -> None:
             bar.progress(p.fraction, text=p.message)
+            if p.payload is not None:  # a generation finished: its record and network
+                live["records"].append(p.payload.record)
+                live["snapshots"][p.payload.record.generation] = p.payload.network
+                chart.altair_chart(progress_chart(records_frame(live["records"]), config.target_mean), width="stretch")
 
-        def on_generation(record: Any, model: Any) -> None:
-            live["model"] = model
-            live["records"].append(record)
-            live["snapshots"][record.generation] = model.get_weights()
-            chart.altair_chart(progress_chart(records_frame(live["records"]), config.target_mean), width="stretch")
+        def keep_stopped(stopped: Any) -> None:
+            live["stopped"] = stopped
 
         try:
-            with heavy_job("Generations"):
-                result = improve(config, start_model, update, on_generation)
+            result = ray_job("Generations", improve_job, config, start_model, progress=update, partial=keep_stopped)
         except Exception as exc:  # shown to the user; the session keeps what it had
             live["done"] = True  # failed, not stopped
             show_error(exc)
@@ -404,21 +406,17 @@ if live and live["records"]:
         from cartpole_core.policies import ModelPolicy
 
         with st.spinner("Filming one game per generation…"):
-            model = live["model"]
-            current = model.get_weights()
             try:
                 frames = []
                 cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
                 # every generation's game fits in the GIF's frame budget (games last up to goal_steps)
                 stride = gif_stride(len(records) * cfg.goal_steps, smallest=5)
                 for r in records:
-                    model.set_weights(live["snapshots"][r.generation])
-                    episode = record_episode(ModelPolicy(model), cfg, 0, frame_stride=stride)
+                    policy = ModelPolicy(live["snapshots"][r.generation])
+                    episode = record_episode(policy, cfg, 0, frame_stride=stride)
                     frames += label_frames(episode.frames, f"generation {r.generation}: score {episode.score:g}")
                 state.timelapse_gif = frames_to_gif(frames, frame_stride=stride)
             except Exception as exc:
                 show_error(exc)
-            finally:
-                model.set_weights(current)
     if state.timelapse_gif:
         st.image(state.timelapse_gif, caption="One game per generation, sped up")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
-from cartpole_core.pipeline import NotebookConfig, run_notebook
+from cartpole_core.pipeline import NotebookConfig
 from pages.common import (
-    heavy_job,
     lab,
-    load_tensorflow,
     progress_bar,
+    ray_job,
     share_settings,
     show_error,
     url_number,
@@ -74,11 +73,12 @@ if right.button(
     key="home_run",
     help="Generate, train and play with the notebook's settings and this seed.",
 ):
-    load_tensorflow()
+    from cartpole_core.jobs import notebook_job
+
     update, bar = progress_bar("Running the notebook")
     try:
-        with heavy_job("The notebook"):
-            result = run_notebook(NotebookConfig(generation=GenerationConfig(seed=int(seed))), update)
+        config = NotebookConfig(generation=GenerationConfig(seed=int(seed)))
+        result = ray_job("The notebook", notebook_job, config, progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         bar.empty()
         show_error(exc)

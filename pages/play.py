@@ -15,7 +15,6 @@ from pages.common import (
     gif_stride,
     heavy_job,
     lab,
-    load_tensorflow,
     metrics_row,
     progress_bar,
     save_as_run,
@@ -89,8 +88,6 @@ if st.button(
     key="play_run",
     help="The chosen player and random play each play the same games; the best and worst are filmed.",
 ):
-    if policy_choice != "random":
-        load_tensorflow()
     config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
     update, bar = progress_bar("Playing")
     try:

@@ -11,7 +11,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import ACCENT, lab, load_tensorflow, share_settings, show_error, url_select
+from pages.common import ACCENT, lab, share_settings, show_error, url_select
 
 state = lab()
 st.title("Policy map")
@@ -111,12 +111,12 @@ overlay = st.checkbox(
 
 
 def current_policy() -> Policy:
-    load_tensorflow()
     if players[player] == "ensemble":
         assert state.ensemble is not None
         return state.ensemble.policy()
     from cartpole_core.policies import ModelPolicy
 
+    assert state.model is not None
     return ModelPolicy(state.model, name="network")
 
 

@@ -8,16 +8,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.storage import (
-    delete_run,
-    list_runs,
-    load_run_dataset,
-    load_run_model,
-    model_from_bytes,
-    read_run_zip,
-    run_zip,
-)
-from pages.common import chosen_upload, lab, load_tensorflow, set_model, show_error
+from cartpole_core.jobs import load_network_job
+from cartpole_core.storage import delete_run, list_runs, load_run_dataset, read_run_zip, run_model_file, run_zip
+from pages.common import chosen_upload, lab, ray_job, set_model, show_error
 
 state = lab()
 st.title("Runs")
@@ -48,8 +41,8 @@ with st.expander("Open a run zip", icon=":material/upload:"):
         try:
             archive = read_run_zip(upload.getvalue())
             if archive.model_bytes is not None:
-                load_tensorflow()
-                set_model(model_from_bytes(archive.model_bytes), f"run zip {upload.name}")
+                network = ray_job("Loading the model", load_network_job, archive.model_bytes)
+                set_model(network, f"run zip {upload.name}")
             if archive.dataset is not None:
                 state.dataset, state.dataset_source = archive.dataset, f"run zip {upload.name}"
                 state.env_id = archive.dataset.env_id
@@ -111,9 +104,8 @@ if c[1].button(
     help="Make this run's model your session's model.",
     disabled=not record.has_model,
 ):
-    load_tensorflow()
     try:
-        set_model(load_run_model(chosen), f"run {chosen}")
+        set_model(ray_job("Loading the model", load_network_job, run_model_file(chosen)), f"run {chosen}")
         st.success(f"Loaded the model of {chosen}.")
     except Exception as exc:
         show_error(exc)

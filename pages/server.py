@@ -1,5 +1,7 @@
-"""What every visitor of one server shares: the limits of a shared demo and the queue of
-heavy jobs. Everything else lives in each browser session.
+"""What every visitor of one server shares: the limits of a shared demo, the queue of Ray
+jobs (training, ensembles, generations, the notebook, loading a model) and the slots of the
+lighter work that stays in this process (playing games in NumPy, generating CartPole data).
+Everything else lives in each browser session.
 
 Limits come from environment variables ``CARTPOLE_LAB_MAX_<NAME>`` (for example
 ``CARTPOLE_LAB_MAX_GAMES=20000``) or a ``[limits]`` table in ``.streamlit/secrets.toml``
@@ -14,11 +16,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
+
+from cartpole_core.progress import Progress, ProgressCallback
 
 #: Name -> (default, meaning). Shown in the README; each can be overridden by
 #: CARTPOLE_LAB_MAX_<NAME upper-cased>.
@@ -33,7 +37,7 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
     "upload_mb": (50, "size of one uploaded file, in MB"),
     "runs_kept": (200, "saved runs kept on the server (the oldest go first)"),
     "sweep_trials": (40, "trials in one sweep (values × seeds)"),
-    "jobs": (os.cpu_count() or 2, "heavy jobs running at once on the server (others queue)"),
+    "jobs": (os.cpu_count() or 2, "games played at once in the web server's process (others queue)"),
 }
 
 
@@ -108,17 +112,73 @@ def job_slots() -> JobSlots:
 
 def server_line() -> str:
     """How busy the shared server is, for the sidebar (counts only, nobody's data)."""
+    from cartpole_core.cluster import job_counts
+
     slots = job_slots()
     with slots.lock:
         running, queued = slots.running, len(slots.waiting)
-    return f"Server: {running} of {slots.slots} heavy jobs running, {queued} queued"
+    counts = job_counts()
+    jobs = (
+        "Ray jobs: none yet"
+        if counts is None
+        else f"Ray: {counts.cpus_busy} of {counts.cpus} CPUs busy; this server's jobs: "
+        f"{counts.running} running, {counts.queued} waiting"
+    )
+    return f"{jobs} · Playing here: {running} of {slots.slots} slots busy, {queued} queued"
+
+
+def ray_job(
+    label: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    progress: ProgressCallback | None = None,
+    partial: Callable[[Any], None] | None = None,
+) -> Any:
+    """``fn(*args, progress=...)`` as a Ray task (:func:`cartpole_core.cluster.run_job`): its
+    reports reach ``progress`` here, its result comes back. While it waits for a CPU the
+    visitor sees its place in the queue and a Cancel button; cancelling, leaving the page or
+    closing the tab stops the script, and with it the job (``partial`` gets what a running
+    job learned until then)."""
+    from cartpole_core.cluster import run_job
+
+    notice, cancel = st.empty(), st.empty()
+    queued = [False, False]  # [a notice is shown, Cancel was drawn]
+    submitted = time.monotonic()
+
+    def waiting(ahead: int) -> None:
+        if not ahead and time.monotonic() - submitted < 1.0:
+            return  # a worker starting: no notice to flash
+        queued[0] = True
+        notice.info(
+            f"{label} is queued: {ahead} job(s) ahead of yours. It starts by itself as soon as a CPU is free."
+            if ahead
+            else f"{label} is next in line: it starts as soon as a CPU is free.",
+            icon=":material/hourglass_top:",
+        )
+        if not queued[1]:  # a widget is drawn once per script run
+            cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")
+            queued[1] = True
+
+    def started(p: Progress) -> bool | None:
+        if queued[0]:
+            queued[0] = False
+            notice.empty()
+            cancel.empty()
+        return progress(p) if progress is not None else None
+
+    try:
+        return run_job(fn, *args, progress=started, waiting=waiting, partial=partial)
+    finally:
+        notice.empty()
+        cancel.empty()
 
 
 @contextmanager
 def heavy_job(label: str) -> Iterator[None]:
-    """Run the block when a job slot is free. While it waits the visitor sees its place in
-    the queue and a Cancel button; cancelling, leaving the page or closing the tab stops
-    the waiting script, so the job is dropped, never run."""
+    """Run the block (work in this process: playing, generating) when a slot is free. While
+    it waits the visitor sees its place in the queue and a Cancel button; cancelling,
+    leaving the page or closing the tab stops the waiting script, so the job is dropped,
+    never run."""
     slots = job_slots()
     ticket = object()
     started = False

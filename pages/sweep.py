@@ -22,10 +22,9 @@ from pages.common import (
     RANDOM_COLOR,
     env_picker,
     from_url,
-    heavy_job,
     lab,
-    load_tensorflow,
     progress_bar,
+    ray_job,
     save_as_run,
     settings_follow_env,
     share_settings,
@@ -44,7 +43,6 @@ st.markdown(
     "intervals. Trials run side by side on the server's engine and appear as they finish."
 )
 
-load_tensorflow()  # the settings a sweep varies live beside Keras (model, training, generations)
 from cartpole_core.improve import ImproveConfig  # noqa: E402
 from cartpole_core.pipeline import NotebookConfig  # noqa: E402
 from cartpole_core.sweep import (  # noqa: E402
@@ -306,8 +304,8 @@ def run_sweep(config: SweepConfig) -> None:
         show_trials(table, live["trials"], generations)
 
     try:
-        with heavy_job("Sweep"):
-            result = sweep(config, update, on_trial, max_trials=LIMITS["sweep_trials"])
+        # Each trial is a Ray task: they wait in Ray's queue, not in a slot of this server.
+        result = sweep(config, update, on_trial, max_trials=LIMITS["sweep_trials"])
     except Exception as exc:  # shown to the user; the session keeps what it had
         live["done"] = True  # failed, not stopped
         show_error(exc)
@@ -440,13 +438,12 @@ def train_best(result: SweepResult) -> None:
     seed = result.config.seeds[0]
     config = trial_config(result.config.base, result.best.settings, seed)
     assert isinstance(config, NotebookConfig)
-    from cartpole_core.pipeline import run_notebook
+    from cartpole_core.jobs import notebook_job
 
     what = f"{settings_text(result.best.settings)}, seed {seed}"
     update, bar = progress_bar("Training with the best settings")
     try:
-        with heavy_job("Training the best settings"):
-            notebook = run_notebook(config, update)
+        notebook = ray_job("Training the best settings", notebook_job, config, progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
         return

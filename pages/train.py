@@ -5,21 +5,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress
-from cartpole_core.storage import RunRecord, folder_zip, model_from_bytes, model_to_bytes, new_log_folder
+from cartpole_core.storage import RunRecord, folder_zip, new_log_folder
 from pages.common import (
     LIMITS,
     chosen_upload,
     curves_chart,
     from_url,
-    heavy_job,
     lab,
-    load_tensorflow,
+    ray_job,
     save_as_run,
     set_model,
     share_settings,
@@ -37,27 +35,23 @@ st.markdown(
 
 
 def finish_stopped_run() -> None:
-    """A Stop click interrupts the script mid-training: keep the model and its curves so far."""
+    """A Stop click interrupts the script mid-training: the job stopped too and handed over
+    its network with the steps learned so far; make it the session's."""
     live = state.live_training
     if live is None or live.get("done"):
         return
-    from cartpole_core.training import TrainingResult
-
-    rows = live["rows"]
     live["done"] = True
-    if not rows:  # stopped before the first batch (e.g. while queued): nothing was learned
+    trained = live.get("stopped")
+    if trained is None:  # stopped while queued (or it never answered): nothing was learned
         set_model(*live["previous"])
         st.info("Training cancelled before it started: nothing changed.", icon=":material/stop_circle:")
         return
-    state.training = TrainingResult(
-        config=live["config"],
-        batch_history={k: [r[k] for r in rows] for k in ("step", "epoch", "loss", "accuracy")},
-        epochs_completed=int(rows[-1]["epoch"]) - 1 if rows else 0,
-        stopped_early=True,
-        samples=live["samples"],
-        seconds=time.perf_counter() - live["started"],
+    set_model(trained.network, live["source"] + " (stopped)", trained.training)
+    st.info(
+        f"Training stopped. The network keeps what it learned so far: "
+        f"{trained.network.gradient_steps:,} gradient steps.",
+        icon=":material/stop_circle:",
     )
-    st.info("Training stopped. The network keeps what it learned so far.", icon=":material/stop_circle:")
 
 
 def show_tensorboard_logs(folder: Path) -> None:
@@ -159,12 +153,14 @@ else:
         ["train_hidden", "train_dropout", "train_lr", "train_epochs", "train_batch", "train_split", "train_seed"]
     )
     if submitted:
-        load_tensorflow()
-        from cartpole_core.model import ModelConfig, build_model, parse_hidden
-        from cartpole_core.training import TrainingConfig, train
+        from cartpole_core.jobs import train_job
+        from cartpole_core.model import ModelConfig, parse_hidden
+        from cartpole_core.training import TrainingConfig
 
         try:
-            model_cfg = ModelConfig(hidden=parse_hidden(hidden), dropout=float(dropout), learning_rate=float(lr))
+            model_cfg = ModelConfig(
+                hidden=parse_hidden(hidden), dropout=float(dropout), learning_rate=float(lr)
+            ).validate()
             train_cfg = TrainingConfig(
                 epochs=int(epochs),
                 batch_size=int(batch),
@@ -172,19 +168,14 @@ else:
                 seed=int(seed),
                 tensorboard_dir=str(new_log_folder(f"seed {seed}")) if tensorboard else None,
             ).validate()
-            model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=int(seed))
         except UserError as exc:
             show_error(exc)
         else:
-            previous = (state.model, state.model_source, state.training)
-            set_model(model, f"{model_cfg.hidden} net, seed {seed}")
             rows: list[dict[str, float]] = []
-            state.live_training = {
-                "previous": previous,
-                "rows": rows,
-                "config": train_cfg,
-                "started": time.perf_counter(),
-                "samples": len(dataset),
+            live = state.live_training = {
+                "previous": (state.model, state.model_source, state.training),
+                "source": f"{model_cfg.hidden} net, seed {seed}",
+                "stopped": None,
                 "done": False,
             }
             stop_slot = st.empty()
@@ -207,15 +198,26 @@ else:
                     df = pd.DataFrame(rows)[["step", "loss", "accuracy"]]
                     chart.altair_chart(curves_chart(df, "step", "Learning live", "batch"))
 
+            def keep_stopped(trained: object) -> None:
+                live["stopped"] = trained
+
             try:
-                with heavy_job("Training"):
-                    result = train(model, dataset, train_cfg, update)
+                trained = ray_job(
+                    "Training",
+                    train_job,
+                    dataset,
+                    model_cfg,
+                    train_cfg,
+                    int(seed),
+                    progress=update,
+                    partial=keep_stopped,
+                )
             except Exception as exc:  # shown to the user; the session keeps what it had
-                state.live_training["done"] = True  # failed, not stopped
+                live["done"] = True  # failed, not stopped
                 show_error(exc)
             else:
-                state.training = result
-                state.live_training["done"] = True
+                live["done"] = True
+                set_model(trained.network, live["source"], trained.training)
             finally:
                 stop_slot.empty()
                 bar.empty()
@@ -242,20 +244,17 @@ else:
                     batches[["step", "loss", "accuracy"]], "step", "Per batch (running mean of the epoch)", "batch"
                 )
             )
-        optimizer = getattr(state.model, "optimizer", None)
-        steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
+        steps = state.model.gradient_steps
         st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
         if result.config.tensorboard_dir:
             show_tensorboard_logs(Path(result.config.tensorboard_dir))
 
 if state.model is not None:
     d1, d2 = st.columns(2)
-    if state.model_bytes is None:
-        state.model_bytes = model_to_bytes(state.model)
     d1.download_button(
         "Download model (.keras)",
         icon=":material/download:",
-        data=state.model_bytes,
+        data=state.model.keras_file or b"",
         file_name="cartpole-lab-model.keras",
         mime="application/octet-stream",
         key="train_download",
@@ -292,9 +291,10 @@ upload = chosen_upload(
     button_help="Load the file in safe mode and make it this session's model.",
 )
 if upload is not None:
-    load_tensorflow()
+    from cartpole_core.jobs import load_network_job
+
     try:
-        uploaded = model_from_bytes(upload.getvalue())
+        uploaded = ray_job("Loading the model", load_network_job, upload.getvalue())
     except Exception as exc:
         show_error(exc)
     else:

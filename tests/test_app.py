@@ -402,3 +402,39 @@ def test_train_writes_tensorboard_logs_and_says_how_to_open_them(tmp_path: Path,
     text = " ".join(m.value for m in at.markdown)
     assert f"tensorboard --logdir {tmp_path / 'logs'}" in text and str(folder) in text
     assert any(b.label == "Download the logs (.zip)" for b in at.get("download_button"))
+
+
+def test_the_web_server_trains_and_plays_without_tensorflow() -> None:
+    """Training, the ensemble and generations run as Ray jobs: the dashboard's own process
+    never imports TensorFlow, yet its session gets the networks and plays them (in NumPy).
+    Run in a fresh interpreter: this test process has TensorFlow from other tests."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+sys.path.insert(0, {str(Path(APP).parent)!r})
+from streamlit.testing.v1 import AppTest
+import tests.test_app as t
+at = t.start()
+t._generate(at)
+t._train_tiny(at)
+t.visit(at, "pages/play.py")
+at.number_input(key="play_games").set_value(3)
+t.press(at, "Play")
+t.visit(at, "pages/ensemble.py")
+at.number_input(key="ens_members").set_value(2)
+at.number_input(key="ens_games").set_value(3)
+t.press(at, "Train the members")
+lab = at.session_state["lab"]
+assert lab.model is not None and lab.model.gradient_steps > 0, lab.model
+assert lab.evaluation is not None and lab.ensemble_eval is not None
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TensorFlow was loaded in the web server"
+import ray
+ray.shutdown()
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(Path(APP).parent), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
