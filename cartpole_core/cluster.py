@@ -116,6 +116,7 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
     with _lock:
         if ray.is_initialized():
             return ray
+        _hubs.clear()  # actors of an earlier Ray session are gone with it
         _check_reachable(cluster_address())
         started = threading.Event()
         failure: list[BaseException] = []
@@ -308,6 +309,8 @@ class _Hub:
         self.queued: list[str] = []
         """Jobs submitted and not started yet, oldest first (Ray's queue, as this process sees it)."""
         self.running: set[str] = set()
+        self.placed: dict[str, int] = {}
+        """Jobs started per node (the node id's first 8 characters)."""
         self.reports: dict[str, list[Progress]] = {}
         self.stops: set[str] = set()
         self.abandoned: set[str] = set()
@@ -315,12 +318,17 @@ class _Hub:
     def submit(self, job: str) -> None:
         self.queued.append(job)
 
-    def start(self, job: str) -> bool:
-        """The job's task began; True when it should not run at all (cancelled while queued)."""
+    def start(self, job: str, node: str) -> bool:
+        """The job's task began on ``node``; True when it should not run at all (cancelled
+        while queued)."""
         if job in self.queued:
             self.queued.remove(job)
+        if job in self.abandoned:
+            self.forget(job)
+            return True
         self.running.add(job)
-        return job in self.abandoned
+        self.placed[node[:8]] = self.placed.get(node[:8], 0) + 1
+        return False
 
     def push(self, job: str, reports: list[Progress]) -> bool:
         """Add a job's reports; True once Stop was asked for it."""
@@ -355,24 +363,23 @@ class _Hub:
         if job in self.abandoned:
             self.forget(job)
 
-    def counts(self) -> tuple[int, int]:
-        """Jobs (running, queued)."""
-        return len(self.running), len(self.queued)
+    def counts(self) -> tuple[int, int, dict[str, int]]:
+        """Jobs running, jobs queued, and jobs started so far per node."""
+        return len(self.running), len(self.queued), dict(self.placed)
 
 
 _hubs: dict[str, Any] = {}
-"""The hub of this process's Ray session (a handle must be kept, or Ray ends the actor)."""
+"""The hub of this process's Ray session (a handle must be kept, or Ray ends the actor);
+emptied when Ray starts again."""
 
 
 def _hub() -> Any:
     """This process's hub actor, started with its first job (again if Ray was restarted)."""
     ray = ensure_ray()
-    session = ray.get_runtime_context().get_job_id()
     with _lock:
-        if session not in _hubs:
-            _hubs.clear()
-            _hubs[session] = ray.remote(num_cpus=0)(_Hub).remote()
-        return _hubs[session]
+        if "hub" not in _hubs:
+            _hubs["hub"] = ray.remote(num_cpus=0)(_Hub).remote()
+        return _hubs["hub"]
 
 
 def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) -> tuple[Any, str]:
@@ -382,7 +389,7 @@ def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) 
 
     import ray
 
-    if ray.get(hub.start.remote(job)):
+    if ray.get(hub.start.remote(job, ray.get_runtime_context().get_node_id())):
         return None, ""  # cancelled while it waited in the queue: nobody wants it
     _cap_threads()
     buffer: list[Progress] = []
@@ -417,6 +424,8 @@ class JobCounts:
     """CPUs Ray can give tasks, over every node."""
     cpus_busy: int
     """CPUs held by tasks now (anyone's: other app replicas, sweeps)."""
+    placed: dict[str, int]
+    """This process's jobs started so far, per node (the node id's first 8 characters)."""
 
 
 def job_counts() -> JobCounts | None:
@@ -426,10 +435,10 @@ def job_counts() -> JobCounts | None:
         return None
     with _lock:
         hub = next(iter(_hubs.values()), None)
-    running, queued = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0)
+    running, queued, placed = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0, {})
     cpus = int(ray.cluster_resources().get("CPU", 0))
     free = float(ray.available_resources().get("CPU", 0.0))
-    return JobCounts(running, queued, cpus, max(0, round(cpus - free)))
+    return JobCounts(running, queued, cpus, max(0, round(cpus - free)), placed)
 
 
 def run_job(

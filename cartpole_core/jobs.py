@@ -85,7 +85,7 @@ def improve_job(
 
     def on_generation(record: GenerationRecord, model: object) -> None:
         if progress is not None:
-            done = GenerationDone(record, Network.of(model, keep_file=False))  # type: ignore[arg-type]
+            done = GenerationDone(record, Network.of(model, keep_file=False))
             fraction = min(1.0, (record.generation + 1) / span)
             progress(Progress(fraction, f"generation {record.generation}: mean {record.mean:.1f}", {}, done))
 

@@ -48,8 +48,8 @@ def finish_stopped_run() -> None:
         return
     set_model(trained.network, live["source"] + " (stopped)", trained.training)
     st.info(
-        f"Training stopped. The network keeps what it learned so far: "
-        f"{trained.network.gradient_steps:,} gradient steps.",
+        f"Training stopped. The network keeps what it learned so far ({trained.network.gradient_steps:,} "
+        "gradient steps).",
         icon=":material/stop_circle:",
     )
 

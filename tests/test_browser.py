@@ -266,7 +266,7 @@ def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
     stop.click()
     settle(page)
     no_exception(page)
-    assert shows(page, "Training stopped. The network keeps what it learned so far.")
+    assert shows(page, "Training stopped. The network keeps what it learned so far")
     caption = page.get_by_text("gradient steps learned").first.inner_text()
     steps = int(re.search(r"([\d,]+) gradient steps learned", caption).group(1).replace(",", ""))
     assert 0 < steps < 50 * 900, caption
@@ -343,8 +343,51 @@ def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -
         open_page(page, "Train")
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert f"{games} random games" in sidebar
+    # both train at once, as Ray jobs: each gets back its own network
+    for page, hidden in ((alice, "24"), (bob, "40")):
+        page.get_by_label("Hidden layers", exact=True).fill(hidden)
+        set_number(page, "Epochs", 1)
+    for page in (alice, bob):
+        page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    for page, hidden, other in ((alice, "24", "40"), (bob, "40", "24")):
+        shows(page, "gradient steps learned", timeout_s=240)
+        settle(page)
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert f"Model: ({hidden},) net" in sidebar and f"({other},)" not in sidebar, sidebar
     alice.context.close()
     bob.context.close()
+
+
+def test_a_closed_tabs_training_job_is_cancelled(server: str, browser) -> None:
+    """A visitor closes the tab mid-training: the Ray job stops (the sidebar of another
+    visitor shows the server's jobs falling back to 0 running)."""
+    import re
+
+    def running(page) -> int:
+        open_page(page, "Home")  # a fresh run redraws the sidebar
+        line = page.locator('[data-testid="stSidebar"]').inner_text()
+        found = re.search(r"this server's jobs: (\d+) running", line)
+        return int(found.group(1)) if found else 0
+
+    leaver = browser.new_context().new_page()
+    leaver.goto(server)
+    settle(leaver)
+    generate(leaver, 3000)
+    open_page(leaver, "Train")
+    set_number(leaver, "Epochs", 50)
+    set_number(leaver, "Batch size", 8)
+    leaver.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    leaver.get_by_text("epoch 1/50", exact=False).first.wait_for(timeout=120_000)
+    watcher = browser.new_context().new_page()
+    watcher.goto(server)
+    settle(watcher)
+    assert running(watcher) == 1
+    leaver.context.close()
+    deadline = time.monotonic() + 60  # Streamlit notices the closed socket, stops the script, the job stops
+    while running(watcher) and time.monotonic() < deadline:
+        watcher.wait_for_timeout(1000)
+    assert running(watcher) == 0, "the closed tab's training job still runs"
+    watcher.context.close()
 
 
 def sweep_form(page, games: int, values: str, seeds: str) -> None:

@@ -147,3 +147,39 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_at_once(monkeypatch, caps
     assert status == 2 and err.count("\n") == 1, err
     assert f"Cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}" in err and "ray start --head" in err
     assert time.monotonic() - started < 30
+
+
+def test_the_dashboards_jobs_run_on_the_worker_nodes(two_nodes):
+    """With RAY_ADDRESS set, the dashboard's training and ensemble jobs go to the cluster:
+    the head has no CPU for tasks, so every job is placed on a worker node."""
+    from streamlit.testing.v1 import AppTest
+
+    from cartpole_core.cluster import job_counts
+
+    cluster, workers = two_nodes
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.run()
+    at.switch_page("pages/generate.py")
+    at.run()
+    at.number_input(key="gen_games").set_value(2000)
+    next(b for b in at.button if "Play and keep" in b.label).click()
+    at.run()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.text_input(key="train_hidden").set_value("16")
+    at.number_input(key="train_epochs").set_value(1)
+    next(b for b in at.button if b.label == "Train").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["lab"].model is not None
+    at.switch_page("pages/ensemble.py")
+    at.run()
+    at.number_input(key="ens_members").set_value(2)
+    at.number_input(key="ens_games").set_value(3)
+    next(b for b in at.button if "Train the members" in b.label).click()
+    at.run()
+    assert not at.exception, at.exception
+    counts = job_counts()
+    assert counts is not None and counts.cpus == 2
+    assert sum(counts.placed.values()) == 2, counts.placed
+    assert set(counts.placed) <= {w.node_id[:8] for w in workers}, "a job ran on the head node"

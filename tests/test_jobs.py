@@ -3,6 +3,7 @@ reaches the task and its partial result comes back, its errors come back unchang
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -125,10 +126,8 @@ def test_a_queued_job_knows_its_place_and_leaves_the_queue_when_cancelled(local_
         def progress(p) -> bool:
             return stop_all.is_set()
 
-        try:
+        with contextlib.suppress(_Interrupted):
             run_job(count_into, str(paths[i]), progress=progress, waiting=waiting)
-        except _Interrupted:
-            pass
 
     def wait_for(condition) -> None:
         deadline = time.monotonic() + 30
