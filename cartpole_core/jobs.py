@@ -15,9 +15,11 @@ from dataclasses import dataclass, replace
 
 from cartpole_core.dataset import Dataset
 from cartpole_core.ensemble import EnsembleConfig, EnsembleResult
+from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.improve import GenerationRecord, ImproveConfig, ImproveResult
 from cartpole_core.model import ModelConfig, Network
 from cartpole_core.pipeline import NotebookConfig, NotebookResult
+from cartpole_core.policies import Policy
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.training import TrainingConfig, TrainingResult
 
@@ -108,3 +110,42 @@ def load_network_job(keras_file: bytes, progress: ProgressCallback | None = None
     from cartpole_core.storage import model_from_bytes
 
     return Network.of(model_from_bytes(keras_file))
+
+
+@dataclass(frozen=True)
+class Played:
+    """A player and random play on the same games, with GIFs of the best, the worst and
+    random play on the best game."""
+
+    result: EvaluationResult
+    baseline: EvaluationResult
+    """Random play on the very same games."""
+    gifs: dict[str, tuple[bytes, str]]
+    """``"best"``, ``"worst"``, ``"random"`` -> (GIF bytes, caption)."""
+
+
+def play_job(
+    policy: Policy, config: EvaluationConfig, max_gif_frames: int, progress: ProgressCallback | None = None
+) -> Played:
+    """``policy`` and random play on the games of ``config``, and three filmed games of at most
+    ``max_gif_frames`` frames each (a long game keeps every k-th step). Filming holds every
+    frame of a game in memory (~0.7 MB each for CartPole), which is why it runs as a job."""
+    from cartpole_core.evaluate import evaluate, record_episode
+    from cartpole_core.gif import frames_to_gif
+    from cartpole_core.policies import RandomPolicy
+
+    def film(player: Policy, game: int, steps: int) -> tuple[bytes, float]:
+        stride = max(2, -(-steps // max_gif_frames))
+        episode = record_episode(player, config, game, frame_stride=stride)
+        return frames_to_gif(episode.frames, frame_stride=stride), episode.score
+
+    result = evaluate(policy, config, progress)
+    randomly = RandomPolicy(policy.n_actions)
+    baseline = evaluate(randomly, config)
+    gifs = {}
+    for label, game in (("best", result.best_game), ("worst", result.worst_game)):
+        data, score = film(policy, game, int(result.lengths[game]))
+        gifs[label] = (data, f"{label.capitalize()} game (#{game + 1}): score {score:g}")
+    data, score = film(randomly, result.best_game, int(baseline.lengths[result.best_game]))
+    gifs["random"] = (data, f"Random play on the same game (#{result.best_game + 1}): score {score:g}")
+    return Played(result, baseline, gifs)

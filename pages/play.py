@@ -5,18 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from cartpole_core.envs import env_info
-from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
-from cartpole_core.gif import frames_to_gif
+from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
     choice_chart,
-    gif_stride,
-    heavy_job,
     lab,
     metrics_row,
     progress_bar,
+    ray_job,
     save_as_run,
     scores_by_game_chart,
     share_settings,
@@ -88,33 +86,16 @@ if st.button(
     key="play_run",
     help="The chosen player and random play each play the same games; the best and worst are filmed.",
 ):
+    from cartpole_core.jobs import play_job
+
     config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
     update, bar = progress_bar("Playing")
     try:
-        policy = current_policy()
-        with heavy_job("Playing"):
-            result = evaluate(policy, config, update)
-            baseline = evaluate(RandomPolicy(policy.n_actions), config)
-            gifs = {}
-            for label, game in (("best", result.best_game), ("worst", result.worst_game)):
-                stride = gif_stride(int(result.lengths[game]))
-                episode = record_episode(policy, config, game, frame_stride=stride)
-                gifs[label] = (
-                    frames_to_gif(episode.frames, frame_stride=stride),
-                    f"{label.capitalize()} game (#{game + 1}): score {episode.score:g}",
-                )
-            stride = gif_stride(int(baseline.lengths[result.best_game]))
-            baseline_episode = record_episode(
-                RandomPolicy(policy.n_actions), config, result.best_game, frame_stride=stride
-            )
-            gifs["random"] = (
-                frames_to_gif(baseline_episode.frames, frame_stride=stride),
-                f"Random play on the same game (#{result.best_game + 1}): score {baseline_episode.score:g}",
-            )
+        played = ray_job("Playing", play_job, current_policy(), config, LIMITS["gif_frames"], progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:
-        state.evaluation, state.evaluation_random, state.evaluation_gifs = result, baseline, gifs
+        state.evaluation, state.evaluation_random, state.evaluation_gifs = played.result, played.baseline, played.gifs
     finally:
         bar.empty()
 
