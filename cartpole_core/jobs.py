@@ -149,3 +149,26 @@ def play_job(
     data, score = film(randomly, result.best_game, int(baseline.lengths[result.best_game]))
     gifs["random"] = (data, f"Random play on the same game (#{result.best_game + 1}): score {score:g}")
     return Played(result, baseline, gifs)
+
+
+def timelapse_job(
+    networks: list[tuple[int, Network]],
+    config: EvaluationConfig,
+    max_gif_frames: int,
+    progress: ProgressCallback | None = None,
+) -> bytes:
+    """One game (game 0 of ``config``) played by each generation's network, one after another,
+    labelled ``generation N: score S``, as one GIF of at most ``max_gif_frames`` frames
+    (every generation's game fits: games last up to ``config.goal_steps``)."""
+    from cartpole_core.evaluate import record_episode
+    from cartpole_core.gif import frames_to_gif, label_frames
+    from cartpole_core.policies import ModelPolicy
+    from cartpole_core.progress import report
+
+    stride = max(5, -(-len(networks) * config.goal_steps // max_gif_frames))
+    frames: list = []
+    for i, (generation, network) in enumerate(networks):
+        episode = record_episode(ModelPolicy(network), config, 0, frame_stride=stride)
+        frames += label_frames(episode.frames, f"generation {generation}: score {episode.score:g}")
+        report(progress, (i + 1) / len(networks), f"filmed generation {generation}")
+    return frames_to_gif(frames, frame_stride=stride)

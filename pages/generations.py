@@ -11,8 +11,7 @@ import streamlit as st
 
 from cartpole_core.envs import env_defaults
 from cartpole_core.errors import UserError
-from cartpole_core.evaluate import EvaluationConfig, record_episode
-from cartpole_core.gif import frames_to_gif, label_frames
+from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.improve import ImproveConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord
@@ -21,7 +20,6 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     from_url,
-    gif_stride,
     lab,
     ray_job,
     save_as_run,
@@ -403,19 +401,13 @@ if live and live["records"]:
         key="imp_timelapse",
         help="One game played by each generation's network, one after another.",
     ):
-        from cartpole_core.policies import ModelPolicy
+        from cartpole_core.jobs import timelapse_job
 
         with st.spinner("Filming one game per generation…"):
             try:
-                frames = []
                 cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
-                # every generation's game fits in the GIF's frame budget (games last up to goal_steps)
-                stride = gif_stride(len(records) * cfg.goal_steps, smallest=5)
-                for r in records:
-                    policy = ModelPolicy(live["snapshots"][r.generation])
-                    episode = record_episode(policy, cfg, 0, frame_stride=stride)
-                    frames += label_frames(episode.frames, f"generation {r.generation}: score {episode.score:g}")
-                state.timelapse_gif = frames_to_gif(frames, frame_stride=stride)
+                networks = [(r.generation, live["snapshots"][r.generation]) for r in records]
+                state.timelapse_gif = ray_job("Filming", timelapse_job, networks, cfg, LIMITS["gif_frames"])
             except Exception as exc:
                 show_error(exc)
     if state.timelapse_gif:

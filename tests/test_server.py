@@ -163,20 +163,20 @@ def test_every_uploader_sets_the_servers_size_limit_and_loading_stays_safe() -> 
 
 
 def test_the_sidebar_says_how_busy_the_server_is() -> None:
-    """Counts only: how many heavy jobs run and wait, never whose."""
+    """Counts only: how many jobs run and wait, never whose (Ray's own counts: test_jobs)."""
     from streamlit.testing.v1 import AppTest
 
     from pages.server import job_slots, server_line
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     slots = job_slots()
-    idle = f"Server: 0 of {slots.slots} heavy jobs running, 0 queued"
+    idle = f"Ray jobs: none yet · Playing here: 0 of {slots.slots} slots busy, 0 queued"
     assert idle in [c.value for c in at.sidebar.caption]
     tickets = [object() for _ in range(slots.slots + 1)]
     try:
         for ticket in tickets:
             slots.try_start(ticket)
-        assert server_line() == f"Server: {slots.slots} of {slots.slots} heavy jobs running, 1 queued"
+        assert server_line().endswith(f"Playing here: {slots.slots} of {slots.slots} slots busy, 1 queued")
     finally:
         for ticket in tickets[:-1]:
             slots.leave(ticket, started=True)
