@@ -288,9 +288,8 @@ def load(ctx: Context) -> StageResult:
     out.details.append(markdown_table(["step", "p50", "p95", "visitors"], rows))
     out.notes.append(
         f"{visitors} headless Chromium pages on one loopback server, all started at once; each generates "
-        "2,000 games (its own seed), trains a 32-32 network for 1 epoch and plays 10 games. Training and "
-        "playing (with its GIFs) run as Ray jobs (a local Ray with the machine's cores), so p95 includes waiting in "
-        "Ray's queue; generating CartPole's games runs in the web server under its own slots."
+        "2,000 games (its own seed), trains a 32-32 network for 1 epoch and plays 10 games. Each step's "
+        "work is a Ray job (a local Ray with the machine's cores), so p95 includes waiting in Ray's queue."
     )
     out.notes.append(
         "Jobs: a fresh process (`bench/jobs_child.py`) on a local Ray with the machine's cores, 2,000 games "

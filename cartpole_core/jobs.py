@@ -172,3 +172,19 @@ def timelapse_job(
         frames += label_frames(episode.frames, f"generation {generation}: score {episode.score:g}")
         report(progress, (i + 1) / len(networks), f"filmed generation {generation}")
     return frames_to_gif(frames, frame_stride=stride)
+
+
+def random_play_job(
+    config: EvaluationConfig, n_actions: int, max_gif_frames: int, progress: ProgressCallback | None = None
+) -> tuple[EvaluationResult, bytes]:
+    """Random play on the games of ``config``, and its first game filmed (at most
+    ``max_gif_frames`` frames)."""
+    from cartpole_core.evaluate import evaluate, record_episode
+    from cartpole_core.gif import frames_to_gif
+    from cartpole_core.policies import RandomPolicy
+
+    player = RandomPolicy(n_actions)
+    result = evaluate(player, config, progress)
+    stride = max(1, -(-int(result.lengths[0]) // max_gif_frames))
+    episode = record_episode(player, config, game=0, frame_stride=stride)
+    return result, frames_to_gif(episode.frames, frame_stride=stride)

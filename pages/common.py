@@ -20,7 +20,7 @@ from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import RunRecord, save_run
-from pages.server import LIMITS, heavy_job, ray_job  # noqa: F401  (re-exported for the pages)
+from pages.server import LIMITS, ray_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
     from cartpole_core.dataset import Dataset

@@ -18,9 +18,9 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     choice_chart,
-    heavy_job,
     lab,
     progress_bar,
+    ray_job,
     share_settings,
     show_error,
     url_number,
@@ -92,10 +92,8 @@ if st.button(
     update, bar = progress_bar("Playing")
     try:
         policies = {name: make_policy(name) for name in chosen}
-        with heavy_job("Comparing"):
-            results = compare(
-                policies, EvaluationConfig(env_id=env_id, games=int(games)), list(range(int(n_seeds))), update
-            )
+        config = EvaluationConfig(env_id=env_id, games=int(games))
+        results = ray_job("Comparing", compare, policies, config, list(range(int(n_seeds))), progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:

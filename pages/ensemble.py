@@ -13,7 +13,6 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
-    heavy_job,
     lab,
     progress_bar,
     ray_job,
@@ -96,12 +95,10 @@ if submitted:
         trained = ray_job(
             "Training the ensemble", ensemble_job, dataset, ModelConfig(), TrainingConfig(), cfg, progress=member_update
         )
-        with heavy_job("Playing"):
-            eval_update, eval_bar = progress_bar("Playing")
-            evaluation = evaluate_ensemble(
-                trained.policy(), EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed)), eval_update
-            )
-            eval_bar.empty()
+        eval_update, eval_bar = progress_bar("Playing")
+        config = EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed))
+        evaluation = ray_job("Playing", evaluate_ensemble, trained.policy(), config, progress=eval_update)
+        eval_bar.empty()
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:

@@ -15,9 +15,9 @@ from pages.common import (
     counter_chart,
     env_picker,
     from_url,
-    heavy_job,
     lab,
     progress_bar,
+    ray_job,
     save_as_run,
     score_histogram,
     settings_follow_env,
@@ -120,8 +120,8 @@ if submitted and info is not None:
     )
     update, bar = progress_bar("Playing")
     try:
-        with heavy_job("Generating"):
-            result = generate(config, update)
+        # Slow envs' games are split into chunks that run as Ray tasks of their own.
+        result = ray_job("Generating", generate, config, progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from cartpole_core.envs import score_meaning
-from cartpole_core.evaluate import EvaluationConfig, evaluate, record_episode
-from cartpole_core.gif import frames_to_gif
-from cartpole_core.policies import RandomPolicy
+from cartpole_core.evaluate import EvaluationConfig
 from pages.common import (
     LIMITS,
     env_picker,
-    gif_stride,
-    heavy_job,
     lab,
     progress_bar,
+    ray_job,
     score_histogram,
     share_settings,
     show_error,
@@ -63,11 +60,10 @@ if info is not None:
         config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:
-            with heavy_job("Random play"):
-                result = evaluate(RandomPolicy(info.n_actions), config, update)
-                stride = gif_stride(int(result.lengths[0]), smallest=1)
-                episode = record_episode(RandomPolicy(info.n_actions), config, game=0, frame_stride=stride)
-                gif = frames_to_gif(episode.frames, frame_stride=stride)
+            from cartpole_core.jobs import random_play_job
+
+            job = (random_play_job, config, info.n_actions, LIMITS["gif_frames"])
+            result, gif = ray_job("Random play", *job, progress=update)
         except Exception as exc:  # shown to the user; the session keeps what it had
             show_error(exc)
         else:

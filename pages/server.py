@@ -1,7 +1,6 @@
-"""What every visitor of one server shares: the limits of a shared demo, the queue of Ray
-jobs (training, ensembles, generations, the notebook, loading a model) and the slots of the
-lighter work that stays in this process (playing games in NumPy, generating CartPole data).
-Everything else lives in each browser session.
+"""What every visitor of one server shares: the limits of a shared demo, and the way to
+Ray, where every heavy job runs and waits for a CPU (:func:`ray_job`). Everything else
+lives in each browser session.
 
 Limits come from environment variables ``CARTPOLE_LAB_MAX_<NAME>`` (for example
 ``CARTPOLE_LAB_MAX_GAMES=20000``) or a ``[limits]`` table in ``.streamlit/secrets.toml``
@@ -11,13 +10,10 @@ handful of visitors. The command line has its own, much higher limits.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -37,7 +33,6 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
     "upload_mb": (50, "size of one uploaded file, in MB"),
     "runs_kept": (200, "saved runs kept on the server (the oldest go first)"),
     "sweep_trials": (40, "trials in one sweep (values × seeds)"),
-    "jobs": (os.cpu_count() or 2, "games played at once in the web server's process (others queue)"),
 }
 
 
@@ -74,57 +69,17 @@ def _read_limits() -> dict[str, int]:
 LIMITS = _read_limits()
 
 
-class JobSlots:
-    """A server-wide limit on heavy jobs, first come first served."""
-
-    def __init__(self, slots: int):
-        self.slots = slots
-        self.running = 0
-        self.waiting: list[object] = []
-        self.lock = threading.Lock()
-
-    def try_start(self, ticket: object) -> int:
-        """Start the job if it is first in line and a slot is free: returns -1. Otherwise
-        returns how many queued jobs are ahead of it (0: next in line, slots all busy)."""
-        with self.lock:
-            if ticket not in self.waiting:
-                self.waiting.append(ticket)
-            ahead = self.waiting.index(ticket)
-            if ahead == 0 and self.running < self.slots:
-                self.waiting.pop(0)
-                self.running += 1
-                return -1
-            return ahead
-
-    def leave(self, ticket: object, started: bool) -> None:
-        with self.lock:
-            if started:
-                self.running -= 1
-            elif ticket in self.waiting:
-                self.waiting.remove(ticket)
-
-
-@st.cache_resource
-def job_slots() -> JobSlots:
-    """The one queue of this server process."""
-    return JobSlots(LIMITS["jobs"])
-
-
 def server_line() -> str:
     """How busy the shared server is, for the sidebar (counts only, nobody's data)."""
     from cartpole_core.cluster import job_counts
 
-    slots = job_slots()
-    with slots.lock:
-        running, queued = slots.running, len(slots.waiting)
     counts = job_counts()
-    jobs = (
-        "Ray jobs: none yet"
-        if counts is None
-        else f"Ray: {counts.cpus_busy} of {counts.cpus} CPUs busy; this server's jobs: "
+    if counts is None:
+        return "Jobs: none yet on this server"
+    return (
+        f"Ray: {counts.cpus_busy} of {counts.cpus} CPUs busy; this server's jobs: "
         f"{counts.running} running, {counts.queued} waiting"
     )
-    return f"{jobs} · Playing here: {running} of {slots.slots} slots busy, {queued} queued"
 
 
 def ray_job(
@@ -171,41 +126,3 @@ def ray_job(
     finally:
         notice.empty()
         cancel.empty()
-
-
-@contextmanager
-def heavy_job(label: str) -> Iterator[None]:
-    """Run the block (work in this process: playing, generating) when a slot is free. While
-    it waits the visitor sees its place in the queue and a Cancel button; cancelling,
-    leaving the page or closing the tab stops the waiting script, so the job is dropped,
-    never run."""
-    slots = job_slots()
-    ticket = object()
-    started = False
-    notice, cancel = st.empty(), st.empty()
-    cancel_shown = False
-    try:
-        while True:
-            ahead = slots.try_start(ticket)
-            if ahead < 0:
-                started = True
-                break
-            notice.info(
-                f"{label} is queued: {ahead} job(s) ahead of yours, {slots.running} running "
-                f"(this server runs {slots.slots} at once). It starts by itself.",
-                icon=":material/hourglass_top:",
-            )
-            if not cancel_shown:  # a widget is drawn once per script run
-                cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")
-                cancel_shown = True
-            time.sleep(0.5)
-        notice.empty()
-        cancel.empty()
-        yield
-    finally:
-        slots.leave(ticket, started)
-        if started:
-            # Models and datasets a job replaced sit in reference cycles that Python's own
-            # full collections reach only rarely in a process this size; free them now
-            # (~0.2 s, after the slot is given back).
-            gc.collect()

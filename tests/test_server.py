@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from cartpole_core.storage import list_runs, load_run, load_run_dataset
-from pages.server import JobSlots, _read_limits
+from pages.server import _read_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,40 +55,6 @@ def test_limits_can_come_from_the_secrets_file(monkeypatch: pytest.MonkeyPatch, 
     assert limits["generations"] == 30, "true is not a number: the default stays"
     err = capsys.readouterr().err
     assert "[limits] members in secrets.toml=2.5 is not a whole number" in err
-
-
-def test_job_slots_run_at_most_n_jobs_first_come_first_served() -> None:
-    slots = JobSlots(2)
-    a, b, c, d = object(), object(), object(), object()
-    assert slots.try_start(a) < 0 and slots.try_start(b) < 0, "two slots: both start"
-    assert slots.try_start(c) == 0, "third waits, first in line"
-    assert slots.try_start(d) == 1, "fourth waits behind the third"
-    assert slots.try_start(d) == 1, "asking again keeps its place"
-    slots.leave(d, started=False)  # d cancels (or its tab closed): dropped, never run
-    slots.leave(a, started=True)
-    assert slots.try_start(c) < 0, "a slot freed: the first in line starts"
-    assert slots.running == 2 and slots.waiting == []
-
-
-def test_job_slots_under_threads_never_exceed_the_limit() -> None:
-    slots = JobSlots(2)
-    peak, lock = [0], threading.Lock()
-
-    def job() -> None:
-        ticket = object()
-        while slots.try_start(ticket) >= 0:
-            time.sleep(0.001)
-        with lock:
-            peak[0] = max(peak[0], slots.running)
-        time.sleep(0.01)
-        slots.leave(ticket, started=True)
-
-    threads = [threading.Thread(target=job) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert peak[0] == 2 and slots.running == 0 and slots.waiting == []
 
 
 WRITER = textwrap.dedent(
@@ -163,22 +128,16 @@ def test_every_uploader_sets_the_servers_size_limit_and_loading_stays_safe() -> 
 
 
 def test_the_sidebar_says_how_busy_the_server_is() -> None:
-    """Counts only: how many jobs run and wait, never whose (Ray's own counts: test_jobs)."""
+    """Counts only: Ray's busy CPUs and this server's jobs, never whose (queue places and
+    running counts under load: test_jobs)."""
     from streamlit.testing.v1 import AppTest
 
-    from pages.server import job_slots, server_line
+    from cartpole_core.cluster import run_job
+    from cartpole_core.generate import GenerationConfig, generate
+    from pages.server import server_line
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    slots = job_slots()
-    idle = f"Ray jobs: none yet · Playing here: 0 of {slots.slots} slots busy, 0 queued"
-    assert idle in [c.value for c in at.sidebar.caption]
-    tickets = [object() for _ in range(slots.slots + 1)]
-    try:
-        for ticket in tickets:
-            slots.try_start(ticket)
-        assert server_line().endswith(f"Playing here: {slots.slots} of {slots.slots} slots busy, 1 queued")
-    finally:
-        for ticket in tickets[:-1]:
-            slots.leave(ticket, started=True)
-        slots.leave(tickets[-1], started=False)
-    assert server_line() == idle
+    assert "Jobs: none yet on this server" in [c.value for c in at.sidebar.caption]
+    run_job(generate, GenerationConfig(games=20, score_requirement=0), progress=lambda p: False)
+    line = server_line()
+    assert line.startswith("Ray: ") and line.endswith("this server's jobs: 0 running, 0 waiting"), line
