@@ -91,8 +91,11 @@ def numpy_layers(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]]
 class ModelPolicy:
     """A network's action probabilities, computed on whole batches.
 
-    ``model`` is a Keras model or a :class:`~cartpole_core.model.Network`; a Network of a
-    plain Dense stack plays in NumPy without importing TensorFlow.
+    ``model`` is a Keras model or a :class:`~cartpole_core.model.Network`. A Network of a
+    plain Dense stack plays in NumPy without importing TensorFlow; any other Network is
+    rebuilt in Keras where it first plays (so a policy made in the web server and sent to a
+    Ray task loads TensorFlow in the task's worker, not in the server). A policy made from a
+    Network can be pickled.
     """
 
     deterministic = True
@@ -101,24 +104,32 @@ class ModelPolicy:
         from cartpole_core.model import Network, model_shape
 
         self.name = name
+        self._network: Network | None = None
         self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
         if isinstance(model, Network):
             self.obs_dim, self.n_actions = model.obs_dim, model.n_actions
             self._layers = None if model.layers is None else list(model.layers)
-            if self._layers is not None:
-                return
-            model = model.to_keras()
+            self._network = model
+            return
         self.model = model
         self.obs_dim, self.n_actions = model_shape(model)
         self._layers = numpy_layers(model)
         if self._layers is None:
-            import tensorflow as tf
+            self._compile(model)
 
-            fn = tf.function(
-                lambda x: model(x, training=False),
-                input_signature=[tf.TensorSpec(shape=(None, self.obs_dim), dtype=tf.float32)],
-            )
-            self._compiled = lambda x: fn(x).numpy()
+    def _compile(self, model: keras.Model) -> None:
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec(shape=(None, self.obs_dim), dtype=tf.float32)],
+        )
+        self._compiled = lambda x: fn(x).numpy()
+
+    def __getstate__(self) -> dict:
+        if self._network is None and self._layers is None:
+            raise TypeError("a policy of a Keras model that NumPy cannot play does not travel: make it from a Network")
+        return {k: v for k, v in self.__dict__.items() if k not in ("model", "_compiled")} | {"_compiled": None}
 
     @property
     def uses_numpy(self) -> bool:
@@ -128,6 +139,9 @@ class ModelPolicy:
     def probabilities(self, observations: np.ndarray) -> np.ndarray:
         x = np.asarray(observations, dtype=np.float32)
         if self._layers is None:
+            if self._compiled is None:
+                assert self._network is not None
+                self._compile(self._network.to_keras())
             assert self._compiled is not None
             return np.asarray(self._compiled(x), dtype=np.float32)
         for kernel, bias, activation in self._layers:

@@ -180,3 +180,22 @@ def test_probability_grid_refuses_the_same_dimension_twice() -> None:
 
     with pytest.raises(UserError, match="two different"):
         probability_grid(RandomPolicy(2), np.zeros(4), 1, 1, (-1, 1), (-1, 1))
+
+
+def test_networks_travel_to_a_job_and_play_there_as_their_model_would():
+    """The dashboard sends policies made from Networks to Ray tasks: a Dense stack plays in
+    NumPy, any other network is rebuilt in Keras only where it first plays, after pickling."""
+    import pickle
+
+    from cartpole_core.model import Network, compile_model
+
+    x = observations(4)
+    dense = build_model(4, 2, ModelConfig(hidden=(8,)), seed=2)
+    custom = compile_model(_with_batch_norm())
+    for model in (dense, custom):
+        policy = ModelPolicy(Network.of(model))
+        assert policy._compiled is None, "nothing built before it plays"
+        travelled = pickle.loads(pickle.dumps(policy))
+        np.testing.assert_allclose(travelled.probabilities(x), keras_probabilities(model, x), atol=1e-5)
+    with pytest.raises(TypeError, match="make it from a Network"):
+        pickle.dumps(ModelPolicy(custom))
