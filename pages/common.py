@@ -279,12 +279,12 @@ def progress_bar(label: str) -> tuple[ProgressCallback, Any]:
 
 
 def tensorflow_line() -> str:
-    """Where TensorFlow runs: in Ray's workers, never in this web server (unless a custom
-    uploaded model that NumPy cannot play was played here)."""
+    """Where TensorFlow runs: in Ray's workers, never in this web server (unless the Policy
+    map drew a custom uploaded model that NumPy cannot play)."""
     if "tensorflow" not in sys.modules:
-        return "TensorFlow runs in Ray's workers; this web server plays networks in NumPy"
+        return "TensorFlow: only in Ray's workers, where every heavy job runs"
     tf = sys.modules["tensorflow"]
-    return f"TensorFlow {tf.__version__} also loaded here (a custom model played)"
+    return f"TensorFlow {tf.__version__} also loaded here (a custom model's Policy map)"
 
 
 # ---------------------------------------------------------------- charts
