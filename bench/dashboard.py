@@ -42,7 +42,6 @@ CHROMIUM_ARGS = [
 NAV_LINKS = '[data-testid="stSidebarNavLink"], [data-testid="stSidebarNav"] a, [data-testid="stTopNavLink"]'
 #: Words in a page's source that mean it loads TensorFlow (directly or through the app's helper).
 TF_MARKERS = (
-    "load_tensorflow",
     "tensorflow",
     "keras",
     "cartpole_core.model",

@@ -5,8 +5,8 @@ inputs as Ray tasks (one CPU each) and hands back each outcome as it finishes; s
 (``sweep.py``) and chunked generation (``generate.py``) use it and never touch Ray themselves,
 so a page or a command never knows whether a local Ray or a cluster did the work.
 :func:`run_job` runs one stage call as a Ray task with its progress reports streamed back
-(through one small actor per process) and Stop sent the other way: the building block for moving the
-dashboard's heavy jobs off the web server.
+(through one small actor per process) and Stop sent the other way: every heavy job of the
+dashboard runs through it (``jobs.py``), so the web server only draws pages.
 
 - ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
   ``ray start --address=…`` on the others, or KubeRay). The cluster's Python environment
@@ -18,7 +18,8 @@ Ray is imported only when distributed work runs, so pages and commands that neve
 never load it (~0.6 s import, ~3 s start, ~700 MB for Ray's own processes and 2 workers).
 Each worker process caps TensorFlow's and BLAS's threads to the one CPU a task holds, so
 two workers on two cores do not fight over them. Inputs and outputs are plain dataclasses
-and NumPy arrays (zero-copy from Ray's object store); models travel as config + weights.
+and NumPy arrays (zero-copy from Ray's object store); networks travel as
+:class:`~cartpole_core.model.Network` (a ``.keras`` file and NumPy layers).
 """
 
 from __future__ import annotations
@@ -298,6 +299,8 @@ JOB_PUSH_SECONDS = 0.2
 JOB_MAX_CALLS = 20
 #: After an interrupted wait, how long :func:`run_job` waits for the stopped task's partial result.
 PARTIAL_WAIT_SECONDS = 15.0
+#: The hub forgets a job nobody waits for after this long, even if its task never said it ended.
+ABANDONED_KEPT_SECONDS = 3600.0
 
 
 class _Hub:
@@ -314,10 +317,17 @@ class _Hub:
         """Jobs started per node (the node id's first 8 characters)."""
         self.reports: dict[str, list[Progress]] = {}
         self.stops: set[str] = set()
-        self.abandoned: set[str] = set()
+        self.abandoned: dict[str, float] = {}
+        """Jobs nobody waits for any more -> when they were left."""
 
     def submit(self, job: str) -> None:
+        """A job is about to be sent to Ray (called, and waited for, before its task exists)."""
         self.queued.append(job)
+        # A job left while queued and then cancelled by Ray never calls start or ended:
+        # forget those left long ago.
+        now = time.monotonic()
+        for old in [j for j, left in self.abandoned.items() if now - left > ABANDONED_KEPT_SECONDS]:
+            self.forget(old)
 
     def start(self, job: str, node: str) -> bool:
         """The job's task began on ``node``; True when it should not run at all (cancelled
@@ -347,7 +357,7 @@ class _Hub:
         """Stop the job; ``abandoned``: nobody waits for it any more (its task forgets it)."""
         self.stops.add(job)
         if abandoned:
-            self.abandoned.add(job)
+            self.abandoned[job] = time.monotonic()
             self.reports.pop(job, None)
             if job in self.queued:
                 self.queued.remove(job)
@@ -355,8 +365,10 @@ class _Hub:
     def forget(self, job: str) -> None:
         self.reports.pop(job, None)
         self.stops.discard(job)
-        self.abandoned.discard(job)
+        self.abandoned.pop(job, None)
         self.running.discard(job)
+        if job in self.queued:  # its task failed before it started
+            self.queued.remove(job)
 
     def ended(self, job: str) -> None:
         """The job's task ended: forget it if nobody waits for it."""
@@ -449,9 +461,12 @@ def job_counts() -> JobCounts | None:
         return None
     with _lock:
         hub = next(iter(_hubs.values()), None)
-    running, queued, placed = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0, {})
-    cpus = int(ray.cluster_resources().get("CPU", 0))
-    free = float(ray.available_resources().get("CPU", 0.0))
+    try:
+        running, queued, placed = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0, {})
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        free = float(ray.available_resources().get("CPU", 0.0))
+    except Exception:  # a lost hub (its node gone) or a busy cluster: no figures this time
+        return None
     return JobCounts(running, queued, cpus, max(0, round(cpus - free)), placed)
 
 
@@ -468,7 +483,8 @@ def run_job(
     ``fn`` is a module-level function of plain data (settings, NumPy arrays, a
     :class:`~cartpole_core.model.Network`) taking a ``progress`` callback, like every stage of
     ``cartpole_core``. The task waits in Ray's queue for a CPU; meanwhile ``waiting(ahead)``
-    is called every poll with the number of this process's jobs queued ahead of it. Its
+    is called every poll with the number of this process's jobs queued ahead of it (and once
+    with -1 when it starts). Its
     reports reach ``progress`` here, in order, every :data:`JOB_PUSH_SECONDS` or so (a
     report with a ``payload`` at once); when ``progress`` returns True, the task is asked to
     stop (its callback returns True from then on) and the result it returns, partial, is
@@ -487,24 +503,35 @@ def run_job(
     task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS)(
         _run_job_in_worker
     )
-    hub.submit.remote(job)  # before the task: one caller's actor calls run in order
+    try:  # waited for: the task's own start (another caller) must come after it
+        ray.get(hub.submit.remote(job))
+    except ray.exceptions.RayActorError:  # the hub was lost (its node removed): a new one
+        with _lock:
+            _hubs.clear()
+        hub = _hub()
+        ray.get(hub.submit.remote(job))
     ref = task.remote(fn, args, hub, job)
-    stop_asked = False
-    finished = False
+    stop_asked = finished = returned = was_queued = False
     try:
         while not finished:
             finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
             reports, ahead = ray.get(hub.take.remote(job))
-            if ahead >= 0 and waiting is not None and not finished:
-                waiting(ahead)
+            if waiting is not None and not finished and (ahead >= 0 or was_queued):
+                waiting(ahead)  # -1 once: it left the queue
+                was_queued = ahead >= 0
             for p in reports:
                 if progress is not None and progress(p) and not stop_asked:
                     stop_asked = True
                     hub.ask_stop.remote(job)
-        return _job_result(ray, ref)
+        result = _job_result(ray, ref)
+        returned = True
+        return result
     finally:
         if finished:
             hub.forget.remote(job)
+            if not returned and partial is not None:  # interrupted while reading its last reports
+                with contextlib.suppress(Exception):
+                    partial(_job_result(ray, ref))
         elif partial is not None and _stop_and_wait(ray, hub, job, ref):
             hub.forget.remote(job)
             with contextlib.suppress(Exception):  # the job failed while stopping: nothing to keep

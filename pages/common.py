@@ -259,11 +259,6 @@ def settings_follow_env(page: str, env_id: str, defaults: dict[str, Any]) -> Non
     st.session_state[marker] = env_id
 
 
-def gif_stride(steps: int, smallest: int = 2) -> int:
-    """Keep every k-th step so a game of ``steps`` steps fits this server's GIF frame limit."""
-    return max(smallest, -(-steps // LIMITS["gif_frames"]))
-
-
 def progress_bar(label: str) -> tuple[ProgressCallback, Any]:
     """A Streamlit progress bar and a callback that moves it (at most ~10 redraws a second)."""
     bar = st.progress(0.0, text=label)

@@ -98,6 +98,8 @@ def finish_stopped_run() -> None:
         st.info("Stopped before the first generation was measured: nothing changed.", icon=":material/stop_circle:")
         return
     state.improve = result
+    live["records"] = list(result.generations)  # the last generation's report may not have arrived
+    live["snapshots"].setdefault(result.best_generation, result.model)
     set_model(result.model, f"generation {result.best_generation} (stopped), mean {result.best_mean:.1f}")
     st.info(f"Stopped. Kept the best network so far: generation {result.best_generation}, mean {result.best_mean:.1f}.")
 
@@ -406,7 +408,7 @@ if live and live["records"]:
         with st.spinner("Filming one game per generation…"):
             try:
                 cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
-                networks = [(r.generation, live["snapshots"][r.generation]) for r in records]
+                networks = sorted(live["snapshots"].items())
                 state.timelapse_gif = ray_job("Filming", timelapse_job, networks, cfg, LIMITS["gif_frames"])
             except Exception as exc:
                 show_error(exc)

@@ -101,6 +101,12 @@ def ray_job(
     submitted = time.monotonic()
 
     def waiting(ahead: int) -> None:
+        if ahead < 0:  # it started: no more queue, no more Cancel (Stop is the page's)
+            if queued[0]:
+                queued[0] = False
+                notice.empty()
+                cancel.empty()
+            return
         if not ahead and time.monotonic() - submitted < 1.0:
             return  # a worker starting: no notice to flash
         queued[0] = True

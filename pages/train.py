@@ -43,7 +43,6 @@ def finish_stopped_run() -> None:
     live["done"] = True
     trained = live.get("stopped")
     if trained is None:  # stopped while queued (or it never answered): nothing was learned
-        set_model(*live["previous"])
         st.info("Training cancelled before it started: nothing changed.", icon=":material/stop_circle:")
         return
     set_model(trained.network, live["source"] + " (stopped)", trained.training)
@@ -173,7 +172,6 @@ else:
         else:
             rows: list[dict[str, float]] = []
             live = state.live_training = {
-                "previous": (state.model, state.model_source, state.training),
                 "source": f"{model_cfg.hidden} net, seed {seed}",
                 "stopped": None,
                 "done": False,

@@ -150,6 +150,7 @@ def test_a_queued_job_knows_its_place_and_leaves_the_queue_when_cancelled(local_
     for t in threads:
         t.join(timeout=30)
     assert paths[2].exists(), "the third job ran once a CPU was free"
+    assert places[2][-1] == -1 and places[2].count(-1) == 1, "told once that it left the queue"
     assert not paths[3].exists(), "the cancelled job never ran"
     time.sleep(0.5)
     after = job_counts()
