@@ -247,11 +247,8 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     screenshot(page, shots / "runs.png")
 
 
-def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
-    """Stop interrupts training mid-epoch; the network keeps the steps it learned."""
-    import re
-
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def start_long_training(page, server: str) -> None:
+    """A fresh visitor generates 3,000 games and starts a long training (50 epochs of batch 8)."""
     page.goto(server)
     settle(page)
     generate(page, 3000)
@@ -259,6 +256,14 @@ def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
     set_number(page, "Epochs", 50)
     set_number(page, "Batch size", 8)
     page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+
+
+def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
+    """Stop interrupts training mid-epoch; the network keeps the steps it learned."""
+    import re
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    start_long_training(page, server)
     stop = page.get_by_role("button", name="Stop training")
     stop.wait_for(timeout=120_000)
     page.get_by_text("epoch 1/50", exact=False).first.wait_for(timeout=120_000)  # batches are being learned
@@ -370,13 +375,7 @@ def test_a_closed_tabs_training_job_is_cancelled(server: str, browser) -> None:
         return int(found.group(1)) if found else 0
 
     leaver = browser.new_context().new_page()
-    leaver.goto(server)
-    settle(leaver)
-    generate(leaver, 3000)
-    open_page(leaver, "Train")
-    set_number(leaver, "Epochs", 50)
-    set_number(leaver, "Batch size", 8)
-    leaver.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
+    start_long_training(leaver, server)
     leaver.get_by_text("epoch 1/50", exact=False).first.wait_for(timeout=120_000)
     watcher = browser.new_context().new_page()
     watcher.goto(server)
