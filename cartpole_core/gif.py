@@ -25,6 +25,11 @@ DEFAULT_FPS = 50
 MIN_FRAME_MS = 20
 
 
+def gif_stride(steps: int, max_frames: int, smallest: int = 1) -> int:
+    """Keep every k-th step (at least ``smallest``) so ``steps`` steps fit in ``max_frames`` frames."""
+    return max(smallest, -(-steps // max_frames))
+
+
 def frame_duration_ms(env_fps: float, frame_stride: int) -> int:
     """Milliseconds each GIF frame is shown so playback runs at the game's own speed."""
     ms = 1000.0 * frame_stride / max(env_fps, 1e-6)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from cartpole_core.dataset import Dataset
 from cartpole_core.ensemble import EnsembleConfig, EnsembleResult
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
+from cartpole_core.gif import gif_stride
 from cartpole_core.improve import GenerationRecord, ImproveConfig, ImproveResult
 from cartpole_core.model import ModelConfig, Network
 from cartpole_core.pipeline import NotebookConfig, NotebookResult
@@ -135,7 +136,7 @@ def play_job(
     from cartpole_core.policies import RandomPolicy
 
     def film(player: Policy, game: int, steps: int) -> tuple[bytes, float]:
-        stride = max(2, -(-steps // max_gif_frames))
+        stride = gif_stride(steps, max_gif_frames, smallest=2)
         episode = record_episode(player, config, game, frame_stride=stride)
         return frames_to_gif(episode.frames, frame_stride=stride), episode.score
 
@@ -165,7 +166,7 @@ def timelapse_job(
     from cartpole_core.policies import ModelPolicy
     from cartpole_core.progress import report
 
-    stride = max(5, -(-len(networks) * config.goal_steps // max_gif_frames))
+    stride = gif_stride(len(networks) * config.goal_steps, max_gif_frames, smallest=5)
     frames: list = []
     for i, (generation, network) in enumerate(networks):
         episode = record_episode(ModelPolicy(network), config, 0, frame_stride=stride)
@@ -185,6 +186,6 @@ def random_play_job(
 
     player = RandomPolicy(n_actions)
     result = evaluate(player, config, progress)
-    stride = max(1, -(-int(result.lengths[0]) // max_gif_frames))
+    stride = gif_stride(int(result.lengths[0]), max_gif_frames)
     episode = record_episode(player, config, game=0, frame_stride=stride)
     return result, frames_to_gif(episode.frames, frame_stride=stride)

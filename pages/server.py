@@ -18,7 +18,7 @@ from typing import Any
 
 import streamlit as st
 
-from cartpole_core.progress import Progress, ProgressCallback
+from cartpole_core.progress import ProgressCallback
 
 #: Name -> (default, meaning). Shown in the README; each can be overridden by
 #: CARTPOLE_LAB_MAX_<NAME upper-cased>.
@@ -120,15 +120,8 @@ def ray_job(
             cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")
             queued[1] = True
 
-    def started(p: Progress) -> bool | None:
-        if queued[0]:
-            queued[0] = False
-            notice.empty()
-            cancel.empty()
-        return progress(p) if progress is not None else None
-
     try:
-        return run_job(fn, *args, progress=started, waiting=waiting, partial=partial)
+        return run_job(fn, *args, progress=progress, waiting=waiting, partial=partial)
     finally:
         notice.empty()
         cancel.empty()
