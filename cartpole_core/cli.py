@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cartpole_core import __version__
-from cartpole_core.envs import DEFAULT_ENV_ID
+from cartpole_core.envs import DEFAULT_ENV_ID, PLAYERS, selection_words
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate, record_episode
 from cartpole_core.generate import GenerationConfig, GenerationResult, generate
@@ -191,8 +191,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from cartpole_core.policies import Policy, RandomPolicy
 
     info = env_info(args.env)
-    config = EvaluationConfig(env_id=info.env_id, games=args.games, goal_steps=args.goal_steps, seed=args.seed)
-    config.validate()
+    steps = {} if args.goal_steps is None else {"goal_steps": args.goal_steps}
+    config = EvaluationConfig.for_env(info.env_id, games=args.games, seed=args.seed, **steps).validate()
     names = args.model or ["random"]
     policies: list[Policy] = []
     for name in names:
@@ -251,6 +251,7 @@ def cmd_improve(args: argparse.Namespace) -> None:
     env_info(args.env)
     _import_tensorflow()
     from cartpole_core.improve import ImproveConfig, improve
+    from cartpole_core.model import parse_hidden
     from cartpole_core.storage import load_model, save_model
 
     config = ImproveConfig.for_env(
@@ -260,7 +261,10 @@ def cmd_improve(args: argparse.Namespace) -> None:
         max_generations=args.generations,
         games_per_generation=args.games,
         keep_top=args.keep_top,
+        hidden=parse_hidden(args.hidden),
+        learning_rate=args.lr,
         data=args.data_mode,
+        fallback=not args.no_fallback,
         epochs=args.epochs,
         batch_size=args.batch_size,
         sample_actions=not args.argmax,
@@ -272,6 +276,8 @@ def cmd_improve(args: argparse.Namespace) -> None:
         seed=args.seed,
         **({} if args.target is None else {"target_mean": args.target}),
         **({} if args.goal_steps is None else {"goal_steps": args.goal_steps}),
+        **({} if args.player is None else {"player": args.player}),
+        **({} if args.progress_dim is None else {"progress_dim": None if args.progress_dim < 0 else args.progress_dim}),
     ).validate()
     if args.out and Path(args.out).suffix != ".keras":
         raise UserError(f"Models are saved as .keras files: use --out {Path(args.out).with_suffix('.keras')}.")
@@ -290,6 +296,9 @@ def cmd_improve(args: argparse.Namespace) -> None:
             "kept_games": g.kept_games,
             "accuracy": g.accuracy,
             "play_mean": g.play_mean,
+            "greedy_mean": g.greedy_mean,
+            "sampled_mean": g.sampled_mean,
+            "started_from": g.started_from,
             "env_steps": g.env_steps,
             "seconds": g.seconds,
             "elapsed": g.elapsed,
@@ -299,6 +308,7 @@ def cmd_improve(args: argparse.Namespace) -> None:
     data = {
         "env_id": config.env_id,
         "seed": config.seed,
+        "player": config.player,
         "generations": generations,
         "best_generation": result.best_generation,
         "best_mean": result.best_mean,
@@ -308,14 +318,20 @@ def cmd_improve(args: argparse.Namespace) -> None:
     }
     lines = [
         f"generation {g['generation']}: mean {g['mean']:.1f} (median {g['median']:g}, min {g['min']:g}, "
-        f"max {g['max']:g}), {g['samples']} rows, {g['elapsed']:.1f} s"
+        f"max {g['max']:g}; greedy {g['greedy_mean']:.1f}, sampled {g['sampled_mean']:.1f}), "
+        f"{g['samples']} rows, {g['elapsed']:.1f} s"
         for g in generations
     ]
+    picked = selection_words(config.env_id, config.progress_dim)
+    lines.insert(0, f"Means are of the {config.player} player; games picked by {picked}")
     lines.append(
-        f"Best: generation {result.best_generation}, mean {result.best_mean:.1f} over {config.eval_games} games"
+        f"Best: generation {result.best_generation}, {config.player} mean {result.best_mean:.1f} "
+        f"over {config.eval_games} games"
     )
     if result.confirm_mean is not None:
-        lines.append(f"Confirmation: mean {result.confirm_mean:.2f} over {config.confirm_games} fresh games")
+        lines.append(
+            f"Confirmation: {config.player} mean {result.confirm_mean:.2f} over {config.confirm_games} fresh games"
+        )
     lines.append(f"{result.seconds:.1f} s" + (f"; saved {args.out}" if args.out else ""))
     _emit(args, data, "\n".join(lines))
 
@@ -509,7 +525,7 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
     p.add_argument("--vote", choices=("soft", "hard"), default="soft", help="how an ensemble votes (default soft)")
     p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
     p.add_argument("--games", type=int, default=10, help="games to play (default 10)")
-    p.add_argument("--goal-steps", type=int, default=500, help="most steps a game lasts (default 500)")
+    p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
     p.add_argument("--seed", type=int, default=0, help="seed of the games (default 0)")
     p.add_argument("--gif", help="save the best game as an animated GIF here")
     p.add_argument("--gif-stride", type=int, default=2, help="keep every k-th frame in the GIF (default 2)")
@@ -542,8 +558,36 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
         ("--seed", "seed", int, "seed"),
     ):
         p.add_argument(flag, type=kind, default=getattr(d, name), help=f"{text} (default %(default)s)")
-    p.add_argument("--data-mode", choices=DATA_MODES, default=d.data, help="replace or add data (default %(default)s)")
+    p.add_argument(
+        "--hidden", default=",".join(map(str, d.hidden)), help="the first network's hidden layers (default %(default)s)"
+    )
+    p.add_argument(
+        "--lr", type=float, default=d.learning_rate, help="the first network's Adam learning rate (default %(default)s)"
+    )
+    p.add_argument(
+        "--data-mode",
+        choices=DATA_MODES,
+        default=d.data,
+        help="best: the best games seen so far; replace: this generation's best; add: all kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="let a generation build on a network worse than the best so far (default: start again from the best)",
+    )
     p.add_argument("--argmax", action="store_true", help="collect games with argmax instead of sampling")
+    p.add_argument(
+        "--player",
+        choices=PLAYERS,
+        help="the player whose evaluation counts: greedy (most probable action) or sampled "
+        "(default: the env's; sampled for LunarLander-v3, greedy elsewhere); both are reported",
+    )
+    p.add_argument(
+        "--progress-dim",
+        type=int,
+        help="observation whose highest value in a game breaks ties between equal scores when picking the "
+        "best games (default: the env's; 0, the car's position, for MountainCar-v0; none elsewhere); -1: none",
+    )
     p.add_argument(
         "--target",
         type=float,

@@ -63,9 +63,16 @@ SCORE_MEANING: dict[str, str] = {
 }
 
 
+#: The two ways a network can play: its most probable action, or an action drawn from its
+#: probabilities (what generations collect their games with).
+PLAYERS = ("greedy", "sampled")
+
+
 @dataclass(frozen=True)
 class EnvDefaults:
-    """Settings that fit one game out of the box (its scores live on its own scale)."""
+    """The profile of one game: the settings that fit it out of the box (its scores live on
+    its own scale). Every config's ``for_env`` and every page takes its defaults from here,
+    so a score on any page is the env's own, comparable with Gymnasium's threshold."""
 
     games: int
     """Random games to play first."""
@@ -79,6 +86,14 @@ class EnvDefaults:
     """Mean score that counts as mastering the game (generations stop there); None: none known."""
     hint: str = ""
     """What to change when random play never succeeds (said in the error)."""
+    player: str = "greedy"
+    """Which player of a network counts for the target: ``"greedy"`` (its most probable
+    action) or ``"sampled"`` (an action drawn from its probabilities). Generations report
+    both; on LunarLander the greedy player can be far worse than the sampled one it learns as."""
+    progress_dim: int | None = None
+    """Observation dimension whose highest value in a game breaks ties between games of equal
+    score when generations pick their best games (MountainCar: the car's position, since
+    every game that misses the flag scores the same); None: the score alone."""
 
     def keeping(self) -> str:
         """``"score ≥ 50"`` or ``"the best 5 % of games"``."""
@@ -99,9 +114,11 @@ ENV_DEFAULTS: dict[str, EnvDefaults] = {
         goal_steps=200,
         target=-110.0,
         hint="In MountainCar-v0 random pushes almost never reach the flag: about 4 in 100 games do "
-        "within 5,000 steps, none within 200. Raise goal steps a lot, or choose another env.",
+        "within 5,000 steps, none within 200. Keep the games that got farthest instead (Generations "
+        "does), raise goal steps a lot, or choose another env.",
+        progress_dim=0,
     ),
-    "LunarLander-v3": EnvDefaults(games=2_000, goal_steps=1000, target=200.0),
+    "LunarLander-v3": EnvDefaults(games=2_000, goal_steps=1000, target=200.0, player="sampled"),
 }
 
 #: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).
@@ -220,6 +237,14 @@ def env_defaults(env_id: str) -> EnvDefaults:
     if info.env_id in ENV_DEFAULTS:
         return ENV_DEFAULTS[info.env_id]
     return EnvDefaults(games=2_000, goal_steps=info.max_episode_steps or 500, target=info.reward_threshold)
+
+
+def selection_words(env_id: str, progress_dim: int | None) -> str:
+    """How generations pick their best games, in words: ``"score"`` or ``"score, then the
+    highest car position reached"`` (``progress_dim`` breaking ties between equal scores)."""
+    if progress_dim is None:
+        return "score"
+    return f"score, then the highest {env_info(env_id).obs_names[progress_dim]} reached"
 
 
 def score_range(env_id: str, goal_steps: int) -> tuple[float, float]:

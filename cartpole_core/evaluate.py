@@ -5,6 +5,12 @@ action of a game is chosen from its reset observation (the notebook chose it at 
 Game ``i`` of a seed always starts from the same state and, when actions are drawn at
 random, uses its own random stream, so every policy meets exactly the same games and any
 single game can be played again on its own (to film it as a GIF).
+
+How the games are stepped depends on the env, never the games played: an env with its own
+vectorised code (CartPole) steps every game in one NumPy call, each game started from the
+state its own reset seed gives, so the games are exactly those played one env at a time;
+any other env steps one Gymnasium env per game, and many games are split into chunks of
+:data:`GAMES_PER_CHUNK` played on Ray workers side by side (same scores, game for game).
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cartpole_core.envs import DEFAULT_ENV_ID, env_info, make_env, score_range
+from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info, make_env, make_vector_env, score_range
 from cartpole_core.errors import UserError, check_range
 from cartpole_core.policies import Policy, choose_actions
 from cartpole_core.progress import ProgressCallback, report
@@ -26,6 +33,8 @@ from cartpole_core.stats import MeanInterval, mean_interval
 MAX_EVAL_GAMES = 100_000
 #: Games played side by side; a finished game's env is reused for the next one.
 MAX_PARALLEL_GAMES = 512
+#: Games per Ray task for envs without a native vector env (when ``parallel`` allows it).
+GAMES_PER_CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,12 @@ class EvaluationConfig:
     """Share of steps on which a uniformly random action replaces the policy's."""
     keep_observations: bool = False
     """Keep every visited observation and action (for maps and disagreement figures)."""
+
+    @classmethod
+    def for_env(cls, env_id: str, **changes: Any) -> EvaluationConfig:
+        """Games of ``env_id`` as the env defines them (its own step limit, from
+        :func:`cartpole_core.envs.env_defaults`), with ``changes`` on top."""
+        return replace(cls(env_id=env_info(env_id).env_id, goal_steps=env_defaults(env_id).goal_steps), **changes)
 
     def validate(self) -> EvaluationConfig:
         env_info(self.env_id)
@@ -85,7 +100,11 @@ class EvaluationResult:
     actions: np.ndarray | None = None
     """int64 (steps,) with ``keep_observations``: the action taken at each of them."""
     observation_games: np.ndarray | None = None
-    """int64 (steps,) with ``keep_observations``: the game each observation belongs to."""
+    """int64 (steps,) with ``keep_observations``: the game each observation belongs to
+    (observations are grouped by game, in game order, each game's in step order)."""
+    peaks: np.ndarray | None = None
+    """float32 (games, obs_dim): the highest value each observation dimension reached in
+    each game, its last observation included (MountainCar: how far right the car got)."""
 
     @property
     def mean(self) -> float:
@@ -137,24 +156,48 @@ class Episode:
 
 @dataclass
 class _Played:
+    """What :func:`_play` saw, for the games it was given (positions in ``games``)."""
+
     scores: np.ndarray
     lengths: np.ndarray
     choice_counts: np.ndarray
+    peaks: np.ndarray
     obs_log: list[np.ndarray]
     action_log: list[np.ndarray]
     game_log: list[np.ndarray]
+    """Game indices (into the config's games, not positions) of each logged step."""
     frames: list[np.ndarray]
 
 
-def _play(
-    policy: Policy,
-    config: EvaluationConfig,
-    games: np.ndarray,
-    frame_stride: int = 0,
-    progress: ProgressCallback | None = None,
-) -> _Played:
-    """Play the games whose indices are in ``games`` (into ``config.game_seeds()``)."""
-    info = env_info(config.env_id)
+class _Chooser:
+    """Turns the policy's probabilities into actions, each game drawing from its own random
+    stream (so a game's actions never depend on which other games play beside it)."""
+
+    def __init__(self, policy: Policy, config: EvaluationConfig, seeds: np.ndarray, n_actions: int):
+        self.policy, self.config, self.n_actions = policy, config, n_actions
+        self.sample = config.sample_actions or not policy.deterministic
+        self.rngs = [np.random.default_rng([int(s), 1]) for s in seeds]
+
+    def __call__(self, observations: np.ndarray, playing: np.ndarray) -> np.ndarray:
+        """int64 (n,): actions for ``observations`` float32 (n, obs_dim) of games at positions ``playing``."""
+        probs = self.policy.probabilities(observations)
+        uniforms = None
+        if self.sample:
+            uniforms = np.array([self.rngs[g].random() for g in playing])
+            if self.config.temperature != 1.0:
+                probs = np.power(probs, 1.0 / self.config.temperature)
+                probs /= probs.sum(axis=1, keepdims=True)
+        actions = choose_actions(probs, not self.sample, uniforms)
+        if self.config.epsilon > 0:
+            for j, g in enumerate(playing):
+                rng = self.rngs[g]
+                if rng.random() < self.config.epsilon:
+                    actions[j] = rng.integers(self.n_actions)
+        return actions
+
+
+def _check_fits(policy: Policy, env_id: str) -> None:
+    info = env_info(env_id)
     if policy.n_actions != info.n_actions:
         raise UserError(
             f"The policy chooses among {policy.n_actions} actions but {info.env_id} has "
@@ -166,18 +209,111 @@ def _play(
             f"The policy reads {obs_dim} observation values but {info.env_id} gives {info.obs_dim}: "
             f"use a model trained on {info.env_id}."
         )
+
+
+def _play(
+    policy: Policy,
+    config: EvaluationConfig,
+    games: np.ndarray,
+    frame_stride: int = 0,
+    progress: ProgressCallback | None = None,
+) -> _Played:
+    """Play the games whose indices are in ``games`` (into ``config.game_seeds()``): all in one
+    native vector env when the env has one (and no frames are filmed), else one env per game."""
+    _check_fits(policy, config.env_id)
+    # One BLAS thread: the per-step batches are small, and on a busy machine (a shared
+    # server, training in another session) two BLAS threads fighting over two cores made a
+    # step up to 40x slower; alone, the second thread gains only about 25 %.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if env_info(config.env_id).has_vector_env and not frame_stride:
+            return _play_vector(policy, config, games, progress)
+        return _play_envs(policy, config, games, frame_stride, progress)
+
+
+def _new_played(n: int, obs_dim: int, n_actions: int) -> _Played:
+    return _Played(
+        np.zeros(n, np.float64), np.zeros(n, np.int64), np.zeros(n_actions, np.int64),
+        np.full((n, obs_dim), -np.inf, np.float32), [], [], [], [],
+    )  # fmt: skip
+
+
+def _play_vector(
+    policy: Policy, config: EvaluationConfig, games: np.ndarray, progress: ProgressCallback | None
+) -> _Played:
+    """Every game in one native vector env, one ``step`` for all of them.
+
+    Each game starts from the state a single env reset with the game's own seed gives (read
+    from that env, so the starts are Gymnasium's, exactly); the vector env's physics is the
+    single env's, so each game is the one :func:`_play_envs` plays, step for step. A game
+    that has ended is left alone: the vector env's autoreset games are never read.
+    """
+    info = env_info(config.env_id)
+    n = games.size
+    seeds = config.game_seeds()[games]
+    choose = _Chooser(policy, config, seeds, info.n_actions)
+    played = _new_played(n, info.obs_dim, info.n_actions)
+    single = make_env(info.env_id, config.goal_steps)
+    starts = []
+    try:
+        for s in seeds:
+            single.reset(seed=int(s))
+            starts.append(np.array(single.unwrapped.state, dtype=np.float64))  # type: ignore[attr-defined]
+    finally:
+        single.close()
+    env = make_vector_env(info.env_id, n, config.goal_steps)
+    try:
+        env.reset(seed=0)
+        core = env.unwrapped
+        core.state = np.stack(starts, axis=1)  # type: ignore[attr-defined]  # (4, n), as the vector env keeps it
+        obs = core.state.T.astype(np.float32)  # type: ignore[attr-defined]
+        live = np.ones(n, dtype=bool)
+        all_actions = np.zeros(n, dtype=np.int64)
+        finished, step = 0, 0
+        while finished < n:
+            playing = np.flatnonzero(live)
+            played.peaks[playing] = np.maximum(played.peaks[playing], obs[playing])
+            actions = choose(obs[playing], playing)
+            played.choice_counts += np.bincount(actions, minlength=info.n_actions)
+            if config.keep_observations:
+                played.obs_log.append(obs[playing].copy())
+                played.action_log.append(actions.copy())
+                played.game_log.append(games[playing])
+            all_actions[playing] = actions
+            obs, reward, terminated, truncated, _ = env.step(all_actions)
+            played.scores[playing] += reward[playing]
+            played.lengths[playing] += 1
+            ended = playing[(terminated | truncated)[playing]]
+            if ended.size:
+                played.peaks[ended] = np.maximum(played.peaks[ended], obs[ended])
+                live[ended] = False
+                finished += ended.size
+            step += 1
+            if step % 25 == 0 or finished == n:
+                report(progress, finished / n, f"{finished:,} of {n:,} games played")
+    finally:
+        env.close()
+    return played
+
+
+def _play_envs(
+    policy: Policy,
+    config: EvaluationConfig,
+    games: np.ndarray,
+    frame_stride: int = 0,
+    progress: ProgressCallback | None = None,
+) -> _Played:
+    """The games in Gymnasium envs of their own, up to :data:`MAX_PARALLEL_GAMES` side by
+    side (a finished game's env starts the next game), one forward pass per step for all."""
+    info = env_info(config.env_id)
     all_seeds = config.game_seeds()
     n = games.size
-    sample = config.sample_actions or not policy.deterministic
-    rngs = [np.random.default_rng([int(all_seeds[g]), 1]) for g in games]
+    choose = _Chooser(policy, config, all_seeds[games], info.n_actions)
     slots = min(n, MAX_PARALLEL_GAMES)
     envs = [make_env(info.env_id, config.goal_steps, render=frame_stride > 0) for _ in range(slots)]
     obs = np.zeros((slots, info.obs_dim), dtype=np.float32)
     slot_game = np.full(slots, -1, dtype=np.int64)  # position in `games` played in each slot
-    scores = np.zeros(n, dtype=np.float64)
-    lengths = np.zeros(n, dtype=np.int64)
-    counts = np.zeros(info.n_actions, dtype=np.int64)
-    played = _Played(scores, lengths, counts, [], [], [], [])
+    played = _new_played(n, info.obs_dim, info.n_actions)
+    scores, lengths, peaks = played.scores, played.lengths, played.peaks
     next_game = 0
     finished = 0
 
@@ -189,64 +325,125 @@ def _play(
             played.frames.append(np.asarray(envs[slot].render(), dtype=np.uint8))
         next_game += 1
 
-    # One BLAS thread: the per-step batches are small, and on a busy machine (a shared
-    # server, training in another session) two BLAS threads fighting over two cores made a
-    # step up to 40x slower; alone, the second thread gains only about 25 %.
-    with threadpool_limits(limits=1, user_api="blas"):
-        try:
-            for slot in range(slots):
-                start(slot)
-            while finished < n:
-                live = np.flatnonzero(slot_game >= 0)
-                probs = policy.probabilities(obs[live])
-                uniforms = None
-                if sample:
-                    uniforms = np.array([rngs[slot_game[s]].random() for s in live])
-                    if config.temperature != 1.0:
-                        probs = np.power(probs, 1.0 / config.temperature)
-                        probs /= probs.sum(axis=1, keepdims=True)
-                actions = choose_actions(probs, not sample, uniforms)
-                if config.epsilon > 0:
-                    for j, s in enumerate(live):
-                        rng = rngs[slot_game[s]]
-                        if rng.random() < config.epsilon:
-                            actions[j] = rng.integers(info.n_actions)
-                counts += np.bincount(actions, minlength=info.n_actions)
-                if config.keep_observations:
-                    played.obs_log.append(obs[live].copy())
-                    played.action_log.append(actions.copy())
-                    played.game_log.append(games[slot_game[live]])
-                for j, s in enumerate(live):
-                    g = slot_game[s]
-                    o, reward, terminated, truncated, _ = envs[s].step(int(actions[j]))
-                    obs[s] = o
-                    scores[g] += float(reward)
-                    lengths[g] += 1
-                    if frame_stride and lengths[g] % frame_stride == 0:
-                        played.frames.append(np.asarray(envs[s].render(), dtype=np.uint8))
-                    if terminated or truncated:
-                        finished += 1
-                        slot_game[s] = -1
-                        if next_game < n:
-                            start(int(s))
-                        if finished % max(1, n // 50) == 0:
-                            report(progress, finished / n, f"{finished:,} of {n:,} games played")
-        finally:
-            for env in envs:
-                env.close()
+    try:
+        for slot in range(slots):
+            start(slot)
+        while finished < n:
+            live = np.flatnonzero(slot_game >= 0)
+            playing = slot_game[live]
+            peaks[playing] = np.maximum(peaks[playing], obs[live])
+            actions = choose(obs[live], playing)
+            played.choice_counts += np.bincount(actions, minlength=info.n_actions)
+            if config.keep_observations:
+                played.obs_log.append(obs[live].copy())
+                played.action_log.append(actions.copy())
+                played.game_log.append(games[playing])
+            for j, s in enumerate(live):
+                g = slot_game[s]
+                o, reward, terminated, truncated, _ = envs[s].step(int(actions[j]))
+                obs[s] = o
+                scores[g] += float(reward)
+                lengths[g] += 1
+                if frame_stride and lengths[g] % frame_stride == 0:
+                    played.frames.append(np.asarray(envs[s].render(), dtype=np.uint8))
+                if terminated or truncated:
+                    peaks[g] = np.maximum(peaks[g], obs[s])
+                    finished += 1
+                    slot_game[s] = -1
+                    if next_game < n:
+                        start(int(s))
+                    if finished % max(1, n // 50) == 0:
+                        report(progress, finished / n, f"{finished:,} of {n:,} games played")
+    finally:
+        for env in envs:
+            env.close()
     return played
 
 
+@dataclass(frozen=True)
+class PlayJob:
+    """Some games of one evaluation: plain data, so a Ray worker can play them."""
+
+    policy: Policy
+    config: EvaluationConfig
+    games: np.ndarray
+    """int64 (k,): indices of the games to play (into ``config.game_seeds()``)."""
+
+
+def play_job(job: PlayJob) -> _Played:
+    """Play one :class:`PlayJob` (a Ray task's body; also the in-process path)."""
+    return _play(job.policy, job.config, job.games)
+
+
+def _chunks(config: EvaluationConfig, parallel: bool | None) -> list[np.ndarray]:
+    """The evaluation's games in pieces: one piece for an env with a native vector env or a
+    few games (or ``parallel=False``), else consecutive chunks of :data:`GAMES_PER_CHUNK`."""
+    games = np.arange(config.games)
+    split = not env_info(config.env_id).has_vector_env and config.games > GAMES_PER_CHUNK
+    if parallel is False or (parallel is None and not split):
+        return [games]
+    return [games[i : i + GAMES_PER_CHUNK] for i in range(0, config.games, GAMES_PER_CHUNK)]
+
+
+def _merge(parts: list[_Played]) -> _Played:
+    """The pieces of consecutive games as one, observations grouped by game."""
+    merged = _Played(
+        scores=np.concatenate([p.scores for p in parts]),
+        lengths=np.concatenate([p.lengths for p in parts]),
+        choice_counts=np.sum([p.choice_counts for p in parts], axis=0),
+        peaks=np.concatenate([p.peaks for p in parts]),
+        obs_log=[x for p in parts for x in p.obs_log],
+        action_log=[x for p in parts for x in p.action_log],
+        game_log=[x for p in parts for x in p.game_log],
+        frames=[],
+    )
+    if merged.game_log:
+        game = np.concatenate(merged.game_log)
+        order = np.argsort(game, kind="stable")  # group by game, each game's steps in order
+        merged.obs_log = [np.concatenate(merged.obs_log)[order]]
+        merged.action_log = [np.concatenate(merged.action_log)[order]]
+        merged.game_log = [game[order]]
+    return merged
+
+
+def _play_chunks(
+    policy: Policy, config: EvaluationConfig, chunks: list[np.ndarray], progress: ProgressCallback | None
+) -> _Played:
+    if len(chunks) == 1:
+        return _merge([_play(policy, config, chunks[0], progress=progress)])
+    from cartpole_core.cluster import run_tasks
+
+    _check_fits(policy, config.env_id)  # here, before any task starts
+    parts: list[_Played | None] = [None] * len(chunks)
+    done = 0
+    for outcome in run_tasks(play_job, [PlayJob(policy, config, c) for c in chunks]):
+        if outcome.error is not None:
+            raise outcome.error
+        parts[outcome.index] = outcome.result
+        done += chunks[outcome.index].size
+        report(
+            progress, done / config.games, f"{done:,} of {config.games:,} games played ({len(chunks)} chunks on Ray)"
+        )
+    return _merge([p for p in parts if p is not None])
+
+
 def evaluate(
-    policy: Policy, config: EvaluationConfig = EvaluationConfig(), progress: ProgressCallback | None = None
+    policy: Policy,
+    config: EvaluationConfig = EvaluationConfig(),
+    progress: ProgressCallback | None = None,
+    parallel: bool | None = False,
 ) -> EvaluationResult:
     """Play ``config.games`` games with ``policy`` and return every game's score.
 
-    The same config (integer seed) gives the same games to every policy.
+    The same config (integer seed) gives the same games to every policy. ``parallel=None``
+    splits the games of an env without a native vector env into chunks played as Ray tasks
+    (:data:`GAMES_PER_CHUNK` each; the policy must pickle, as one made from a
+    :class:`~cartpole_core.model.Network` or a Dense Keras stack does); ``False`` plays them
+    here. Either way the result is the same, game for game.
     """
     config.validate()
     started = time.perf_counter()
-    played = _play(policy, config, np.arange(config.games), progress=progress)
+    played = _play_chunks(policy, config, _chunks(config, parallel), progress)
     keep = config.keep_observations
     info = env_info(config.env_id)
     return EvaluationResult(
@@ -256,15 +453,12 @@ def evaluate(
         lengths=played.lengths,
         choice_counts=played.choice_counts,
         seconds=time.perf_counter() - started,
-        observations=(
-            np.concatenate(played.obs_log)
-            if keep and played.obs_log
-            else np.zeros((0, info.obs_dim), np.float32)
-            if keep
-            else None
-        ),
-        actions=np.concatenate(played.action_log) if keep and played.action_log else None,
-        observation_games=np.concatenate(played.game_log) if keep and played.game_log else None,
+        observations=(played.obs_log[0] if played.obs_log else np.zeros((0, info.obs_dim), np.float32))
+        if keep
+        else None,
+        actions=(played.action_log[0] if played.action_log else np.zeros(0, np.int64)) if keep else None,
+        observation_games=(played.game_log[0] if played.game_log else np.zeros(0, np.int64)) if keep else None,
+        peaks=played.peaks,
     )
 
 

@@ -61,13 +61,23 @@ class GenerationConfig:
     """Keep the best share of this run's games instead (0.05: the best 5 %), for games whose
     score scale you do not know; ``score_requirement`` is then ignored. Games tied at the
     cut are all kept or all left out, whichever is nearer the share (see :func:`top_share_cut`)."""
+    progress_dim: int | None = None
+    """With ``keep_top``: rank games by score, then by the highest value this observation
+    reached in the game (MountainCar: the car's position, as every game that misses the flag
+    scores the same), and keep exactly the best share. None: by score alone."""
 
     @classmethod
     def for_env(cls, env_id: str, **changes: Any) -> GenerationConfig:
         """Settings that fit ``env_id`` out of the box (:func:`cartpole_core.envs.env_defaults`:
         CartPole keeps the notebook's), with ``changes`` on top."""
         d = env_defaults(env_id)
-        fitted = cls(env_id=env_info(env_id).env_id, games=d.games, goal_steps=d.goal_steps, keep_top=d.keep_top)
+        fitted = cls(
+            env_id=env_info(env_id).env_id,
+            games=d.games,
+            goal_steps=d.goal_steps,
+            keep_top=d.keep_top,
+            progress_dim=d.progress_dim if d.keep_top is not None else None,
+        )
         if d.score_requirement is not None:
             fitted = replace(fitted, score_requirement=d.score_requirement)
         return replace(fitted, **changes)
@@ -82,14 +92,25 @@ class GenerationConfig:
         check_range("score_requirement", self.score_requirement, -1e9, 1e9)
         if self.keep_top is not None:
             check_range("keep_top", self.keep_top, 0.0001, 1.0, "0.05 keeps the best 5 % of games.")
+        if self.progress_dim is not None:
+            obs_dim = env_info(self.env_id).obs_dim
+            if self.keep_top is None or not 0 <= self.progress_dim < obs_dim:
+                raise UserError(
+                    f"progress_dim ranks games kept by share (keep_top) and must name one of the env's "
+                    f"{obs_dim} observation values (0 to {obs_dim - 1}); set keep_top, or leave progress_dim empty."
+                )
         if self.seed is not None:
             check_range("seed", self.seed, 0, 2**32 - 1)
         return self
 
     def keeping(self) -> str:
-        """What is kept, in words: ``"score ≥ 50"`` or ``"the best 5 % of games"``."""
+        """What is kept, in words: ``"score ≥ 50"``, ``"the best 5 % of games"`` or ``"the best
+        5 % of games by score, then the highest car position reached"``."""
         if self.keep_top is not None:
-            return f"the best {100 * self.keep_top:g} % of games"
+            text = f"the best {100 * self.keep_top:g} % of games"
+            if self.progress_dim is not None:
+                text += f" by score, then the highest {env_info(self.env_id).obs_names[self.progress_dim]} reached"
+            return text
         return f"score ≥ {self.score_requirement:g}"
 
 
@@ -345,8 +366,18 @@ def generate(
     game_parts = [p.games + first for p, first in zip(played, first_game, strict=False)]
 
     game_of_row = np.concatenate(game_parts)
-    threshold = config.score_requirement if config.keep_top is None else top_share_cut(scores, config.keep_top)
-    keep_game = scores >= threshold
+    all_obs = np.concatenate(obs_parts)
+    if config.progress_dim is not None and config.keep_top is not None:
+        # By score, then by the farthest the game got: exactly the best share of games.
+        peak = np.full(scores.size, -np.inf)
+        np.maximum.at(peak, game_of_row, all_obs[:, config.progress_dim].astype(np.float64))
+        best = np.lexsort((-peak, -scores))[: max(1, math.ceil(config.keep_top * scores.size - 1e-9))]
+        keep_game = np.zeros(scores.size, dtype=bool)
+        keep_game[best] = True
+        threshold = float(scores[best].min())
+    else:
+        threshold = config.score_requirement if config.keep_top is None else top_share_cut(scores, config.keep_top)
+        keep_game = scores >= threshold
     n_kept = int(keep_game.sum())
     metadata = {
         "env_id": info.env_id,
@@ -357,7 +388,6 @@ def generate(
         "source": "random play",
         "library_version": __version__,
     }
-    all_obs = np.concatenate(obs_parts)
     rejected = np.flatnonzero(~keep_game[game_of_row])
     rejected = rejected[:: max(1, -(-rejected.size // REJECTED_SAMPLE))]  # evenly spread sample
     if n_kept:

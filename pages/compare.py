@@ -92,7 +92,7 @@ if st.button(
     update, bar = progress_bar("Playing")
     try:
         policies = {name: make_policy(name) for name in chosen}
-        config = EvaluationConfig(env_id=env_id, games=int(games))
+        config = EvaluationConfig.for_env(env_id, games=int(games))
         results = ray_job("Comparing", compare, policies, config, list(range(int(n_seeds))), progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)

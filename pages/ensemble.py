@@ -96,7 +96,7 @@ if submitted:
             "Training the ensemble", ensemble_job, dataset, ModelConfig(), TrainingConfig(), cfg, progress=member_update
         )
         eval_update, eval_bar = progress_bar("Playing")
-        config = EvaluationConfig(env_id=dataset.env_id, games=int(games), seed=int(seed))
+        config = EvaluationConfig.for_env(dataset.env_id, games=int(games), seed=int(seed))
         evaluation = ray_job("Playing", evaluate_ensemble, trained.policy(), config, progress=eval_update)
         eval_bar.empty()
     except Exception as exc:  # shown to the user; the session keeps what it had

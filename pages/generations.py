@@ -9,10 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_defaults
+from cartpole_core.envs import PLAYERS, env_defaults, selection_words
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig
-from cartpole_core.improve import ImproveConfig
+from cartpole_core.improve import DATA_MODES, ImproveConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord
 from pages.common import (
@@ -32,30 +32,36 @@ from pages.common import (
     url_slider,
 )
 
+#: The race against Stable-Baselines3's PPO (BENCHMARKS.md, stage 11), one sentence per env.
+RACE_SUMMARY = "Race results: see BENCHMARKS.md, stage 11."
+
 state = lab()
 st.title("Generations")
 st.markdown(
-    "The notebook stops at a network that imitates lucky random play (about 60 % accurate). "
-    "Repeat its own idea: let the network play, **keep its best games, and retrain on them**. "
-    "Each generation is measured on the same fixed games (most probable action), and the best "
-    "network is kept — for CartPole-v1 this usually reaches the perfect 500 within a few generations."
+    "The notebook stops at a network that imitates lucky random play. Repeat its own idea: let the "
+    "network play, **keep its best games, and retrain on them** (the cross-entropy method). Each "
+    "generation learns from the best games seen so far, and one that plays worse than the best network "
+    "is not built on: the next starts again from the best. Every generation is measured on the same "
+    "fixed games twice: playing its **most probable action** (greedy) and **drawing its action from its "
+    "probabilities** (sampled, how it plays while collecting games)."
 )
-st.caption(
-    "How fast, against the tools people reach for: to a mean of 475 on CartPole-v1, this took a median of "
-    "8.4 s from random play over 5 seeds on a 2-core machine; Stable-Baselines3's tuned PPO 6.6 s of training "
-    "(10.4 s with its evaluations), its DQN 54 s (BENCHMARKS.md, stage 11)."
-)
+st.caption(RACE_SUMMARY)
 
 
 def records_frame(records: list[Any]) -> pd.DataFrame:
+    """One row per generation; ``mean`` … ``max`` are of the player that counts (``player``)."""
     return pd.DataFrame(
         [
             {
                 "generation": r.generation,
+                "player": r.player,
                 "mean": r.mean,
+                "greedy mean": r.greedy_mean,
+                "sampled mean": r.sampled_mean,
                 "median": r.median,
                 "min": r.min,
                 "max": r.max,
+                "trained from": "—" if r.started_from < 0 else f"generation {r.started_from}",
                 "rows": r.samples,
                 "accuracy": r.accuracy,
                 "seconds": r.seconds,
@@ -67,17 +73,36 @@ def records_frame(records: list[Any]) -> pd.DataFrame:
 
 
 def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
-    """Mean score per generation, with the min-max range as a band and the target as a rule."""
-    base = alt.Chart(df, title="Evaluation score per generation (same games every generation)")
-    band = base.mark_area(opacity=0.2, color=MODEL_COLOR).encode(
+    """Both players' mean score per generation, the counted player's min-max range as a band
+    and the target as a rule."""
+    counted = str(df["player"].iloc[0]) if len(df) else "greedy"
+    base = alt.Chart(
+        df, title=f"Evaluation score per generation (same games every generation; band: {counted} min–max)"
+    )
+    band = base.mark_area(opacity=0.15, color=MODEL_COLOR).encode(
         x=alt.X("generation:Q", title="generation", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("min:Q", title="score"),
         y2="max:Q",
     )
-    line = base.mark_line(point=True, color=MODEL_COLOR).encode(
-        x="generation:Q",
-        y="mean:Q",
-        tooltip=["generation:Q", alt.Tooltip("mean:Q", format=".1f"), "median:Q", "min:Q", "max:Q", "rows:Q"],
+    players = df.melt(
+        id_vars=["generation"], value_vars=["greedy mean", "sampled mean"], var_name="player", value_name="score"
+    )
+    players["player"] = players["player"].map(
+        lambda p: p.removesuffix(" mean") + (" (counts)" if p.startswith(counted) else "")
+    )
+    line = (
+        alt.Chart(players)
+        .mark_line(point=True)
+        .encode(
+            x="generation:Q",
+            y="score:Q",
+            color=alt.Color(
+                "player:N",
+                title="player",
+                scale=alt.Scale(range=[MODEL_COLOR, ACCENT] if counted == "greedy" else [ACCENT, MODEL_COLOR]),
+            ),
+            tooltip=["generation:Q", "player:N", alt.Tooltip("score:Q", format=".1f")],
+        )
     )
     layers = [band, line]
     if target is not None:
@@ -111,11 +136,13 @@ start_choices = ["a first network trained on random games"]
 if state.model is not None:
     start_choices.insert(0, f"the current model ({state.model_source})")
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
-fitted = env_defaults(env_id)  # the env's step limit and the score that masters it
-settings_follow_env("imp", env_id, {"imp_target": fitted.target})
+fitted = env_defaults(env_id)  # the env's step limit, the score that masters it, its player and selection
+settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player})
 st.caption(
     f"Environment: **{env_id}**, games of up to {fitted.goal_steps:,} steps"
-    + (f", mastered at a mean of {fitted.target:g}." if fitted.target is not None else ".")
+    + (f", mastered at a mean of {fitted.target:g}" if fitted.target is not None else "")
+    + f" (the {fitted.player} player counts). Games are picked by "
+    f"**{selection_words(env_id, fitted.progress_dim)}**; the score shown is always the game's own."
 )
 with st.form("improve_form"):
     start_from = st.radio(
@@ -167,10 +194,11 @@ with st.form("improve_form"):
     data_mode = url_select(
         c[0],
         "Training data",
-        ["replace", "add"],
+        list(DATA_MODES),
         DEFAULTS.data,
         key="imp_data",
-        help="replace: learn from this generation's best games only; add: from all kept so far.",
+        help="best: the best games seen so far (this generation's compete with those kept before); "
+        "replace: this generation's best games only; add: all kept so far.",
     )
     explore = url_select(
         c[1],
@@ -228,6 +256,23 @@ with st.form("improve_form"):
         "from its probabilities as they are.",
     )
     c = st.columns(4)
+    player = url_select(
+        c[0],
+        "Player that counts",
+        list(PLAYERS),
+        fitted.player,
+        key="imp_player",
+        help="Whose evaluation mean picks the best network and is compared with the target: greedy plays "
+        "the most probable action, sampled draws its action from the probabilities. Both are shown.",
+    )
+    fallback = c[1].checkbox(
+        "Build on the best network",
+        value=DEFAULTS.fallback,
+        key="imp_fallback",
+        help="A generation that plays worse than the best so far is not built on: the next starts again "
+        "from the best network.",
+    )
+    c = st.columns(4)
     first_games = url_number(
         c[0],
         "Random games first",
@@ -263,7 +308,7 @@ share_settings(
     [
         "imp_generations", "imp_games", "imp_keep", "imp_epochs", "imp_data", "imp_explore",
         "imp_epsilon", "imp_eval", "imp_target", "imp_confirm", "imp_seed", "imp_temperature",
-        "imp_first_games", "imp_first_epochs", "imp_batch",
+        "imp_first_games", "imp_first_epochs", "imp_batch", "imp_player",
     ]
 )  # fmt: skip
 if submitted:
@@ -279,6 +324,8 @@ if submitted:
             games_per_generation=int(games),
             keep_top=keep_top / 100,
             data=str(data_mode),
+            fallback=bool(fallback),
+            player=str(player),
             epochs=int(epochs),
             sample_actions=explore.startswith("sample"),
             temperature=float(temperature),
@@ -333,10 +380,17 @@ if live and live["records"]:
     best = max(records, key=lambda r: (r.mean, r.generation))
     m = st.columns(4)
     m[0].metric("Generations", f"{len(records) - 1}")
-    m[1].metric("Best evaluation mean", f"{best.mean:.1f}", f"generation {best.generation}", delta_color="off")
+    m[1].metric(
+        f"Best evaluation mean ({best.player})",
+        f"{best.mean:.1f}",
+        f"generation {best.generation}",
+        delta_color="off",
+        help=f"The {best.player} player on the fixed evaluation games; the same network's other player: "
+        + (f"sampled {best.sampled_mean:.1f}." if best.player == "greedy" else f"greedy {best.greedy_mean:.1f}."),
+    )
     if result is not None and result.confirm_mean is not None:
         m[2].metric(
-            "On fresh games",
+            f"On fresh games ({result.config.player})",
             f"{result.confirm_mean:.1f}",
             f"{result.config.confirm_games} games",
             delta_color="off",
@@ -407,7 +461,7 @@ if live and live["records"]:
 
         with st.spinner("Filming one game per generation…"):
             try:
-                cfg = EvaluationConfig(env_id=env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
+                cfg = EvaluationConfig.for_env(env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
                 networks = sorted(live["snapshots"].items())
                 state.timelapse_gif = ray_job("Filming", timelapse_job, networks, cfg, LIMITS["gif_frames"])
             except Exception as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cartpole_core.envs import env_info
+from cartpole_core.envs import PLAYERS, env_defaults, env_info
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
@@ -37,7 +37,8 @@ available = {
     "ensemble": state.ensemble is not None,
     "random": True,
 }
-c = st.columns(3)
+env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+c = st.columns(4)
 policy_choice = url_select(
     c[0],
     "Player",
@@ -56,6 +57,15 @@ games = url_number(
     help=f"Games to play (the notebook: 10; at most {LIMITS['eval_games']:,} here). More games, steadier figures.",
 )
 seed = url_number(c[2], "Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
+play_mode = url_select(
+    c[3],
+    "How the network plays",
+    list(PLAYERS),
+    env_defaults(env_id).player,
+    key="play_mode",
+    help="greedy: always its most probable action; sampled: an action drawn from its probabilities "
+    f"(the way Generations trains it). {env_id} counts the {env_defaults(env_id).player} player.",
+)
 if not available["current model"]:
     st.info(
         "No model in this session yet: train one to see it play. Random play works meanwhile.",
@@ -64,7 +74,7 @@ if not available["current model"]:
     st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
 
 
-share_settings(["play_policy", "play_games", "play_seed"])
+share_settings(["play_policy", "play_games", "play_seed", "play_mode"])
 
 
 def current_policy() -> Policy:
@@ -78,7 +88,6 @@ def current_policy() -> Policy:
     return RandomPolicy(env_info(state.env_id).n_actions)
 
 
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 if st.button(
     "Play",
     icon=":material/sports_esports:",
@@ -88,7 +97,9 @@ if st.button(
 ):
     from cartpole_core.jobs import play_job
 
-    config = EvaluationConfig(env_id=env_id, games=int(games), seed=int(seed))
+    config = EvaluationConfig.for_env(
+        env_id, games=int(games), seed=int(seed), sample_actions=play_mode == "sampled" and policy_choice != "random"
+    )
     update, bar = progress_bar("Playing")
     try:
         played = ray_job("Playing", play_job, current_policy(), config, LIMITS["gif_frames"], progress=update)
@@ -102,7 +113,11 @@ if st.button(
 result, baseline = state.evaluation, state.evaluation_random
 if result is not None and baseline is not None:
     info = env_info(result.config.env_id)
-    st.subheader(f"{result.policy_name} vs random on {result.config.games:,} games of {info.env_id}")
+    how = " (sampled actions)" if result.config.sample_actions else " (most probable action)"
+    st.subheader(
+        f"{result.policy_name}{'' if result.policy_name == 'random' else how} vs random "
+        f"on {result.config.games:,} games of {info.env_id}"
+    )
     metrics_row(result, result.policy_name)
     metrics_row(baseline, "random")
     gif_cols = st.columns(3)

@@ -159,7 +159,7 @@ heat = (
 layers: list[alt.Chart] = [heat]
 if overlay:
     try:
-        game = evaluate(policy, EvaluationConfig(env_id=env_id, games=1, seed=0, keep_observations=True))
+        game = evaluate(policy, EvaluationConfig.for_env(env_id, games=1, seed=0, keep_observations=True))
     except UserError as exc:
         show_error(exc)
     else:

@@ -57,7 +57,7 @@ if info is not None:
         key="random_play",
         help="Play the games with random pushes and film the first one.",
     ):
-        config = EvaluationConfig(env_id=info.env_id, games=int(games), seed=int(seed))
+        config = EvaluationConfig.for_env(info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:
             from cartpole_core.jobs import random_play_job

@@ -438,3 +438,44 @@ print("ok")
         [sys.executable, "-c", code], cwd=str(Path(APP).parent), capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+#: The step limit of each suggested env's own game (Gymnasium's registration).
+OWN_STEPS = {"CartPole-v1": 500, "Acrobot-v1": 500, "MountainCar-v0": 200, "LunarLander-v3": 1000}
+
+
+@pytest.mark.parametrize("env_id", list(OWN_STEPS))
+def test_every_page_plays_the_envs_own_game(env_id: str) -> None:
+    """Issue 19: Random play, Play, Compare and the Generations page play each env's own game
+    (its own step limit), so a score on any page is comparable with Gymnasium's. MountainCar's
+    random games last exactly its 200 steps (-200), not 500."""
+    at = visit(start(), "pages/random_play.py")
+    at.selectbox(key="random_env").set_value(env_id).run()
+    at.number_input(key="random_games").set_value(4)
+    press(at, "Play random games")
+    lab = at.session_state["lab"]
+    assert lab.random_play.config.goal_steps == OWN_STEPS[env_id]
+    if env_id == "MountainCar-v0":
+        assert (lab.random_play.scores == -200).all()
+        return  # random play never keeps a MountainCar game: its journey goes through Generations
+    visit(at, "pages/generate.py")
+    at.selectbox(key="gen_env").set_value(env_id).run()
+    at.number_input(key="gen_games").set_value(150)
+    press(at, "Play and keep the good games")
+    assert at.session_state["lab"].dataset.env_id == env_id
+    _train_tiny(at)
+    visit(at, "pages/play.py")
+    assert at.selectbox(key="play_mode").value == ("sampled" if env_id == "LunarLander-v3" else "greedy")
+    at.number_input(key="play_games").set_value(2)
+    press(at, "Play")
+    played = at.session_state["lab"].evaluation
+    assert played.config.goal_steps == OWN_STEPS[env_id] and played.config.env_id == env_id
+    visit(at, "pages/compare.py")
+    at.multiselect(key="cmp_players").set_value(["random", "current model"])
+    at.number_input(key="cmp_seeds").set_value(1)
+    at.number_input(key="cmp_games").set_value(2)
+    press(at, "Compare")
+    assert not at.error
+    visit(at, "pages/generations.py")
+    text = " ".join(c.value for c in at.caption)
+    assert f"games of up to {OWN_STEPS[env_id]:,} steps" in text and "Games are picked by" in text

@@ -202,3 +202,82 @@ def test_compare_plays_the_same_games_for_every_player_over_seeds() -> None:
     low, high = results[0].ci95
     assert low < results[0].mean < high
     assert results[0].choice_ratios.sum() == pytest.approx(1.0)
+
+
+# Issue 19: CartPole's games in its native vector env, the others in chunks on Ray — the same games.
+
+
+class LeaningPolicy:
+    """Pushes toward the side the pole falls (a good, fake CartPole player)."""
+
+    name, n_actions, deterministic, obs_dim = "leaning", 2, True, 4
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        right = 1.0 / (1.0 + np.exp(-(10 * observations[:, 2] + 3 * observations[:, 3])))
+        return np.stack([1 - right, right], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("policy", "changes"),
+    [
+        (RandomPolicy(2), {}),
+        (LeaningPolicy(), {}),
+        (LeaningPolicy(), {"sample_actions": True}),
+        (LeaningPolicy(), {"sample_actions": True, "temperature": 0.5, "epsilon": 0.1}),
+    ],
+)
+def test_cartpole_in_its_vector_env_plays_each_game_as_one_env_alone(policy, changes) -> None:
+    """The vector path (every game in one CartPole vector env) against each game played by
+    itself in its own Gymnasium env (record_episode's path): same score, length, every
+    observation and action, game for game."""
+    from cartpole_core.evaluate import _play_envs, _play_vector
+
+    config = EvaluationConfig(games=40, seed=11, keep_observations=True, **changes)
+    batch = evaluate(policy, config)
+    assert batch.lengths.max() > 100 or isinstance(policy, RandomPolicy)
+    alone = [_play_envs(policy, config, np.array([g])) for g in range(config.games)]
+    assert np.array_equal(batch.scores, np.array([a.scores[0] for a in alone], np.float32))
+    assert np.array_equal(batch.lengths, np.array([a.lengths[0] for a in alone]))
+    assert np.array_equal(batch.observations, np.concatenate([np.concatenate(a.obs_log) for a in alone]))
+    assert np.array_equal(batch.actions, np.concatenate([np.concatenate(a.action_log) for a in alone]))
+    assert np.array_equal(batch.peaks, np.concatenate([a.peaks for a in alone]))
+    vector = _play_vector(policy, config, np.arange(config.games), None)
+    assert np.array_equal(vector.scores, batch.scores), "evaluate took the vector path"
+
+
+def test_peaks_are_each_games_highest_observation_last_one_included() -> None:
+    played = evaluate(RandomPolicy(3), EvaluationConfig.for_env("MountainCar-v0", games=4, keep_observations=True))
+    assert played.observations is not None and played.observation_games is not None and played.peaks is not None
+    for g in range(4):
+        seen = played.observations[played.observation_games == g].max(axis=0)
+        assert np.all(played.peaks[g] >= seen)  # the last observation (not acted on) can be higher
+    assert np.all(played.scores == -200), "MountainCar's own step limit: 200 steps, -1 each"
+
+
+def test_every_env_plays_its_own_step_limit_by_default() -> None:
+    for env_id, steps in {"CartPole-v1": 500, "MountainCar-v0": 200, "LunarLander-v3": 1000, "Acrobot-v1": 500}.items():
+        assert EvaluationConfig.for_env(env_id).goal_steps == steps
+    assert EvaluationConfig.for_env("MountainCar-v0", games=3).games == 3
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "CartPole-v1"])
+def test_chunked_play_on_ray_equals_one_process(env_id) -> None:
+    """Games of an env without a vector env split into chunks on Ray workers give what one
+    process gives, game for game (observations grouped by game either way); CartPole's stay
+    in one piece."""
+    from cartpole_core.evaluate import GAMES_PER_CHUNK, _chunks
+
+    config = EvaluationConfig.for_env(env_id, games=GAMES_PER_CHUNK + 5, seed=4, sample_actions=True,
+                                      goal_steps=60, keep_observations=True)  # fmt: skip
+    assert len(_chunks(config, None)) == (2 if env_id == "Acrobot-v1" else 1)
+    policy = RandomPolicy(env_info_actions(env_id))
+    here = evaluate(policy, config, parallel=False)
+    spread = evaluate(policy, config, parallel=None)
+    for field in ("scores", "lengths", "choice_counts", "observations", "actions", "observation_games", "peaks"):
+        assert np.array_equal(getattr(here, field), getattr(spread, field)), field
+
+
+def env_info_actions(env_id: str) -> int:
+    from cartpole_core.envs import env_info
+
+    return env_info(env_id).n_actions

@@ -70,8 +70,126 @@ def test_stop_keeps_the_best_model_so_far(make_tiny_model) -> None:
     assert result.confirmation is None
 
 
+def test_a_worse_generation_is_not_built_on(make_tiny_model, small_dataset, monkeypatch) -> None:
+    """Issue 19: a generation whose network plays worse than the best so far hands the best
+    network to the next generation, which starts from the best weights; without fallback it
+    builds on the worse one."""
+    import cartpole_core.improve as imp
+    from cartpole_core.training import TrainingConfig, train
+
+    real_train = imp.train
+    starts: dict[int, list[np.ndarray]] = {}
+
+    def spoiling_train(model, data, config, progress=None):
+        generation = config.seed - 5  # improve seeds generation g's fit with seed + g
+        starts[generation] = [w.copy() for w in model.get_weights()]
+        result = real_train(model, data, config, progress)
+        if generation == 1:  # generation 1 forgets everything: it always pushes left
+            weights = [np.zeros_like(w) for w in model.get_weights()]
+            weights[-1][0] = 5.0
+            model.set_weights(weights)
+        return result
+
+    monkeypatch.setattr(imp, "train", spoiling_train)
+    model = make_tiny_model()
+    train(model, small_dataset, TrainingConfig(epochs=2))
+    for fallback in (True, False):
+        first = [w.copy() for w in model.get_weights()]
+        result = improve(ImproveConfig(max_generations=2, seed=5, fallback=fallback, **SMALL), model)
+        g0, g1, g2 = result.generations
+        assert g1.mean < g0.mean and g1.mean <= 10, "generation 1 really got worse"
+        if fallback:
+            assert g2.started_from == 0
+            assert all(np.array_equal(a, b) for a, b in zip(starts[2], first, strict=True)), "began from the best"
+            assert g2.mean > g1.mean, "the ground gained is kept"
+        else:
+            assert g2.started_from == 1
+            assert not all(np.array_equal(a, b) for a, b in zip(starts[2], first, strict=True))
+        assert result.best_mean >= g0.mean
+        model.set_weights(first)
+
+
+def test_both_players_are_measured_and_the_counted_one_is_named(make_tiny_model) -> None:
+    result = improve(ImproveConfig(max_generations=1, player="sampled", **SMALL), make_tiny_model())
+    for g in result.generations:
+        assert g.player == "sampled" and g.mean == g.sampled_mean
+        assert np.isfinite(g.greedy_mean)
+    assert result.config.evaluation_config().sample_actions
+    assert not result.config.evaluation_config("greedy").sample_actions
+
+
+def test_the_best_games_so_far_are_the_data() -> None:
+    """The elite pool keeps the best games of this generation and those kept before."""
+    from cartpole_core.improve import ElitePool
+
+    def games(scores):
+        played = evaluate(RandomPolicy(2), EvaluationConfig(games=len(scores), seed=1, keep_observations=True))
+        data = games_dataset(played, np.arange(len(scores)), {"env_id": "CartPole-v1", "n_actions": 2})
+        return replace_scores(data, scores)
+
+    pool = ElitePool(games([10.0, 30.0]), np.zeros(2))
+    pool = pool.merged(games([20.0, 40.0]), np.zeros(2), 2)
+    assert sorted(pool.games.game_scores.tolist()) == [30.0, 40.0]
+    pool = pool.merged(games([5.0, 6.0]), np.zeros(2), 2)
+    assert sorted(pool.games.game_scores.tolist()) == [30.0, 40.0], "a bad generation does not spoil the data"
+    pool.games.validate()
+
+
+def replace_scores(data, scores):
+    from dataclasses import replace
+
+    return replace(data, game_scores=np.asarray(scores, np.float32))
+
+
+def test_select_best_breaks_ties_by_progress() -> None:
+    scores = np.array([-200.0, -200.0, -150.0, -200.0])
+    progress = np.array([-0.4, 0.1, -0.9, -0.2])
+    assert select_best(scores, 0.5, None, progress).tolist() == [2, 1], "score first, then the farthest"
+    assert select_best(scores, 0.75, None, progress).tolist() == [2, 1, 3]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "player", "progress_dim"),
+    [("CartPole-v1", "greedy", None), ("Acrobot-v1", "greedy", None), ("MountainCar-v0", "greedy", 0),
+     ("LunarLander-v3", "sampled", None)],
+)  # fmt: skip
+def test_each_env_names_its_player_and_selection(env_id, player, progress_dim) -> None:
+    from cartpole_core.envs import selection_words
+
+    config = ImproveConfig.for_env(env_id)
+    assert (config.player, config.progress_dim) == (player, progress_dim)
+    words = selection_words(env_id, config.progress_dim)
+    assert words == ("score, then the highest car position reached" if progress_dim == 0 else "score")
+
+
+def test_mountaincar_generations_keep_the_games_that_got_farthest(make_tiny_model, monkeypatch) -> None:
+    """Every MountainCar game that misses the flag scores -200: the games kept are those whose
+    car got farthest right, and the score reported stays the env's own."""
+    import cartpole_core.improve as imp
+    from cartpole_core.model import ModelConfig, build_model
+
+    chosen = []
+    real_select = imp.select_best
+
+    def spy(scores, keep_top, min_score, progress=None):
+        best = real_select(scores, keep_top, min_score, progress)
+        chosen.append((scores, progress, best))
+        return best
+
+    monkeypatch.setattr(imp, "select_best", spy)
+    model = build_model(2, 3, ModelConfig(hidden=(8,), dropout=0.0), seed=0)
+    config = ImproveConfig.for_env("MountainCar-v0", max_generations=1, games_per_generation=20, eval_games=4,
+                                   confirm_games=0, epochs=1)  # fmt: skip
+    result = improve(config, model)
+    [(scores, progress, best)] = chosen
+    assert np.all(scores == -200) and progress is not None
+    assert set(best.tolist()) == set(np.argsort(-progress)[: best.size].tolist())
+    assert all(g.mean == -200 for g in result.generations)
+
+
 def test_bad_settings_are_user_errors() -> None:
-    for bad in (dict(keep_top=0.0), dict(data="mix"), dict(epochs=0), dict(env_id="Nope-v0")):
+    for bad in (dict(keep_top=0.0), dict(data="mix"), dict(epochs=0), dict(env_id="Nope-v0"), dict(player="lucky"),
+                dict(progress_dim=4), dict(hidden=())):  # fmt: skip
         with pytest.raises(UserError):
             ImproveConfig(**bad).validate()
 

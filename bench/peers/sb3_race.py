@@ -1,9 +1,11 @@
-"""Train Stable-Baselines3's PPO or DQN on CartPole-v1 until it masters the game (stage 11).
+"""Train Stable-Baselines3's PPO (or DQN) on a game until it masters it (stage 11).
 
-``python bench/peers/sb3_race.py --algo ppo --seed 0 [--max-steps 100000]`` trains with RL
-Baselines3 Zoo's tuned CartPole-v1 settings, measures the model on 100 fixed games every few
-thousand env steps (most probable action) and stops once their mean reaches 475; then plays
-1,000 fresh games with the model it stopped with. It prints one JSON line.
+``python bench/peers/sb3_race.py --algo ppo --env CartPole-v1 --seed 0 [--max-steps N]
+[--max-seconds S]`` trains with RL Baselines3 Zoo's settings for that env, measures the model
+on 100 fixed games every few thousand env steps (most probable action) and stops once their
+mean reaches the env's bar (CartPole-v1 475, Acrobot-v1 -100, MountainCar-v0 -110,
+LunarLander-v3 200), or at the budget; then plays 1,000 fresh games (100 with a budget) with
+the model it stopped with. It prints one JSON line.
 
 It runs in the benchmark-only venv ``bench/.peers-venv`` (``bench/peers/requirements.txt``),
 never in the app's: it imports neither ``cartpole_core`` nor Keras, so the games are set up
@@ -38,6 +40,40 @@ ZOO: dict[str, dict[str, Any]] = {
         "learning_rate": "lin_0.001",
         "clip_range": "lin_0.2",
     },
+    # The zoo names LunarLander-v2; v3 is the same game with Box2D fixes (Gymnasium 1.x).
+    "ppo:Acrobot-v1": {
+        "normalize": True,
+        "n_envs": 16,
+        "n_timesteps": 1_000_000,
+        "policy": "MlpPolicy",
+        "n_steps": 256,
+        "gae_lambda": 0.94,
+        "gamma": 0.99,
+        "n_epochs": 4,
+        "ent_coef": 0.0,
+    },
+    "ppo:MountainCar-v0": {
+        "normalize": True,
+        "n_envs": 16,
+        "n_timesteps": 1_000_000,
+        "policy": "MlpPolicy",
+        "n_steps": 16,
+        "gae_lambda": 0.98,
+        "gamma": 0.99,
+        "n_epochs": 4,
+        "ent_coef": 0.0,
+    },
+    "ppo:LunarLander-v3": {
+        "n_envs": 16,
+        "n_timesteps": 1_000_000,
+        "policy": "MlpPolicy",
+        "n_steps": 1024,
+        "batch_size": 64,
+        "gae_lambda": 0.98,
+        "gamma": 0.999,
+        "n_epochs": 4,
+        "ent_coef": 0.01,
+    },
     "dqn": {
         "n_timesteps": 50_000,
         "policy": "MlpPolicy",
@@ -56,7 +92,9 @@ ZOO: dict[str, dict[str, Any]] = {
 }
 #: Env steps between two evaluations (PPO: 10 rollouts of 8 envs x 32 steps).
 EVAL_EVERY = {"ppo": 2_560, "dqn": 2_500}
-ENV_ID, BAR, EVAL_GAMES, CONFIRM_GAMES = "CartPole-v1", 475.0, 100, 1_000
+EVAL_GAMES, CONFIRM_GAMES = 100, 1_000
+#: The bar per env: CartPole-v1's 475 (as stage 7), the others' Gymnasium reward_threshold.
+BARS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0, "MountainCar-v0": -110.0, "LunarLander-v3": 200.0}
 #: As in cartpole_core.improve: offsets of the evaluation and confirmation games' seeds.
 EVAL_SEED_OFFSET, CONFIRM_SEED_OFFSET = 1_000_003, 2_000_003
 #: torch threads (the machine has 2 cores; see --threads).
@@ -68,18 +106,19 @@ def game_seeds(seed: int, games: int) -> np.ndarray:
     return np.random.SeedSequence(seed).generate_state(games).astype(np.uint32)
 
 
-def play(model: Any, seed: int, games: int) -> float:
-    """Mean score of ``model`` (most probable action) over ``games`` CartPole-v1 games reset
-    with :func:`game_seeds` ``(seed, games)``; all games step together, one batched
-    ``predict`` per step."""
+def play(model: Any, env_id: str, seed: int, games: int, normalize: Any = None) -> float:
+    """Mean score of ``model`` (most probable action) over ``games`` games of ``env_id`` (its
+    own step limit) reset with :func:`game_seeds` ``(seed, games)``; all games step together,
+    one batched ``predict`` per step (observations normalised as in training, if it was)."""
     import gymnasium as gym
 
-    envs = [gym.make(ENV_ID, disable_env_checker=True) for _ in range(games)]
+    envs = [gym.make(env_id, disable_env_checker=True) for _ in range(games)]
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, game_seeds(seed, games), strict=True)])
     scores = np.zeros(games)
     live = np.arange(games)
     while live.size:
-        actions, _ = model.predict(obs[live], deterministic=True)
+        seen = obs[live] if normalize is None else normalize.normalize_obs(obs[live])
+        actions, _ = model.predict(seen, deterministic=True)
         still = []
         for i, action in zip(live, actions, strict=True):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
@@ -109,21 +148,33 @@ def refuse_sockets() -> None:
     socket.socket.bind = socket.socket.listen = refuse  # type: ignore[method-assign]
 
 
-def race(algo: str, seed: int, max_steps: int | None, threads: int = THREADS) -> dict[str, Any]:
-    """Train ``algo`` with evaluations until the bar or ``max_steps``; the figures as a dict."""
+def race(
+    algo: str, env_id: str, seed: int, max_steps: int | None, max_seconds: float | None, threads: int = THREADS
+) -> dict[str, Any]:
+    """Train ``algo`` with evaluations until the bar, ``max_steps`` or ``max_seconds`` of
+    training (evaluations not counted); the figures as a dict."""
     import stable_baselines3
     import torch
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
 
     torch.set_num_threads(threads)
-    params = {k: zoo_value(v) for k, v in ZOO[algo].items()}
+    block = ZOO.get(f"{algo}:{env_id}", ZOO[algo] if env_id == "CartPole-v1" else None)
+    if block is None:
+        raise SystemExit(f"no zoo settings for {algo} on {env_id}")
+    params = {k: zoo_value(v) for k, v in block.items()}
     n_envs, budget, policy = params.pop("n_envs", 1), params.pop("n_timesteps"), params.pop("policy")
+    normalize = params.pop("normalize", False)
     max_steps = int(max_steps or budget)
-    env = make_vec_env(ENV_ID, n_envs=n_envs, seed=seed)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize:  # the zoo's `normalize: true`: observations and rewards, statistics frozen for evaluation
+        env = VecNormalize(env, gamma=params.get("gamma", 0.99))
     model = (PPO if algo == "ppo" else DQN)(policy, env, seed=seed, device="cpu", verbose=0, **params)
     eval_seed = seed + EVAL_SEED_OFFSET
+    bar = BARS[env_id]
+    norm = env if normalize else None
 
     class Evaluations(BaseCallback):
         """Plays the 100 evaluation games every ``EVAL_EVERY`` env steps and stops training at
@@ -134,14 +185,18 @@ def race(algo: str, seed: int, max_steps: int | None, threads: int = THREADS) ->
             super().__init__()
             self.next_at, self.seconds, self.history = EVAL_EVERY[algo], 0.0, []
             self.reached: dict[str, Any] | None = None
+            self.began = time.perf_counter()
+            self.out_of_time = False
 
         def evaluate(self) -> None:
             steps, start = self.model.num_timesteps, time.perf_counter()
-            mean = play(self.model, eval_seed, EVAL_GAMES)
+            mean = play(self.model, env_id, eval_seed, EVAL_GAMES, norm)
             self.seconds += time.perf_counter() - start
-            self.history.append([steps, mean])
-            if mean >= BAR and self.reached is None:
+            self.history.append([steps, mean, start - self.began - self.seconds + (time.perf_counter() - start)])
+            if mean >= bar and self.reached is None:
                 self.reached = {"steps": steps, "mean": mean}
+            if max_seconds is not None and time.perf_counter() - self.began - self.seconds > max_seconds:
+                self.out_of_time = True
             while self.next_at <= steps:
                 self.next_at += EVAL_EVERY[algo]
 
@@ -152,7 +207,7 @@ def race(algo: str, seed: int, max_steps: int | None, threads: int = THREADS) ->
         def _on_step(self) -> bool:
             if algo != "ppo" and self.num_timesteps >= self.next_at:
                 self.evaluate()
-            return self.reached is None
+            return self.reached is None and not self.out_of_time
 
     evaluations = Evaluations()
     start = time.perf_counter()
@@ -161,21 +216,29 @@ def race(algo: str, seed: int, max_steps: int | None, threads: int = THREADS) ->
     reached = evaluations.reached
     if reached is None and (not evaluations.history or evaluations.history[-1][0] != model.num_timesteps):
         evaluations.evaluate()  # the final model, outside the timed part
-    last_steps, last_mean = evaluations.history[-1]
+    last_steps, last_mean = evaluations.history[-1][:2]
+    best_steps, best_mean = max(evaluations.history, key=lambda h: h[1])[:2]
     return {
         "algo": algo,
+        "env_id": env_id,
+        "bar": bar,
         "seed": seed,
+        "best_mean": best_mean,
+        "best_steps": best_steps,
         "reached": reached is not None,
         "train_seconds": learn_seconds - evaluations.seconds,
         "seconds_with_evaluations": learn_seconds,
         "eval_seconds": evaluations.seconds,
         "steps": reached["steps"] if reached else last_steps,
         "eval_mean": reached["mean"] if reached else last_mean,
-        "confirm_mean": play(model, seed + CONFIRM_SEED_OFFSET, CONFIRM_GAMES),
+        "confirm_mean": play(
+            model, env_id, seed + CONFIRM_SEED_OFFSET, CONFIRM_GAMES if max_seconds is None else EVAL_GAMES, norm
+        ),  # fmt: skip
         "max_steps": max_steps,
         "steps_done": model.num_timesteps,
         "evaluations": evaluations.history,
-        "hyperparameters": ZOO[algo],
+        "hyperparameters": block,
+        "max_seconds": max_seconds,
         "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__},
         "threads": torch.get_num_threads(),
     }
@@ -183,13 +246,15 @@ def race(algo: str, seed: int, max_steps: int | None, threads: int = THREADS) ->
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algo", choices=sorted(ZOO), required=True)
+    p.add_argument("--algo", choices=("dqn", "ppo"), required=True)
+    p.add_argument("--env", default="CartPole-v1", choices=sorted(BARS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, help="stop after this much training (evaluations not counted)")
     p.add_argument("--max-steps", type=int, help="most env steps (default: the zoo's n_timesteps)")
     p.add_argument("--threads", type=int, default=THREADS, help=f"torch threads (default {THREADS})")
     args = p.parse_args(argv)
     refuse_sockets()
-    print(json.dumps(race(args.algo, args.seed, args.max_steps, args.threads)), flush=True)
+    print(json.dumps(race(args.algo, args.env, args.seed, args.max_steps, args.max_seconds, args.threads)), flush=True)
     return 0
 
 
