@@ -62,9 +62,9 @@ class GenerationConfig:
     score scale you do not know; ``score_requirement`` is then ignored. Games tied at the
     cut are all kept or all left out, whichever is nearer the share (see :func:`top_share_cut`)."""
     progress_dim: int | None = None
-    """With ``keep_top``: rank games by score, then by the highest value this observation
-    reached in the game (MountainCar: the car's position, as every game that misses the flag
-    scores the same), and keep exactly the best share. None: by score alone."""
+    """With ``keep_top`` (ignored without): rank games by score, then by the highest value this
+    observation reached in the game (MountainCar: the car's position, as every game that misses
+    the flag scores the same), and keep exactly the best share. None: by score alone."""
 
     @classmethod
     def for_env(cls, env_id: str, **changes: Any) -> GenerationConfig:
@@ -76,7 +76,7 @@ class GenerationConfig:
             games=d.games,
             goal_steps=d.goal_steps,
             keep_top=d.keep_top,
-            progress_dim=d.progress_dim if d.keep_top is not None else None,
+            progress_dim=d.progress_dim,
         )
         if d.score_requirement is not None:
             fitted = replace(fitted, score_requirement=d.score_requirement)
@@ -94,10 +94,10 @@ class GenerationConfig:
             check_range("keep_top", self.keep_top, 0.0001, 1.0, "0.05 keeps the best 5 % of games.")
         if self.progress_dim is not None:
             obs_dim = env_info(self.env_id).obs_dim
-            if self.keep_top is None or not 0 <= self.progress_dim < obs_dim:
+            if not 0 <= self.progress_dim < obs_dim:
                 raise UserError(
-                    f"progress_dim ranks games kept by share (keep_top) and must name one of the env's "
-                    f"{obs_dim} observation values (0 to {obs_dim - 1}); set keep_top, or leave progress_dim empty."
+                    f"progress_dim must name one of the env's {obs_dim} observation values (0 to {obs_dim - 1}), "
+                    "or be empty to rank games by score alone."
                 )
         if self.seed is not None:
             check_range("seed", self.seed, 0, 2**32 - 1)

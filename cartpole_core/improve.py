@@ -368,8 +368,7 @@ def improve(
         first = GenerationConfig.for_env(
             info.env_id, games=config.first_games, goal_steps=config.goal_steps, seed=config.seed
         )
-        if first.keep_top is not None:  # the best share, ranked as the generations rank their games
-            first = replace(first, progress_dim=config.progress_dim)
+        first = replace(first, progress_dim=config.progress_dim)  # ranked as the generations rank their games
         gen = generate(first)
         data, first_steps = gen.require_accepted(), gen.env_steps
         model = build_model(info.obs_dim, info.n_actions, config.model_config(), seed=config.seed)

@@ -3,10 +3,11 @@ steps, target) take generate → train → evaluate → improve through without 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from cartpole_core.cli import main
 from cartpole_core.envs import SUGGESTED_ENV_IDS, env_defaults
+from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.generate import GenerationConfig, generate
 
@@ -42,9 +43,22 @@ def test_defaults_take_an_env_from_random_games_to_generations(env_id, tiny_conf
     assert result.best_mean == max(g.mean for g in result.generations)
 
 
-@pytest.mark.parametrize("command", ["improve", "run"])
-def test_mountaincar_says_plainly_that_random_play_never_succeeds(capsys, command):
-    status = main([command, "--env", "MountainCar-v0", "--quiet"])
-    err = capsys.readouterr().err
-    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "random play never did better within 200 steps" in err and "goal steps" in err
+def test_mountaincar_keeps_the_random_games_that_got_farthest():
+    """Issue 19: every random MountainCar game scores -200 within its 200 steps, so its profile
+    ranks games by score, then by the highest car position reached: the kept 5 % are exactly
+    the games whose car got farthest right."""
+    config = GenerationConfig.for_env("MountainCar-v0", games=200, seed=3)
+    assert config.progress_dim == 0 and "highest car position" in config.keeping()
+    result = generate(config)
+    assert (result.scores == -200).all() and result.accepted == 10
+    data = result.dataset
+    peak_kept = np.array([data.observations[data.game_ids == g, 0].max() for g in range(data.n_games)])
+    every = generate(GenerationConfig.for_env("MountainCar-v0", games=200, seed=3, keep_top=1.0))
+    rows = every.dataset
+    peaks = np.array([rows.observations[rows.game_ids == g, 0].max() for g in range(rows.n_games)])
+    assert np.allclose(np.sort(peak_kept), np.sort(peaks)[-10:]), "the 10 farthest of the 200 games"
+
+
+def test_by_score_alone_mountaincar_says_plainly_that_random_play_never_succeeds():
+    with pytest.raises(UserError, match="random play never did better within 200 steps"):
+        generate(GenerationConfig.for_env("MountainCar-v0", games=50, progress_dim=None)).require_accepted()
