@@ -9,7 +9,8 @@ seconds to the bar, or the best mean reached within the budget.
 
 Envs and seeds (:data:`RACES`): CartPole-v1 on seeds 0-9, Acrobot-v1, MountainCar-v0 and
 LunarLander-v3 on seeds 0-2. ``CARTPOLE_LAB_RACE_ENVS=CartPole-v1,Acrobot-v1`` races only
-those; ``CARTPOLE_LAB_RACE_PEERS=0`` runs ours alone (PPO on LunarLander takes ~10 minutes a
+those; ``CARTPOLE_LAB_RACE_SEEDS=1`` only each env's first seed(s);
+``CARTPOLE_LAB_RACE_PEERS=0`` runs ours alone (PPO on LunarLander takes ~10 minutes a
 seed). The defaults of ``improve`` were chosen on seeds 100-109, never on these.
 
 SB3 and a CPU-only torch live in a benchmark-only venv, ``bench/.peers-venv``, built here
@@ -187,7 +188,8 @@ def peers(ctx: Context) -> StageResult:
     out = StageResult()
     data: dict[str, Any] = {}
     for race in selected_races():
-        seeds = race.seeds[:2] if quick else race.seeds
+        most = int(os.environ.get("CARTPOLE_LAB_RACE_SEEDS", "0")) or (2 if quick else len(race.seeds))
+        seeds = race.seeds[:most]
         per_seed: list[dict[str, Any]] = []
         for i, seed in enumerate(seeds):
             order = ["ppo", "ours"] if i % 2 == 0 else ["ours", "ppo"]

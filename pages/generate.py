@@ -101,8 +101,14 @@ with st.form("generate_form"):
             step=1.0,
             format="%.1f",
             key="gen_keep_top",
-            help="Keep this share of the games, the best ones. Games tied at the cut are all kept or all "
-            "left out, whichever is nearer the share; the share actually kept is shown with the result.",
+            help="Keep this share of the games, the best ones"
+            + (
+                f" by score, then by the highest {info.obs_names[fitted.progress_dim]} reached (every game "
+                "that misses the goal scores the same)."
+                if info is not None and fitted.progress_dim is not None
+                else ". Games tied at the cut are all kept or all left out, whichever is nearer the share; "
+                "the share actually kept is shown with the result."
+            ),
         )
         requirement = fitted.score_requirement
     seed = url_number(c[3], "Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
@@ -117,6 +123,7 @@ if submitted and info is not None:
         score_requirement=float(requirement),
         seed=int(seed),
         keep_top=None if keep_top is None else float(keep_top) / 100,
+        progress_dim=fitted.progress_dim,  # the env's tie-breaker: how far a game got (MountainCar)
     )
     update, bar = progress_bar("Playing")
     try:

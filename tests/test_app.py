@@ -189,7 +189,7 @@ def test_generations_policy_map_and_compare() -> None:
     press(at, "Run generations")
     m = metrics(at)
     assert m["Generations"] == "2"
-    assert "On fresh games" in m
+    assert "On fresh games (greedy)" in m and "Best evaluation mean (greedy)" in m
     assert len(at.get("vega_lite_chart")) >= 2, "scores per generation + kept games per generation"
     assert at.session_state["lab"].model_source.startswith("generation "), "the best generation became the model"
     press(at, "Make the time-lapse GIF")
