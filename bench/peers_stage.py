@@ -62,8 +62,8 @@ class Race:
 
 RACES = (
     Race("CartPole-v1", tuple(range(10)), 475.0, 110.0, "median ≤ half PPO's, slowest ≤ PPO's slowest"),
-    Race("Acrobot-v1", (0, 1, 2), -100.0, 300.0, "≥ -100 on every seed, faster than PPO"),
-    Race("MountainCar-v0", (0, 1, 2), -110.0, 300.0, "≥ -110 on every seed"),
+    Race("Acrobot-v1", (0, 1, 2), -100.0, 180.0, "≥ -100 on every seed, faster than PPO"),
+    Race("MountainCar-v0", (0, 1, 2), -110.0, 180.0, "≥ -110 on every seed"),
     Race("LunarLander-v3", (0, 1, 2), 200.0, 600.0, "≥ 0 on every seed within 10 minutes; 200 is the goal"),
 )
 

@@ -94,6 +94,14 @@ class EnvDefaults:
     """Observation dimension whose highest value in a game breaks ties between games of equal
     score when generations pick their best games (MountainCar: the car's position, since
     every game that misses the flag scores the same); None: the score alone."""
+    data: str = "best"
+    """What generations learn from: ``"best"``, the best games seen so far, or ``"replace"``,
+    each generation's own best games (LunarLander: a network's scores vary by ±100 from game
+    to game, so the best games ever played are mostly lucky ones, and a pool of them stalls)."""
+    play_steps: int | None = None
+    """Most steps of the games generations play to collect data, when a weak player needs
+    longer than the env's limit to reach the goal at all (MountainCar: 1,000); every
+    measurement keeps the env's own limit. None: the env's limit."""
 
     def keeping(self) -> str:
         """``"score ≥ 50"`` or ``"the best 5 % of games"``."""
@@ -117,8 +125,9 @@ ENV_DEFAULTS: dict[str, EnvDefaults] = {
         "within 5,000 steps, none within 200. Keep the games that got farthest instead (Generations "
         "does), raise goal steps a lot, or choose another env.",
         progress_dim=0,
+        play_steps=1000,
     ),
-    "LunarLander-v3": EnvDefaults(games=2_000, goal_steps=1000, target=200.0, player="sampled"),
+    "LunarLander-v3": EnvDefaults(games=2_000, goal_steps=1000, target=200.0, player="sampled", data="replace"),
 }
 
 #: Environments offered first in menus (all are in Gymnasium's classic_control or box2d).

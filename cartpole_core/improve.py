@@ -81,8 +81,8 @@ class ImproveConfig:
     """``best``: the best games seen so far (this generation's and those kept before, as many
     as one generation keeps); ``replace``: this generation's best only; ``add``: all kept so far."""
     fallback: bool = True
-    """A generation whose network measures below the best so far hands the best network, not
-    its own, to the next generation."""
+    """A generation whose network measures clearly below the best so far (by more than twice
+    the standard error of the difference) hands the best network, not its own, to the next."""
     epochs: int = 2
     """Fine-tuning epochs per generation."""
     batch_size: int = 128
@@ -100,6 +100,10 @@ class ImproveConfig:
     progress_dim: int | None = None
     """Observation dimension whose highest value in a game breaks ties between equal scores
     when picking the best games (None: the score alone)."""
+    play_steps: int | None = None
+    """Most steps of the games played to collect data (None: ``goal_steps``, the env's own).
+    Longer games let a weak player reach a far goal while collecting (MountainCar), while
+    every measurement keeps the env's own limit."""
     eval_games: int = 100
     """Games each generation is measured on (fixed seeds, both players)."""
     target_mean: float | None = 500.0
@@ -125,6 +129,8 @@ class ImproveConfig:
             target_mean=d.target,
             player=d.player,
             progress_dim=d.progress_dim,
+            play_steps=d.play_steps,
+            data=d.data,
         )
         return replace(fitted, **changes)
 
@@ -155,6 +161,8 @@ class ImproveConfig:
         check_range("batch_size", self.batch_size, 1, 65536)
         check_range("epsilon", self.epsilon, 0.0, 1.0)
         check_range("temperature", self.temperature, 0.01, 100.0)
+        if self.play_steps is not None:
+            check_range("play_steps", self.play_steps, 1, 100_000)
         check_range("eval_games", self.eval_games, 1, 100_000)
         check_range("confirm_games", self.confirm_games, 0, 100_000)
         check_range("max_seconds", self.max_seconds, 1.0, 86_400.0)
@@ -321,7 +329,10 @@ def improve(
 
         return forward
 
-    def measure(generation: int, data: Dataset, fit: TrainingResult | None, began: float, **extra: Any) -> float:
+    def measure(
+        generation: int, data: Dataset, fit: TrainingResult | None, began: float, **extra: Any
+    ) -> tuple[float, float]:
+        """Evaluate both players; the counted player's mean and its standard error."""
         policy = ModelPolicy(model)
         means, counted = {}, None
         for player in players:
@@ -360,7 +371,9 @@ def improve(
             generation=generation,
             mean=counted.mean,
         )
-        return counted.mean
+        return counted.mean, float(
+            np.std(counted.scores, ddof=1) / math.sqrt(counted.scores.size)
+        ) if counted.scores.size > 1 else 0.0
 
     # Generation 0: a network trained the notebook's way on random games, or the one we were given.
     began = time.perf_counter()
@@ -382,7 +395,7 @@ def improve(
         first_steps = 0
         data, fit = Dataset(np.zeros((0, info.obs_dim), np.float32), np.zeros(0, np.int64),
                             np.zeros(0, np.int64), np.zeros(0, np.float32), meta), None  # fmt: skip
-    best_mean = last_mean = measure(0, data, fit, began, env_steps=first_steps)
+    best_mean, best_se = last_mean, last_se = measure(0, data, fit, began, env_steps=first_steps)
     best_weights, best_generation, last_generation = model.get_weights(), 0, 0
     if on_generation is not None:
         on_generation(records[-1], model)
@@ -395,13 +408,16 @@ def improve(
             break
         began = time.perf_counter()
         started_from = last_generation
-        if config.fallback and last_mean < best_mean:  # elitism: build on the best, not on a worse one
+        # Elitism: build on the best, not on a clearly worse one (by more than twice the standard
+        # error of the difference: a noisy game's evaluation wobbles without any loss of ground).
+        if config.fallback and last_mean < best_mean - 2 * math.hypot(last_se, best_se):
             model.set_weights(best_weights)
             started_from = best_generation
         play_cfg = replace(
             config.evaluation_config("sampled" if config.sample_actions else "greedy"),
             games=config.games_per_generation,
             seed=config.seed * 7919 + generation,
+            goal_steps=config.play_steps or config.goal_steps,
             temperature=config.temperature,
             epsilon=config.epsilon,
             keep_observations=True,
@@ -431,11 +447,11 @@ def improve(
             TrainingConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed + generation),
             sub(generation, "training"),
         )
-        last_mean = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played,
+        last_mean, last_se = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played,
                             started_from=started_from)  # fmt: skip
         last_generation = generation
         if last_mean >= best_mean:
-            best_mean, best_weights, best_generation = last_mean, model.get_weights(), generation
+            best_mean, best_se, best_weights, best_generation = last_mean, last_se, model.get_weights(), generation
         if on_generation is not None:
             on_generation(records[-1], model)
         if stop[0]:

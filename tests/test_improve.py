@@ -179,7 +179,8 @@ def test_mountaincar_generations_keep_the_games_that_got_farthest(make_tiny_mode
     monkeypatch.setattr(imp, "select_best", spy)
     model = build_model(2, 3, ModelConfig(hidden=(8,), dropout=0.0), seed=0)
     config = ImproveConfig.for_env("MountainCar-v0", max_generations=1, games_per_generation=20, eval_games=4,
-                                   confirm_games=0, epochs=1)  # fmt: skip
+                                   confirm_games=0, epochs=1, play_steps=None)  # fmt: skip
+    assert ImproveConfig.for_env("MountainCar-v0").play_steps == 1000, "its profile collects longer games"
     result = improve(config, model)
     [(scores, progress, best)] = chosen
     assert np.all(scores == -200) and progress is not None
