@@ -35,6 +35,8 @@ MAX_EVAL_GAMES = 100_000
 MAX_PARALLEL_GAMES = 512
 #: Games per Ray task for envs without a native vector env (when ``parallel`` allows it).
 GAMES_PER_CHUNK = 25
+#: Uniform numbers drawn at once from a game's random stream when sampling actions.
+_UNIFORM_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class _Played:
     scores: np.ndarray
     lengths: np.ndarray
     choice_counts: np.ndarray
+    """int64 (games, n_actions): how often each game took each action."""
     peaks: np.ndarray
     obs_log: list[np.ndarray]
     action_log: list[np.ndarray]
@@ -171,23 +174,42 @@ class _Played:
 
 class _Chooser:
     """Turns the policy's probabilities into actions, each game drawing from its own random
-    stream (so a game's actions never depend on which other games play beside it)."""
+    stream (so a game's actions never depend on which other games play beside it).
 
-    def __init__(self, policy: Policy, config: EvaluationConfig, seeds: np.ndarray, n_actions: int):
+    ``sample`` (bool per game) says which games draw their action from the probabilities; the
+    others take the most probable one. Without epsilon, each game's uniform numbers are drawn
+    :data:`_UNIFORM_BLOCK` at a time from its stream (the same numbers as one at a time)."""
+
+    def __init__(
+        self, policy: Policy, config: EvaluationConfig, seeds: np.ndarray, n_actions: int, sample: np.ndarray | None
+    ):
         self.policy, self.config, self.n_actions = policy, config, n_actions
-        self.sample = config.sample_actions or not policy.deterministic
+        everyone = config.sample_actions or not policy.deterministic
+        self.sample = np.full(seeds.size, everyone) if sample is None else (np.asarray(sample, bool) | everyone)
         self.rngs = [np.random.default_rng([int(s), 1]) for s in seeds]
+        self.uniforms = np.zeros((seeds.size, _UNIFORM_BLOCK))
+        self.used = np.full(seeds.size, _UNIFORM_BLOCK)  # each game's row is drawn when first needed
+
+    def _uniforms(self, games: np.ndarray) -> np.ndarray:
+        if self.config.epsilon > 0:  # epsilon's draws interleave with these: one at a time
+            return np.array([self.rngs[g].random() for g in games])
+        for g in games[self.used[games] == _UNIFORM_BLOCK]:
+            self.uniforms[g], self.used[g] = self.rngs[g].random(_UNIFORM_BLOCK), 0
+        drawn = self.uniforms[games, self.used[games]]
+        self.used[games] += 1
+        return drawn
 
     def __call__(self, observations: np.ndarray, playing: np.ndarray) -> np.ndarray:
         """int64 (n,): actions for ``observations`` float32 (n, obs_dim) of games at positions ``playing``."""
         probs = self.policy.probabilities(observations)
-        uniforms = None
-        if self.sample:
-            uniforms = np.array([self.rngs[g].random() for g in playing])
+        actions = probs.argmax(axis=1).astype(np.int64)
+        drawing = np.flatnonzero(self.sample[playing])
+        if drawing.size:
+            p = probs[drawing]
             if self.config.temperature != 1.0:
-                probs = np.power(probs, 1.0 / self.config.temperature)
-                probs /= probs.sum(axis=1, keepdims=True)
-        actions = choose_actions(probs, not self.sample, uniforms)
+                p = np.power(p, 1.0 / self.config.temperature)
+                p /= p.sum(axis=1, keepdims=True)
+            actions[drawing] = choose_actions(p, False, self._uniforms(playing[drawing]))
         if self.config.epsilon > 0:
             for j, g in enumerate(playing):
                 rng = self.rngs[g]
@@ -217,28 +239,35 @@ def _play(
     games: np.ndarray,
     frame_stride: int = 0,
     progress: ProgressCallback | None = None,
+    sample: np.ndarray | None = None,
 ) -> _Played:
-    """Play the games whose indices are in ``games`` (into ``config.game_seeds()``): all in one
-    native vector env when the env has one (and no frames are filmed), else one env per game."""
+    """Play the games whose indices are in ``games`` (into ``config.game_seeds()``; one may
+    appear twice): all in one native vector env when the env has one (and no frames are
+    filmed), else one env per game. ``sample`` (bool per position) draws those games' actions
+    from the probabilities whatever ``config.sample_actions`` says."""
     _check_fits(policy, config.env_id)
     # One BLAS thread: the per-step batches are small, and on a busy machine (a shared
     # server, training in another session) two BLAS threads fighting over two cores made a
     # step up to 40x slower; alone, the second thread gains only about 25 %.
     with threadpool_limits(limits=1, user_api="blas"):
         if env_info(config.env_id).has_vector_env and not frame_stride:
-            return _play_vector(policy, config, games, progress)
-        return _play_envs(policy, config, games, frame_stride, progress)
+            return _play_vector(policy, config, games, progress, sample)
+        return _play_envs(policy, config, games, frame_stride, progress, sample)
 
 
 def _new_played(n: int, obs_dim: int, n_actions: int) -> _Played:
     return _Played(
-        np.zeros(n, np.float64), np.zeros(n, np.int64), np.zeros(n_actions, np.int64),
+        np.zeros(n, np.float64), np.zeros(n, np.int64), np.zeros((n, n_actions), np.int64),
         np.full((n, obs_dim), -np.inf, np.float32), [], [], [], [],
     )  # fmt: skip
 
 
 def _play_vector(
-    policy: Policy, config: EvaluationConfig, games: np.ndarray, progress: ProgressCallback | None
+    policy: Policy,
+    config: EvaluationConfig,
+    games: np.ndarray,
+    progress: ProgressCallback | None,
+    sample: np.ndarray | None = None,
 ) -> _Played:
     """Every game in one native vector env, one ``step`` for all of them.
 
@@ -250,7 +279,7 @@ def _play_vector(
     info = env_info(config.env_id)
     n = games.size
     seeds = config.game_seeds()[games]
-    choose = _Chooser(policy, config, seeds, info.n_actions)
+    choose = _Chooser(policy, config, seeds, info.n_actions, sample)
     played = _new_played(n, info.obs_dim, info.n_actions)
     single = make_env(info.env_id, config.goal_steps)
     starts = []
@@ -273,7 +302,7 @@ def _play_vector(
             playing = np.flatnonzero(live)
             played.peaks[playing] = np.maximum(played.peaks[playing], obs[playing])
             actions = choose(obs[playing], playing)
-            played.choice_counts += np.bincount(actions, minlength=info.n_actions)
+            played.choice_counts[playing, actions] += 1
             if config.keep_observations:
                 played.obs_log.append(obs[playing].copy())
                 played.action_log.append(actions.copy())
@@ -301,13 +330,14 @@ def _play_envs(
     games: np.ndarray,
     frame_stride: int = 0,
     progress: ProgressCallback | None = None,
+    sample: np.ndarray | None = None,
 ) -> _Played:
     """The games in Gymnasium envs of their own, up to :data:`MAX_PARALLEL_GAMES` side by
     side (a finished game's env starts the next game), one forward pass per step for all."""
     info = env_info(config.env_id)
     all_seeds = config.game_seeds()
     n = games.size
-    choose = _Chooser(policy, config, all_seeds[games], info.n_actions)
+    choose = _Chooser(policy, config, all_seeds[games], info.n_actions, sample)
     slots = min(n, MAX_PARALLEL_GAMES)
     envs = [make_env(info.env_id, config.goal_steps, render=frame_stride > 0) for _ in range(slots)]
     obs = np.zeros((slots, info.obs_dim), dtype=np.float32)
@@ -333,7 +363,7 @@ def _play_envs(
             playing = slot_game[live]
             peaks[playing] = np.maximum(peaks[playing], obs[live])
             actions = choose(obs[live], playing)
-            played.choice_counts += np.bincount(actions, minlength=info.n_actions)
+            played.choice_counts[playing, actions] += 1
             if config.keep_observations:
                 played.obs_log.append(obs[live].copy())
                 played.action_log.append(actions.copy())
@@ -368,21 +398,31 @@ class PlayJob:
     config: EvaluationConfig
     games: np.ndarray
     """int64 (k,): indices of the games to play (into ``config.game_seeds()``)."""
+    sample: np.ndarray | None = None
+    """bool (k,): which of them draw their actions (None: as the config says)."""
 
 
 def play_job(job: PlayJob) -> _Played:
     """Play one :class:`PlayJob` (a Ray task's body; also the in-process path)."""
-    return _play(job.policy, job.config, job.games)
+    return _play(job.policy, job.config, job.games, sample=job.sample)
 
 
-def _chunks(config: EvaluationConfig, parallel: bool | None) -> list[np.ndarray]:
-    """The evaluation's games in pieces: one piece for an env with a native vector env or a
-    few games (or ``parallel=False``), else consecutive chunks of :data:`GAMES_PER_CHUNK`."""
-    games = np.arange(config.games)
-    split = not env_info(config.env_id).has_vector_env and config.games > GAMES_PER_CHUNK
+Piece = tuple[np.ndarray, "np.ndarray | None"]
+"""Positions' game indices and, optionally, which of them draw their actions."""
+
+
+def _pieces(
+    config: EvaluationConfig, parallel: bool | None, games: np.ndarray, sample: np.ndarray | None
+) -> list[Piece]:
+    """The games in pieces: one piece for an env with a native vector env or a few games (or
+    ``parallel=False``), else consecutive chunks of :data:`GAMES_PER_CHUNK`."""
+    split = not env_info(config.env_id).has_vector_env and games.size > GAMES_PER_CHUNK
     if parallel is False or (parallel is None and not split):
-        return [games]
-    return [games[i : i + GAMES_PER_CHUNK] for i in range(0, config.games, GAMES_PER_CHUNK)]
+        return [(games, sample)]
+    return [
+        (games[i : i + GAMES_PER_CHUNK], None if sample is None else sample[i : i + GAMES_PER_CHUNK])
+        for i in range(0, games.size, GAMES_PER_CHUNK)
+    ]
 
 
 def _merge(parts: list[_Played]) -> _Played:
@@ -390,7 +430,7 @@ def _merge(parts: list[_Played]) -> _Played:
     merged = _Played(
         scores=np.concatenate([p.scores for p in parts]),
         lengths=np.concatenate([p.lengths for p in parts]),
-        choice_counts=np.sum([p.choice_counts for p in parts], axis=0),
+        choice_counts=np.concatenate([p.choice_counts for p in parts]),
         peaks=np.concatenate([p.peaks for p in parts]),
         obs_log=[x for p in parts for x in p.obs_log],
         action_log=[x for p in parts for x in p.action_log],
@@ -406,25 +446,42 @@ def _merge(parts: list[_Played]) -> _Played:
     return merged
 
 
-def _play_chunks(
-    policy: Policy, config: EvaluationConfig, chunks: list[np.ndarray], progress: ProgressCallback | None
+def _play_pieces(
+    policy: Policy, config: EvaluationConfig, pieces: list[Piece], progress: ProgressCallback | None
 ) -> _Played:
-    if len(chunks) == 1:
-        return _merge([_play(policy, config, chunks[0], progress=progress)])
+    """Every piece's games, here (one piece) or as Ray tasks, merged in order."""
+    if len(pieces) == 1:
+        games, sample = pieces[0]
+        return _merge([_play(policy, config, games, progress=progress, sample=sample)])
     from cartpole_core.cluster import run_tasks
 
     _check_fits(policy, config.env_id)  # here, before any task starts
-    parts: list[_Played | None] = [None] * len(chunks)
-    done = 0
-    for outcome in run_tasks(play_job, [PlayJob(policy, config, c) for c in chunks]):
+    parts: list[_Played | None] = [None] * len(pieces)
+    total, done = sum(g.size for g, _ in pieces), 0
+    for outcome in run_tasks(play_job, [PlayJob(policy, config, g, s) for g, s in pieces]):
         if outcome.error is not None:
             raise outcome.error
         parts[outcome.index] = outcome.result
-        done += chunks[outcome.index].size
-        report(
-            progress, done / config.games, f"{done:,} of {config.games:,} games played ({len(chunks)} chunks on Ray)"
-        )
+        done += pieces[outcome.index][0].size
+        report(progress, done / total, f"{done:,} of {total:,} games played ({len(pieces)} chunks on Ray)")
     return _merge([p for p in parts if p is not None])
+
+
+def _result(policy: Policy, config: EvaluationConfig, played: _Played, part: slice, seconds: float) -> EvaluationResult:
+    keep = config.keep_observations
+    obs_dim = env_info(config.env_id).obs_dim
+    return EvaluationResult(
+        config=config,
+        policy_name=policy.name,
+        scores=played.scores[part].astype(np.float32),
+        lengths=played.lengths[part],
+        choice_counts=played.choice_counts[part].sum(axis=0),
+        seconds=seconds,
+        observations=(played.obs_log[0] if played.obs_log else np.zeros((0, obs_dim), np.float32)) if keep else None,
+        actions=(played.action_log[0] if played.action_log else np.zeros(0, np.int64)) if keep else None,
+        observation_games=(played.game_log[0] if played.game_log else np.zeros(0, np.int64)) if keep else None,
+        peaks=played.peaks[part],
+    )
 
 
 def evaluate(
@@ -443,23 +500,30 @@ def evaluate(
     """
     config.validate()
     started = time.perf_counter()
-    played = _play_chunks(policy, config, _chunks(config, parallel), progress)
-    keep = config.keep_observations
-    info = env_info(config.env_id)
-    return EvaluationResult(
-        config=config,
-        policy_name=policy.name,
-        scores=played.scores.astype(np.float32),
-        lengths=played.lengths,
-        choice_counts=played.choice_counts,
-        seconds=time.perf_counter() - started,
-        observations=(played.obs_log[0] if played.obs_log else np.zeros((0, info.obs_dim), np.float32))
-        if keep
-        else None,
-        actions=(played.action_log[0] if played.action_log else np.zeros(0, np.int64)) if keep else None,
-        observation_games=(played.game_log[0] if played.game_log else np.zeros(0, np.int64)) if keep else None,
-        peaks=played.peaks,
-    )
+    played = _play_pieces(policy, config, _pieces(config, parallel, np.arange(config.games), None), progress)
+    return _result(policy, config, played, slice(None), time.perf_counter() - started)
+
+
+def evaluate_players(
+    policy: Policy,
+    config: EvaluationConfig = EvaluationConfig(),
+    progress: ProgressCallback | None = None,
+    parallel: bool | None = False,
+) -> dict[str, EvaluationResult]:
+    """The greedy and the sampled player of ``policy`` on the same ``config.games`` games,
+    played side by side in one pass (on CartPole, one vector env for both):
+    ``{"greedy": …, "sampled": …}``, each equal, game for game, to :func:`evaluate` with
+    ``sample_actions`` False and True. Observations are not kept."""
+    config = replace(config, sample_actions=False, keep_observations=False).validate()
+    n = config.games
+    started = time.perf_counter()
+    games, sample = np.tile(np.arange(n), 2), np.repeat([False, True], n)
+    played = _play_pieces(policy, config, _pieces(config, parallel, games, sample), progress)
+    seconds = time.perf_counter() - started
+    return {
+        "greedy": _result(policy, config, played, slice(0, n), seconds),
+        "sampled": _result(policy, replace(config, sample_actions=True), played, slice(n, 2 * n), seconds),
+    }
 
 
 def record_episode(policy: Policy, config: EvaluationConfig, game: int = 0, frame_stride: int = 1) -> Episode:

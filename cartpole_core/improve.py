@@ -36,7 +36,7 @@ from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, concat_datasets
 from cartpole_core.envs import DEFAULT_ENV_ID, PLAYERS, env_defaults, env_info
 from cartpole_core.errors import UserError, check_range
-from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
+from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate, evaluate_players
 from cartpole_core.generate import MAX_GAMES, GenerationConfig, generate
 from cartpole_core.model import ModelConfig, Network, build_model
 from cartpole_core.policies import ModelPolicy
@@ -270,6 +270,24 @@ def select_best(
 
 
 @dataclass(frozen=True)
+class _Level:
+    """How well one player played a generation's evaluation games."""
+
+    mean: float
+    se: float
+    """Standard error of the mean."""
+
+    @classmethod
+    def of(cls, scores: np.ndarray) -> _Level:
+        se = float(np.std(scores, ddof=1) / math.sqrt(scores.size)) if scores.size > 1 else 0.0
+        return cls(float(np.mean(scores)), se)
+
+    def clearly_below(self, other: _Level) -> bool:
+        """Lower than ``other`` by more than twice the standard error of the difference."""
+        return self.mean < other.mean - 2 * math.hypot(self.se, other.se)
+
+
+@dataclass(frozen=True)
 class ElitePool:
     """The best games seen so far, with each game's tie-breaking progress."""
 
@@ -309,7 +327,6 @@ def improve(
     config.validate()
     info = env_info(config.env_id)
     started = time.perf_counter()
-    players = (config.player, *(p for p in PLAYERS if p != config.player))  # the counted one first
     meta = {"env_id": info.env_id, "obs_dim": info.obs_dim, "n_actions": info.n_actions, "library_version": __version__}
     records: list[GenerationRecord] = []
     stop = [False]
@@ -331,16 +348,11 @@ def improve(
 
     def measure(
         generation: int, data: Dataset, fit: TrainingResult | None, began: float, **extra: Any
-    ) -> tuple[float, float]:
-        """Evaluate both players; the counted player's mean and its standard error."""
-        policy = ModelPolicy(model)
-        means, counted = {}, None
-        for player in players:
-            ev = evaluate(policy, config.evaluation_config(player), sub(generation, f"measuring the {player} player"),
-                          parallel=None)  # fmt: skip
-            means[player] = ev.mean
-            counted = counted or ev
-        assert counted is not None
+    ) -> dict[str, _Level]:
+        """Evaluate both players and record the generation; each player's level."""
+        both = evaluate_players(ModelPolicy(model), config.evaluation_config(), sub(generation, "measuring"),
+                                parallel=None)  # fmt: skip
+        counted, means = both[config.player], {p: r.mean for p, r in both.items()}
         records.append(
             GenerationRecord(
                 generation=generation,
@@ -371,9 +383,7 @@ def improve(
             generation=generation,
             mean=counted.mean,
         )
-        return counted.mean, float(
-            np.std(counted.scores, ddof=1) / math.sqrt(counted.scores.size)
-        ) if counted.scores.size > 1 else 0.0
+        return {p: _Level.of(r.scores) for p, r in both.items()}
 
     # Generation 0: a network trained the notebook's way on random games, or the one we were given.
     began = time.perf_counter()
@@ -395,7 +405,9 @@ def improve(
         first_steps = 0
         data, fit = Dataset(np.zeros((0, info.obs_dim), np.float32), np.zeros(0, np.int64),
                             np.zeros(0, np.int64), np.zeros(0, np.float32), meta), None  # fmt: skip
-    best_mean, best_se = last_mean, last_se = measure(0, data, fit, began, env_steps=first_steps)
+    top = last = measure(0, data, fit, began, env_steps=first_steps)  # the best network's levels, the last one's
+    best_mean = top[config.player].mean
+    collecting = "sampled" if config.sample_actions else "greedy"
     best_weights, best_generation, last_generation = model.get_weights(), 0, 0
     if on_generation is not None:
         on_generation(records[-1], model)
@@ -408,9 +420,12 @@ def improve(
             break
         began = time.perf_counter()
         started_from = last_generation
-        # Elitism: build on the best, not on a clearly worse one (by more than twice the standard
-        # error of the difference: a noisy game's evaluation wobbles without any loss of ground).
-        if config.fallback and last_mean < best_mean - 2 * math.hypot(last_se, best_se):
+        # Elitism: build on the best network, not on one clearly worse (by more than twice the
+        # standard error of the difference: a noisy game's evaluation wobbles without any loss of
+        # ground), unless the player that collects the games got clearly better: that is the
+        # method making progress, which a fall back would undo.
+        worse = last[config.player].clearly_below(top[config.player])
+        if config.fallback and worse and not top[collecting].clearly_below(last[collecting]):
             model.set_weights(best_weights)
             started_from = best_generation
         play_cfg = replace(
@@ -447,11 +462,16 @@ def improve(
             TrainingConfig(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed + generation),
             sub(generation, "training"),
         )
-        last_mean, last_se = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played,
+        last = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played,
                             started_from=started_from)  # fmt: skip
         last_generation = generation
-        if last_mean >= best_mean:
-            best_mean, best_se, best_weights, best_generation = last_mean, last_se, model.get_weights(), generation
+        if last[config.player].mean >= best_mean:
+            top, best_mean, best_weights, best_generation = (
+                last,
+                last[config.player].mean,
+                model.get_weights(),
+                generation,
+            )
         if on_generation is not None:
             on_generation(records[-1], model)
         if stop[0]:

@@ -265,11 +265,11 @@ def test_chunked_play_on_ray_equals_one_process(env_id) -> None:
     """Games of an env without a vector env split into chunks on Ray workers give what one
     process gives, game for game (observations grouped by game either way); CartPole's stay
     in one piece."""
-    from cartpole_core.evaluate import GAMES_PER_CHUNK, _chunks
+    from cartpole_core.evaluate import GAMES_PER_CHUNK, _pieces
 
     config = EvaluationConfig.for_env(env_id, games=GAMES_PER_CHUNK + 5, seed=4, sample_actions=True,
                                       goal_steps=60, keep_observations=True)  # fmt: skip
-    assert len(_chunks(config, None)) == (2 if env_id == "Acrobot-v1" else 1)
+    assert len(_pieces(config, None, np.arange(config.games), None)) == (2 if env_id == "Acrobot-v1" else 1)
     policy = RandomPolicy(env_info_actions(env_id))
     here = evaluate(policy, config, parallel=False)
     spread = evaluate(policy, config, parallel=None)
@@ -281,3 +281,22 @@ def env_info_actions(env_id: str) -> int:
     from cartpole_core.envs import env_info
 
     return env_info(env_id).n_actions
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_both_players_in_one_pass_equal_each_played_alone(env_id) -> None:
+    """evaluate_players plays the greedy and the sampled player side by side (one vector env
+    on CartPole, chunks on Ray elsewhere): each equals its own evaluate, game for game."""
+    from cartpole_core.evaluate import GAMES_PER_CHUNK, evaluate_players
+
+    policy = LeaningPolicy() if env_id == "CartPole-v1" else RandomPolicy(3)
+    games = 30 if env_id == "CartPole-v1" else GAMES_PER_CHUNK + 3
+    config = EvaluationConfig.for_env(env_id, games=games, seed=8, goal_steps=80)
+    both = evaluate_players(policy, config, parallel=None)
+    for player, sample in (("greedy", False), ("sampled", True)):
+        alone = evaluate(policy, replace(config, sample_actions=sample))
+        assert np.array_equal(both[player].scores, alone.scores), player
+        assert np.array_equal(both[player].lengths, alone.lengths), player
+        assert np.array_equal(both[player].choice_counts, alone.choice_counts), player
+        assert np.array_equal(both[player].peaks, alone.peaks), player
+        assert both[player].config.sample_actions == sample
