@@ -137,7 +137,7 @@ if state.model is not None:
     start_choices.insert(0, f"the current model ({state.model_source})")
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 fitted = env_defaults(env_id)  # the env's step limit, the score that masters it, its player and selection
-settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player})
+settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player, "imp_data": fitted.data})
 st.caption(
     f"Environment: **{env_id}**, games of up to {fitted.goal_steps:,} steps"
     + (f", mastered at a mean of {fitted.target:g}" if fitted.target is not None else "")
@@ -195,7 +195,7 @@ with st.form("improve_form"):
         c[0],
         "Training data",
         list(DATA_MODES),
-        DEFAULTS.data,
+        fitted.data,
         key="imp_data",
         help="best: the best games seen so far (this generation's compete with those kept before); "
         "replace: this generation's best games only; add: all kept so far.",
