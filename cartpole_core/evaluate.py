@@ -171,6 +171,18 @@ class _Played:
     """Game indices (into the config's games, not positions) of each logged step."""
     frames: list[np.ndarray]
 
+    def record(
+        self, observations: np.ndarray, playing: np.ndarray, actions: np.ndarray, games: np.ndarray, keep: bool
+    ) -> None:
+        """One step of the games at positions ``playing``: what they saw (float32 (k, obs_dim))
+        and the actions taken (int64 (k,)); ``games`` maps positions to game indices."""
+        self.peaks[playing] = np.maximum(self.peaks[playing], observations)
+        self.choice_counts[playing, actions] += 1
+        if keep:
+            self.obs_log.append(observations.copy())
+            self.action_log.append(actions.copy())
+            self.game_log.append(games[playing])
+
 
 class _Chooser:
     """Turns the policy's probabilities into actions, each game drawing from its own random
@@ -300,13 +312,8 @@ def _play_vector(
         finished, step = 0, 0
         while finished < n:
             playing = np.flatnonzero(live)
-            played.peaks[playing] = np.maximum(played.peaks[playing], obs[playing])
             actions = choose(obs[playing], playing)
-            played.choice_counts[playing, actions] += 1
-            if config.keep_observations:
-                played.obs_log.append(obs[playing].copy())
-                played.action_log.append(actions.copy())
-                played.game_log.append(games[playing])
+            played.record(obs[playing], playing, actions, games, config.keep_observations)
             all_actions[playing] = actions
             obs, reward, terminated, truncated, _ = env.step(all_actions)
             played.scores[playing] += reward[playing]
@@ -361,13 +368,8 @@ def _play_envs(
         while finished < n:
             live = np.flatnonzero(slot_game >= 0)
             playing = slot_game[live]
-            peaks[playing] = np.maximum(peaks[playing], obs[live])
             actions = choose(obs[live], playing)
-            played.choice_counts[playing, actions] += 1
-            if config.keep_observations:
-                played.obs_log.append(obs[live].copy())
-                played.action_log.append(actions.copy())
-                played.game_log.append(games[playing])
+            played.record(obs[live], playing, actions, games, config.keep_observations)
             for j, s in enumerate(live):
                 g = slot_game[s]
                 o, reward, terminated, truncated, _ = envs[s].step(int(actions[j]))
