@@ -94,10 +94,11 @@ def generations(ctx: Context) -> StageResult:
     )
     out.notes.append(
         "`python -m cartpole_core improve --seed S --json --max-seconds 110 --confirm-games 1000`, one fresh "
-        "process per seed, with improve's defaults: generation 0 is a network trained the notebook's way on the "
-        "kept games (score ≥ 50) of 2,000 random games for 1 epoch; each generation plays 200 games sampling "
-        "from its own probabilities, keeps the best 20 %, replaces the data and fine-tunes 2 epochs at batch "
-        "128, then is measured on the same 100 games (argmax). Elapsed times count "
+        "process per seed, with improve's defaults: generation 0 is a 64-64 network trained on the kept "
+        "games (score ≥ 50) of 2,000 random games for 1 epoch; each generation plays 200 games sampling from "
+        "its own probabilities, learns from the best 20 % of a generation's games among the best games so far "
+        "(2 epochs at batch 128), falls back to the best network when clearly worse, and is measured on the "
+        "same 100 games by both players (greedy counts on CartPole). Elapsed times count "
         "from the start of `improve` (generation 0's data and training included, TensorFlow's import not)."
     )
     out.data = {"seeds": per_seed}
