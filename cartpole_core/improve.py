@@ -9,9 +9,12 @@ Three things keep it from losing ground (each measured over many seeds, see BENC
 
 - **The best games seen so far** are the training data (``data="best"``): this
   generation's best games compete with those kept before, so the data never gets worse
-  when one generation plays badly.
-- **Elitism**: a generation whose network measures worse than the best so far is not
-  built on; the next generation starts again from the best network (``fallback``).
+  when one generation plays badly. (Not on LunarLander, whose profile says ``"replace"``:
+  a network's scores there vary so much from game to game that the best games ever played
+  are mostly lucky ones.)
+- **Elitism**: a generation whose network measures clearly worse than the best so far is
+  not built on; the next generation starts again from the best network (``fallback``),
+  unless the player that collects the games got clearly better.
 - **Both players are measured**, on the same fixed evaluation games every generation: the
   most probable action (greedy) and an action drawn from the probabilities (sampled). The
   env's profile says which one counts for its target (:attr:`EnvDefaults.player`): on
@@ -429,7 +432,7 @@ def improve(
             model.set_weights(best_weights)
             started_from = best_generation
         play_cfg = replace(
-            config.evaluation_config("sampled" if config.sample_actions else "greedy"),
+            config.evaluation_config(collecting),
             games=config.games_per_generation,
             seed=config.seed * 7919 + generation,
             goal_steps=config.play_steps or config.goal_steps,
