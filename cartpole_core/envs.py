@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cartpole_core.errors import UserError
+from cartpole_core.vector_envs import native_vector_env
 
 DEFAULT_ENV_ID = "CartPole-v1"
 
@@ -157,7 +158,9 @@ class EnvInfo:
     reward_threshold: float | None
     """Score at which Gymnasium considers the env solved, if it says."""
     has_vector_env: bool
-    """True when the env ships its own vectorised implementation (fast)."""
+    """True when every game can step in one vectorised call (fast): the env ships its own vector
+    implementation (CartPole) or :mod:`cartpole_core.vector_envs` has one (Acrobot-v1,
+    MountainCar-v0)."""
 
 
 def _family(env_id: str) -> str:
@@ -226,7 +229,7 @@ def env_info(env_id: str) -> EnvInfo:
         obs_high=tuple(float(v) for v in np.asarray(obs.high, dtype=np.float64)),
         max_episode_steps=spec.max_episode_steps,
         reward_threshold=spec.reward_threshold,
-        has_vector_env=spec.vector_entry_point is not None,
+        has_vector_env=spec.vector_entry_point is not None or native_vector_env(env_id) is not None,
     )
 
 
@@ -271,11 +274,15 @@ def score_range(env_id: str, goal_steps: int) -> tuple[float, float]:
 def make_vector_env(env_id: str, num_envs: int, goal_steps: int) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies, each game cut at ``goal_steps`` steps.
 
-    Uses the env's own vectorised implementation when it has one (CartPole does), a
-    ``SyncVectorEnv`` otherwise. Autoreset mode is Gymnasium's default, ``NEXT_STEP``: the
-    step after a game ends is a reset, not a transition.
+    Uses the env's own vectorised implementation when it has one (CartPole does), ours from
+    :mod:`cartpole_core.vector_envs` (Acrobot-v1, MountainCar-v0), a ``SyncVectorEnv``
+    otherwise. Autoreset mode is Gymnasium's default, ``NEXT_STEP``: the step after a game
+    ends is a reset, not a transition.
     """
     info = env_info(env_id)
+    ours = native_vector_env(info.env_id)
+    if ours is not None:
+        return ours(num_envs=num_envs, max_episode_steps=goal_steps)
     mode = "vector_entry_point" if info.has_vector_env else "sync"
     return gym.make_vec(info.env_id, num_envs=num_envs, vectorization_mode=mode, max_episode_steps=goal_steps)
 

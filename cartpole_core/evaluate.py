@@ -6,10 +6,11 @@ Game ``i`` of a seed always starts from the same state and, when actions are dra
 random, uses its own random stream, so every policy meets exactly the same games and any
 single game can be played again on its own (to film it as a GIF).
 
-How the games are stepped depends on the env, never the games played: an env with its own
-vectorised code (CartPole) steps every game in one NumPy call, each game started from the
+How the games are stepped depends on the env, never the games played: an env with vectorised code (CartPole's
+own, ours for Acrobot-v1 and MountainCar-v0 in :mod:`cartpole_core.vector_envs`) steps every
+game in one NumPy call, each game started from the
 state its own reset seed gives, so the games are exactly those played one env at a time;
-any other env steps one Gymnasium env per game, and many games are split into chunks of
+any other env (LunarLander) steps one Gymnasium env per game, and many games are split into chunks of
 :data:`GAMES_PER_CHUNK` played on Ray workers side by side (same scores, game for game).
 """
 
@@ -29,6 +30,7 @@ from cartpole_core.errors import UserError, check_range
 from cartpole_core.policies import Policy, choose_actions
 from cartpole_core.progress import ProgressCallback, report
 from cartpole_core.stats import MeanInterval, mean_interval
+from cartpole_core.vector_envs import observe
 
 MAX_EVAL_GAMES = 100_000
 #: Games played side by side; a finished game's env is reused for the next one.
@@ -305,8 +307,8 @@ def _play_vector(
     try:
         env.reset(seed=0)
         core = env.unwrapped
-        core.state = np.stack(starts, axis=1)  # type: ignore[attr-defined]  # (4, n), as the vector env keeps it
-        obs = core.state.T.astype(np.float32)  # type: ignore[attr-defined]
+        core.state = np.stack(starts, axis=1)  # type: ignore[attr-defined]  # (state_dim, n), as the vector env keeps it
+        obs = observe(core)
         live = np.ones(n, dtype=bool)
         all_actions = np.zeros(n, dtype=np.int64)
         finished, step = 0, 0

@@ -67,7 +67,8 @@ def test_cartpole_info_matches_gymnasium():
         env.close()
     assert info.reward_threshold == 475.0
     assert info.has_vector_env  # CartPole ships its own vectorised implementation
-    assert not env_info("MountainCar-v0").has_vector_env
+    assert env_info("MountainCar-v0").has_vector_env  # ours, cartpole_core.vector_envs
+    assert not env_info("LunarLander-v3").has_vector_env
 
 
 def test_env_info_strips_whitespace():
@@ -162,3 +163,57 @@ def test_every_suggested_env_has_defaults_and_others_fall_back_to_the_best_5_per
     other = env_defaults("CartPoleLabTest/Plain-v0")
     assert other.keep_top == 0.05 and other.score_requirement is None and other.goal_steps == 500
     assert other.target is None
+
+
+# ---------------------------------------------------------------- our vector envs (issue 19)
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0"])
+def test_our_vector_env_plays_gymnasiums_games_exactly(env_id):
+    """From the start states Gymnasium's own env resets to, 100 random action sequences give
+    the same observations, bit for bit, and end at the same step (Acrobot is chaotic: one
+    differing last bit would show within a few hundred steps)."""
+    from cartpole_core.vector_envs import observe
+
+    n, steps = 100, 300
+    actions = np.random.default_rng(7).integers(3, size=(steps, n))
+    vector = make_vector_env(env_id, num_envs=n, goal_steps=steps)
+    vector.reset(seed=0)
+    starts, expected, ends = [], [], []
+    for i in range(n):
+        env = make_env(env_id, goal_steps=steps)
+        obs, _ = env.reset(seed=500 + i)
+        starts.append(np.array(env.unwrapped.state, dtype=np.float64))
+        seen = [obs]
+        for k in range(steps):
+            obs, _, terminated, truncated, _ = env.step(int(actions[k, i]))
+            seen.append(obs)
+            if terminated or truncated:
+                break
+        expected.append(np.array(seen))
+        ends.append(len(seen) - 1)
+        env.close()
+    core = vector.unwrapped
+    core.state = np.stack(starts, axis=1)
+    got = [observe(core)]
+    for k in range(max(ends)):
+        got.append(vector.step(actions[k])[0])
+    got = np.array(got)  # (steps + 1, n, obs_dim)
+    for i in range(n):
+        np.testing.assert_array_equal(got[: ends[i] + 1, i], expected[i], err_msg=f"game {i}")
+    vector.close()
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0"])
+def test_our_vector_env_autoresets_on_the_next_step_and_cuts_at_goal_steps(env_id):
+    env = make_vector_env(env_id, num_envs=4, goal_steps=3)
+    first, _ = env.reset(seed=1)
+    again, _ = make_vector_env(env_id, num_envs=4, goal_steps=3).reset(seed=1)
+    np.testing.assert_array_equal(first, again)  # seeded
+    for step in range(1, 4):
+        _, reward, terminated, truncated, _ = env.step(np.ones(4, dtype=np.int64))
+        assert not terminated.any() and truncated.all() == (step == 3)
+        assert np.all(reward == -1.0)
+    obs, reward, terminated, truncated, _ = env.step(np.ones(4, dtype=np.int64))  # the autoreset step
+    assert np.all(reward == 0.0) and not terminated.any() and not truncated.any()
+    assert env.observation_space.contains(obs)

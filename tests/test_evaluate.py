@@ -245,6 +245,39 @@ def test_cartpole_in_its_vector_env_plays_each_game_as_one_env_alone(policy, cha
     assert np.array_equal(vector.scores, batch.scores), "evaluate took the vector path"
 
 
+class PumpingPolicy:
+    """Pushes the way a swinging part already moves (Acrobot's dθ2, MountainCar's velocity):
+    a fake player that reaches the goal in well under the step limit, so games differ."""
+
+    name, n_actions, deterministic = "pumping", 3, True
+
+    def __init__(self, speed_dim: int) -> None:
+        self.speed_dim = speed_dim
+        self.obs_dim = 6 if speed_dim == 5 else 2
+
+    def probabilities(self, observations: np.ndarray) -> np.ndarray:
+        push = 1.0 / (1.0 + np.exp(np.clip(-300 * observations[:, self.speed_dim], -50, 50)))
+        return np.stack([(1 - push) * 0.9, np.full(len(push), 0.1), push * 0.9], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("env_id", ["Acrobot-v1", "MountainCar-v0"])
+def test_our_vector_envs_play_each_game_as_one_env_alone(env_id) -> None:
+    """Acrobot and MountainCar in our NumPy vector envs (cartpole_core.vector_envs) against each
+    game played by itself in Gymnasium's env: same score, length and observations, game for game."""
+    from cartpole_core.evaluate import _play_envs, _play_vector
+
+    config = EvaluationConfig.for_env(env_id, games=30, seed=5, keep_observations=True, sample_actions=True)
+    policy = PumpingPolicy(5 if env_id == "Acrobot-v1" else 1)
+    batch = evaluate(policy, config)
+    alone = [_play_envs(policy, config, np.array([g])) for g in range(config.games)]
+    assert np.array_equal(batch.scores, np.array([a.scores[0] for a in alone], np.float32))
+    assert np.array_equal(batch.lengths, np.array([a.lengths[0] for a in alone]))
+    assert np.array_equal(batch.observations, np.concatenate([np.concatenate(a.obs_log) for a in alone]))
+    assert len(set(batch.scores.tolist())) > 5 and batch.scores.max() > -config.goal_steps  # games that differ
+    vector = _play_vector(policy, config, np.arange(config.games), None)
+    assert np.array_equal(vector.scores, batch.scores), "evaluate took the vector path"
+
+
 def test_peaks_are_each_games_highest_observation_last_one_included() -> None:
     played = evaluate(RandomPolicy(3), EvaluationConfig.for_env("MountainCar-v0", games=4, keep_observations=True))
     assert played.observations is not None and played.observation_games is not None and played.peaks is not None
@@ -260,16 +293,16 @@ def test_every_env_plays_its_own_step_limit_by_default() -> None:
     assert EvaluationConfig.for_env("MountainCar-v0", games=3).games == 3
 
 
-@pytest.mark.parametrize("env_id", ["Acrobot-v1", "CartPole-v1"])
+@pytest.mark.parametrize("env_id", ["LunarLander-v3", "CartPole-v1"])
 def test_chunked_play_on_ray_equals_one_process(env_id) -> None:
-    """Games of an env without a vector env split into chunks on Ray workers give what one
-    process gives, game for game (observations grouped by game either way); CartPole's stay
-    in one piece."""
+    """Games of an env without a vector env (LunarLander) split into chunks on Ray workers give
+    what one process gives, game for game (observations grouped by game either way); those of
+    an env with one stay in one piece."""
     from cartpole_core.evaluate import GAMES_PER_CHUNK, _pieces
 
     config = EvaluationConfig.for_env(env_id, games=GAMES_PER_CHUNK + 5, seed=4, sample_actions=True,
                                       goal_steps=60, keep_observations=True)  # fmt: skip
-    assert len(_pieces(config, None, np.arange(config.games), None)) == (2 if env_id == "Acrobot-v1" else 1)
+    assert len(_pieces(config, None, np.arange(config.games), None)) == (2 if env_id == "LunarLander-v3" else 1)
     policy = RandomPolicy(env_info_actions(env_id))
     here = evaluate(policy, config, parallel=False)
     spread = evaluate(policy, config, parallel=None)
@@ -283,13 +316,14 @@ def env_info_actions(env_id: str) -> int:
     return env_info(env_id).n_actions
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "LunarLander-v3"])
 def test_both_players_in_one_pass_equal_each_played_alone(env_id) -> None:
     """evaluate_players plays the greedy and the sampled player side by side (one vector env
-    on CartPole, chunks on Ray elsewhere): each equals its own evaluate, game for game."""
+    on CartPole and Acrobot, chunks on Ray on LunarLander): each equals its own evaluate, game
+    for game."""
     from cartpole_core.evaluate import GAMES_PER_CHUNK, evaluate_players
 
-    policy = LeaningPolicy() if env_id == "CartPole-v1" else RandomPolicy(3)
+    policy = LeaningPolicy() if env_id == "CartPole-v1" else RandomPolicy(env_info_actions(env_id))
     games = 30 if env_id == "CartPole-v1" else GAMES_PER_CHUNK + 3
     config = EvaluationConfig.for_env(env_id, games=games, seed=8, goal_steps=80)
     both = evaluate_players(policy, config, parallel=None)
