@@ -37,9 +37,9 @@ RACE_SUMMARY = (
     "Against Stable-Baselines3's PPO with RL Baselines3 Zoo's settings, from random play on a 2-core machine "
     "(BENCHMARKS.md, stage 11): **CartPole-v1** to a mean of 475 in a median 3.1 s over 10 seeds (slowest 4.3 s), "
     "PPO 5.0 s (slowest 7.1 s), every network 500 on 1,000 fresh games; **Acrobot-v1** solved (≥ −100) on 3 of 3 "
-    "seeds in a median 37 s, PPO 6.4 s; **MountainCar-v0** solved (≥ −110) on 3 of 3 seeds in a median 83 s, PPO "
-    "63 s; **LunarLander-v3** not yet: three seeds climbed from −170 to about −80 in 10 minutes, another reaches a "
-    "positive mean in about 20 generations, where PPO reached +172 in 8 minutes."
+    "seeds in a median 6.6 s, PPO 9.1 s; **MountainCar-v0** solved (≥ −110) on 3 of 3 seeds in a median 7.9 s, "
+    "PPO 102 s; **LunarLander-v3** not yet: three seeds climbed from −170 to about −80 in 10 minutes, another "
+    "reaches a positive mean in about 20 generations, where PPO reached +172 in 8 minutes."
 )
 
 state = lab()
