@@ -15,7 +15,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
 from cartpole_core.cluster import engine_info  # noqa: E402
-from pages.common import lab, tensorflow_line  # noqa: E402
+from pages.common import lab, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
@@ -57,6 +57,11 @@ def sidebar() -> None:
             st.caption(f"Model: **{state.model_source}**{acc_text}")
         else:
             st.caption("Model: none yet")
+        if state.undo is not None:
+            st.caption(f"Last change: {state.undo[0]}.")
+            if st.button("Undo", icon=":material/undo:", key="undo_last", help="Bring back what was there before it."):
+                undo_last()
+                st.rerun()
         if state.ensemble is not None:
             st.caption(f"Ensemble: **{len(state.ensemble.models)} members**, {state.ensemble.config.vote} vote")
         st.divider()
@@ -67,4 +72,5 @@ def sidebar() -> None:
 
 page = st.navigation(PAGES)
 page.run()
+remember_settings()  # so the page shows these settings again when the visitor comes back
 sidebar()  # after the page, so it shows what the page just made

@@ -5,9 +5,10 @@ call -> these charts.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -95,13 +96,44 @@ class Lab:
     sweep: SweepResult | None = None
     sweep_live: dict[str, Any] | None = None
     """While (or after) a sweep runs: its config and the trials finished so far."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Every page's widget values as last drawn (:func:`remember_settings`)."""
+    notebook_source: str = ""
+    """What made :attr:`notebook`, e.g. ``"Home, seed 0"`` or the Sweep's best settings."""
+    undo: tuple[str, Lab] | None = None
+    """The last replacement of the session's dataset or model: what it did, and a copy of this
+    Lab from before it (:func:`undo_last`)."""
+
+
+def _keep_for_undo(what: str) -> None:
+    """Before replacing the session's dataset or model, keep a copy of the Lab to undo to."""
+    state = lab()
+    if state.model is None and state.dataset is None:
+        return  # nothing to lose
+    before = copy.copy(state)
+    before.undo, before.settings = None, {}
+    state.undo = (what, before)
+
+
+def undo_last() -> str:
+    """Bring back the dataset, model and results the last replacement took away; says what."""
+    state = lab()
+    assert state.undo is not None
+    what, before = state.undo
+    settings = state.settings
+    for f in fields(Lab):
+        setattr(state, f.name, getattr(before, f.name))
+    state.settings, state.undo = settings, None
+    return what
 
 
 def use_notebook_result(result: NotebookResult, dataset_source: str, model_source: str) -> None:
     """Make a notebook run's dataset, network and evaluations this session's (the sources say
     where they came from, e.g. ``"notebook run, seed 0"``)."""
     state = lab()
-    state.notebook = result
+    what = "the dataset" if state.model is None else f"the dataset and the model “{state.model_source}”"
+    _keep_for_undo(f"{what} replaced by the {dataset_source}")
+    state.notebook, state.notebook_source = result, dataset_source
     state.generation, state.dataset = result.generation, result.generation.dataset
     state.dataset_source = dataset_source
     set_model(result.model, model_source, result.training)  # a Network: the result came from a job
@@ -109,9 +141,20 @@ def use_notebook_result(result: NotebookResult, dataset_source: str, model_sourc
     state.env_id = result.generation.config.env_id
 
 
-def set_model(model: Network | None, source: str, training: TrainingResult | None = None) -> None:
-    """Make ``model`` this session's current model (forgetting what described the old one)."""
+def set_dataset(dataset: Dataset, source: str) -> None:
+    """Make ``dataset`` this session's dataset (the old one can be brought back: :func:`undo_last`)."""
     state = lab()
+    if state.dataset is not None:
+        _keep_for_undo(f"the dataset “{state.dataset_source}” replaced by “{source}”")
+    state.dataset, state.dataset_source, state.env_id = dataset, source, dataset.env_id
+
+
+def set_model(model: Network | None, source: str, training: TrainingResult | None = None) -> None:
+    """Make ``model`` this session's current model (forgetting what described the old one; the
+    old one can be brought back: :func:`undo_last`)."""
+    state = lab()
+    if state.model is not None and not (state.undo and state.undo[1].model is state.model):
+        _keep_for_undo(f"the model “{state.model_source}” replaced by “{source}”")
     state.model, state.model_source, state.training = model, source, training
     state.evaluation = state.evaluation_random = None
     state.evaluation_gifs = {}
@@ -125,15 +168,28 @@ def lab() -> Lab:
     return st.session_state["lab"]
 
 
+def remember_settings() -> None:
+    """Keep every widget value of this run, so a page drawn again later (after a visit to
+    another page, where Streamlit forgets the widgets) shows the settings its result was
+    made with, not the defaults. ``app.py`` calls it after each page."""
+    kept = lab().settings
+    for key, value in st.session_state.items():
+        if key != "lab" and not str(key).startswith(("_", "FormSubmitter")) and isinstance(value, (int, float, str)):
+            kept[str(key)] = value
+
+
 def from_url(key: str, default: Any, low: float | None = None, high: float | None = None, choices: Any = None) -> Any:
-    """The value this page's link gives for the widget ``key``, or ``default``.
+    """The value this page's link gives for the widget ``key``; else the value the widget had
+    when this page was last drawn in this session (:func:`remember_settings`); else ``default``.
 
     A link is typed by people too: a value that is not of the right type, out of range or
     not among ``choices`` is ignored with a warning that says so.
     """
     raw = st.query_params.get(key)
     if raw is None:
-        return default
+        kept = lab().settings.get(key)
+        fits = kept is not None and type(kept) is type(default) and (choices is None or kept in choices)
+        return kept if fits else default
     try:
         if isinstance(default, bool):
             value: Any = raw.lower() in ("1", "true", "yes")
@@ -156,8 +212,29 @@ def from_url(key: str, default: Any, low: float | None = None, high: float | Non
 
 
 def url_number(where: Any, label: str, low: float, high: float, default: float, *, key: str, **kwargs: Any) -> Any:
-    """``where.number_input`` whose first value comes from the page's link when it has one."""
-    return where.number_input(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
+    """``where.number_input`` whose first value comes from the page's link when it has one.
+
+    A value outside ``low``–``high`` is refused with a message under the field naming the
+    allowed range, and None is returned: pass the values to :func:`checked` before running
+    anything, so nothing runs with a refused or a stale value. (The widget itself gets no
+    bounds: a browser field with bounds silently keeps its old value when the typed one is
+    out of range.)"""
+    value = where.number_input(label, value=from_url(key, default, low, high), key=key, **kwargs)
+    if value is None or not low <= value <= high:
+        shown = "nothing" if value is None else f"{value:,}"
+        where.error(f"{label}: {shown} is not allowed here; type a value from {low:,} to {high:,}.",
+                    icon=":material/block:")  # fmt: skip
+        return None
+    return value
+
+
+def checked(*values: Any) -> bool:
+    """True when no setting was refused (none is None); else says, beside the button, that
+    nothing ran. Use it as ``if clicked and checked(games, seed): …``."""
+    if any(v is None for v in values):
+        st.error("Nothing was run: correct the settings marked above first.", icon=":material/block:")
+        return False
+    return True
 
 
 def url_slider(where: Any, label: str, low: float, high: float, default: float, *, key: str, **kwargs: Any) -> Any:

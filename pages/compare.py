@@ -17,6 +17,7 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
+    checked,
     choice_chart,
     lab,
     progress_bar,
@@ -88,7 +89,7 @@ if st.button(
     type="primary",
     key="cmp_run",
     help="Every chosen player plays the same games on every seed.",
-):
+) and checked(n_seeds, games):
     update, bar = progress_bar("Playing")
     try:
         policies = {name: make_policy(name) for name in chosen}

@@ -13,6 +13,7 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
+    checked,
     lab,
     progress_bar,
     ray_job,
@@ -77,7 +78,7 @@ with st.form("ensemble_form"):
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
 share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
-if submitted:
+if submitted and checked(members, epochs, games, seed):
     from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble
     from cartpole_core.jobs import ensemble_job
     from cartpole_core.model import ModelConfig

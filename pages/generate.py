@@ -11,6 +11,7 @@ from cartpole_core.generate import GenerationConfig, generate
 from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes
 from pages.common import (
     LIMITS,
+    checked,
     chosen_upload,
     counter_chart,
     env_picker,
@@ -20,6 +21,7 @@ from pages.common import (
     ray_job,
     save_as_run,
     score_histogram,
+    set_dataset,
     settings_follow_env,
     share_settings,
     show_error,
@@ -115,7 +117,7 @@ with st.form("generate_form"):
     submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
 share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_rule", "gen_requirement", "gen_keep_top", "gen_seed"])
-if submitted and info is not None:
+if submitted and info is not None and checked(games, goal_steps, keep_top if rule == "share" else 0, seed):
     config = GenerationConfig(
         env_id=info.env_id,
         games=int(games),
@@ -134,8 +136,7 @@ if submitted and info is not None:
     else:
         state.generation = result
         if result.accepted:
-            state.dataset = result.dataset
-            state.dataset_source = f"{result.games:,} random games, seed {config.seed}"
+            set_dataset(result.dataset, f"{result.games:,} random games, seed {config.seed}")
     finally:
         bar.empty()
 
@@ -144,6 +145,7 @@ if result is not None:
     cfg = result.config
     kept_if = f"score ≥ {result.threshold:g}" + (f" ({cfg.keeping()} asked)" if cfg.keep_top is not None else "")
     st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if {kept_if}")
+    st.caption(f"Made with: {cfg.games:,} games of at most {cfg.goal_steps:,} steps, seed {cfg.seed}.")
     m = st.columns(5)
     m[0].metric("Games played", f"{result.games:,}")
     m[1].metric("Kept", f"{result.accepted:,}")
@@ -170,6 +172,30 @@ if result is not None:
         f"{result.env_steps:,} steps played in {result.seconds:.2f} s "
         f"({result.env_steps / max(result.seconds, 1e-9):,.0f} steps a second)."
     )
+    if st.button(
+        "Save as a run",
+        icon=":material/save:",
+        key="gen_save_run",
+        disabled=result.accepted == 0,
+        help="Keep this result (its settings, figures and kept games) on the server (see Runs)."
+        if result.accepted
+        else "No game was kept: there is no dataset to save.",
+    ):
+        save_as_run(
+            RunRecord(
+                kind="generate",
+                name=f"{cfg.env_id} {result.games} games",
+                settings=cfg.__dict__,
+                results={
+                    "accepted": result.accepted,
+                    "acceptance_rate": result.acceptance_rate,
+                    "accepted_mean": result.accepted_mean,
+                    "accepted_median": result.accepted_median,
+                    "scores": result.scores,
+                },
+            ),
+            dataset=result.dataset,
+        )
 
 dataset = state.dataset
 if dataset is not None:
@@ -187,8 +213,7 @@ if dataset is not None:
         "Label balance: "
         + ", ".join(f"{ds_info.action_names[a]} {counts[a] / max(len(dataset), 1):.1%}" for a in range(len(counts)))
     )
-    d1, d2 = st.columns(2)
-    d1.download_button(
+    st.download_button(
         "Download dataset (.npz)",
         icon=":material/download:",
         data=dataset_to_bytes(dataset),
@@ -198,31 +223,6 @@ if dataset is not None:
         help="The dataset as a .npz file of numbers (no code), to keep or to upload later.",
         on_click="ignore",
     )
-    if (
-        d2.button(
-            "Save as a run",
-            icon=":material/save:",
-            key="gen_save_run",
-            help="Keep this dataset and its figures on the server (see Runs).",
-        )
-        and state.generation is not None
-    ):
-        g = state.generation
-        save_as_run(
-            RunRecord(
-                kind="generate",
-                name=f"{g.config.env_id} {g.games} games",
-                settings=g.config.__dict__,
-                results={
-                    "accepted": g.accepted,
-                    "acceptance_rate": g.acceptance_rate,
-                    "accepted_mean": g.accepted_mean,
-                    "accepted_median": g.accepted_median,
-                    "scores": g.scores,
-                },
-            ),
-            dataset=dataset,
-        )
 
 st.subheader("Upload a dataset")
 upload = chosen_upload(
@@ -239,6 +239,5 @@ if upload is not None:
     except Exception as exc:
         show_error(exc)
     else:
-        state.dataset, state.dataset_source = loaded, f"uploaded {upload.name}"
-        state.env_id = loaded.env_id
+        set_dataset(loaded, f"uploaded {upload.name}")
         st.success(f"Loaded {loaded.n_games:,} games, {len(loaded):,} rows of {loaded.env_id}.")

@@ -19,6 +19,7 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
+    checked,
     from_url,
     lab,
     ray_job,
@@ -320,7 +321,8 @@ share_settings(
         "imp_first_games", "imp_first_epochs", "imp_batch", "imp_player",
     ]
 )  # fmt: skip
-if submitted:
+if submitted and checked(generations, games, epochs, eval_games, confirm, seed, temperature, first_games, first_epochs,
+                         batch_size):  # fmt: skip
     from cartpole_core.jobs import improve_job
 
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
-from cartpole_core.pipeline import NotebookConfig
+from cartpole_core.pipeline import NotebookConfig, NotebookResult
 from pages.common import (
+    checked,
     lab,
     progress_bar,
     ray_job,
@@ -72,7 +73,7 @@ if right.button(
     type="primary",
     key="home_run",
     help="Generate, train and play with the notebook's settings and this seed.",
-):
+) and checked(seed):
     from cartpole_core.jobs import notebook_job
 
     update, bar = progress_bar("Running the notebook")
@@ -87,10 +88,24 @@ if right.button(
         use_notebook_result(result, f"notebook run, seed {seed}", f"notebook network, seed {seed}")
         st.rerun()  # redraw the step cards above with the new state
 
+
+def made_with(r: NotebookResult) -> str:
+    """The settings a notebook result was made with, in words."""
+    g, t = r.generation.config, r.training.config
+    dense = getattr(r.model, "layers", None) or ()  # a Network: (weights, bias, activation) per layer
+    layers = "-".join(str(bias.size) for _, bias, _ in dense[:-1])
+    return (
+        f"Made with: {g.games:,} random games of {g.env_id}, kept if {g.keeping()}; "
+        + (f"a {layers} network, " if layers else "")
+        + f"{t.epochs} epochs, batch {t.batch_size}; {r.evaluation.config.games} games played; seed {g.seed}."
+    )
+
+
 if state.notebook is not None:
     r = state.notebook
     g, t, e, rnd = r.generation, r.training, r.evaluation, r.random_evaluation
-    st.success(f"Notebook finished in {r.seconds['total']:.1f} s (seed {g.config.seed}).")
+    st.success(f"Notebook finished in {r.seconds['total']:.1f} s ({state.notebook_source or f'seed {g.config.seed}'}).")
+    st.caption(made_with(r))
     c = st.columns(5)
     c[0].metric("Kept games", f"{g.accepted:,}", f"{g.acceptance_rate:.1%} of {g.games:,}", delta_color="off")
     c[1].metric("Average accepted score", f"{g.accepted_mean:.2f}")

@@ -10,6 +10,7 @@ from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
+    checked,
     choice_chart,
     lab,
     metrics_row,
@@ -94,7 +95,7 @@ if st.button(
     type="primary",
     key="play_run",
     help="The chosen player and random play each play the same games; the best and worst are filmed.",
-):
+) and checked(games, seed):
     from cartpole_core.jobs import play_job
 
     config = EvaluationConfig.for_env(

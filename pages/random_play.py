@@ -8,6 +8,7 @@ from cartpole_core.envs import score_meaning
 from cartpole_core.evaluate import EvaluationConfig
 from pages.common import (
     LIMITS,
+    checked,
     env_picker,
     lab,
     progress_bar,
@@ -56,7 +57,7 @@ if info is not None:
         type="primary",
         key="random_play",
         help="Play the games with random pushes and film the first one.",
-    ):
+    ) and checked(games, seed):
         config = EvaluationConfig.for_env(info.env_id, games=int(games), seed=int(seed))
         update, bar = progress_bar("Playing")
         try:

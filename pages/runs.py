@@ -10,7 +10,7 @@ import streamlit as st
 
 from cartpole_core.jobs import load_network_job
 from cartpole_core.storage import delete_run, list_runs, load_run_dataset, read_run_zip, run_model_file, run_zip
-from pages.common import chosen_upload, lab, ray_job, set_model, show_error
+from pages.common import chosen_upload, lab, ray_job, set_dataset, set_model, show_error
 
 state = lab()
 st.title("Runs")
@@ -44,8 +44,7 @@ with st.expander("Open a run zip", icon=":material/upload:"):
                 network = ray_job("Loading the model", load_network_job, archive.model_bytes)
                 set_model(network, f"run zip {upload.name}")
             if archive.dataset is not None:
-                state.dataset, state.dataset_source = archive.dataset, f"run zip {upload.name}"
-                state.env_id = archive.dataset.env_id
+                set_dataset(archive.dataset, f"run zip {upload.name}")
         except Exception as exc:
             show_error(exc)
         else:
@@ -92,9 +91,7 @@ if c[0].button(
     disabled=not record.has_dataset,
 ):
     try:
-        state.dataset = load_run_dataset(chosen)
-        state.dataset_source = f"run {chosen}"
-        state.env_id = state.dataset.env_id
+        set_dataset(load_run_dataset(chosen), f"run {chosen}")
         st.success(f"Loaded the dataset of {chosen}.")
     except Exception as exc:
         show_error(exc)
@@ -122,14 +119,14 @@ try:
     )
 except Exception as exc:
     show_error(exc)
-if c[3].button(
-    "Delete", icon=":material/delete:", key="runs_delete", help="Remove this run from the server for everyone."
-):
-    try:
-        delete_run(chosen)
-        st.rerun()
-    except Exception as exc:
-        show_error(exc)
+with c[3].popover("Delete", icon=":material/delete:", help="Remove this run from the server, for everyone."):
+    st.markdown(f"Delete **{record.name}** ({chosen}) from this server? Every visitor loses it; it cannot be undone.")
+    if st.button("Yes, delete it for everyone", icon=":material/delete_forever:", type="primary", key="runs_delete"):
+        try:
+            delete_run(chosen)
+            st.rerun()
+        except Exception as exc:
+            show_error(exc)
 
 scored = [r for r in healthy if isinstance(r.results.get("scores"), list) and r.results["scores"]]
 if scored:

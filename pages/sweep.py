@@ -20,6 +20,7 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     RANDOM_COLOR,
+    checked,
     env_picker,
     from_url,
     lab,
@@ -146,8 +147,9 @@ def vary_row(base: Base, mode: str, which: int) -> tuple[str, str]:
     return str(name), str(values)
 
 
-def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
-    """The settings every trial starts from, from the 'Every trial' expander."""
+def base_settings(mode: str, env_id: str, eval_games: int, refused: list[str]) -> Base:
+    """The settings every trial starts from, from the 'Every trial' expander (a refused value's
+    label goes into ``refused``, and its default stands in until it is corrected)."""
     with st.expander("Every trial starts from", icon=":material/tune:"):
         c = st.columns(3)
         if mode == "notebook":
@@ -174,7 +176,9 @@ def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
             else:
                 c[1].caption(f"Kept: {fitted.keeping()} (this game's default; vary keep_top to change it).")
             c[2].caption("The network and its training: the notebook's, unless the sweep varies them.")
-            generation = replace(fitted, games=int(games))
+            if games is None:
+                refused.append("Random games")
+            generation = replace(fitted, games=int(games or fitted.games))
             return NotebookConfig(generation=generation, evaluation_games=eval_games)
         generations = url_number(
             c[0],
@@ -196,10 +200,12 @@ def base_settings(mode: str, env_id: str, eval_games: int) -> Base:
             help="Games the network plays each generation to find its best ones.",
         )
         c[2].caption("Everything else: the Generations page's defaults, unless the sweep varies it.")
+        refused += [label for label, v in (("Most generations", generations), ("Games per generation",
+                    games_per_generation)) if v is None]  # fmt: skip
         return ImproveConfig.for_env(
             env_id,
-            max_generations=int(generations),
-            games_per_generation=int(games_per_generation),
+            max_generations=int(generations or 3),
+            games_per_generation=int(games_per_generation or 200),
             eval_games=eval_games,
             confirm_games=0,
         )
@@ -253,7 +259,8 @@ def sweep_form() -> SweepConfig | None:
             key="sweep_eval",
             help="Games each trained network plays to score its trial (with generations: each generation).",
         )
-        base = base_settings(mode, env_id, int(eval_games))
+        refused: list[str] = [] if eval_games is not None else ["Evaluation games"]
+        base = base_settings(mode, env_id, int(eval_games or 20), refused)
         rows = [vary_row(base, mode, 1), vary_row(base, mode, 2)]
         kinds = sweepable(base)
         st.caption(
@@ -270,7 +277,7 @@ def sweep_form() -> SweepConfig | None:
     )
     keys += [f"sweep_{mode}_vary{i}{part}" for i in (1, 2) for part in ("", "_values")]
     share_settings(keys)
-    if not submitted or info is None:
+    if not submitted or info is None or not checked(*(None for _ in refused)):
         return None
     try:
         vary = []
@@ -453,7 +460,8 @@ def train_best(result: SweepResult) -> None:
     if state.sweep_live is not None:
         state.sweep_live["trained"] = (
             f"Trained with {what}: mean score {notebook.evaluation.mean:.1f} on {notebook.evaluation.config.games} "
-            f"games (random play: {notebook.random_evaluation.mean:.1f}). It is now this session's dataset and model."
+            f"games (random play: {notebook.random_evaluation.mean:.1f}). It is now this session's dataset and model "
+            "(Undo in the sidebar brings back the ones it replaced)."
         )
 
 

@@ -13,6 +13,7 @@ from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, folder_zip, new_log_folder
 from pages.common import (
     LIMITS,
+    checked,
     chosen_upload,
     curves_chart,
     from_url,
@@ -151,7 +152,7 @@ else:
     share_settings(
         ["train_hidden", "train_dropout", "train_lr", "train_epochs", "train_batch", "train_split", "train_seed"]
     )
-    if submitted:
+    if submitted and checked(dropout, lr, epochs, batch, split, seed):
         from cartpole_core.jobs import train_job
         from cartpole_core.model import ModelConfig, parse_hidden
         from cartpole_core.training import TrainingConfig
