@@ -404,8 +404,49 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def settings_text(settings: dict[str, Any]) -> str:
-    """``"score_requirement=50, epochs=4"``."""
+#: Each sweepable setting in words, as the dashboard's fields name it (the command line and
+#: the library use the field names).
+SETTING_WORDS = {
+    "games": "random games",
+    "goal_steps": "most steps a game",
+    "score_requirement": "score requirement",
+    "keep_top": "best share kept",
+    "progress_dim": "tie-break observation",
+    "hidden": "hidden layers",
+    "dropout": "dropout",
+    "learning_rate": "learning rate",
+    "epochs": "epochs",
+    "batch_size": "batch size",
+    "validation_split": "validation share",
+    "evaluation_games": "evaluation games",
+    "first_games": "random games first",
+    "first_epochs": "their epochs",
+    "max_generations": "most generations",
+    "games_per_generation": "games per generation",
+    "min_score": "lowest score kept",
+    "data": "training data",
+    "fallback": "build on the best network",
+    "sample_actions": "sample while collecting",
+    "temperature": "sampling temperature",
+    "epsilon": "random actions",
+    "player": "player that counts",
+    "play_steps": "steps of collected games",
+    "eval_games": "evaluation games",
+    "target_mean": "stop at mean score",
+    "confirm_games": "confirmation games",
+    "max_seconds": "most seconds",
+}
+
+
+def setting_words(name: str) -> str:
+    """A setting's name in words (``"score requirement"`` for ``score_requirement``)."""
+    return SETTING_WORDS.get(name, name.replace("_", " "))
+
+
+def settings_text(settings: dict[str, Any], words: bool = False) -> str:
+    """``"score_requirement=50, epochs=4"``; with ``words``, ``"score requirement 50, epochs 4"``."""
+    if words:
+        return ", ".join(f"{setting_words(k)} {value_text(v)}" for k, v in settings.items())
     return ", ".join(f"{k}={value_text(v)}" for k, v in settings.items())
 
 

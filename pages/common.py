@@ -6,6 +6,7 @@ call -> these charts.
 from __future__ import annotations
 
 import copy
+import re
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -286,10 +287,33 @@ def save_as_run(record: RunRecord, dataset: Dataset | None = None, model: Networ
         st.success(f"Saved as run {saved.run_id}.")
 
 
+#: Names of the library's fields that its messages may use, in the dashboard's words.
+FIELD_WORDS = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "min_score": "lowest score kept"}
+
+
+def in_words(message: str) -> str:
+    """A library message with each settings field name in words, as the page's fields say them
+    (``score_requirement=60`` -> ``score requirement 60``): the library speaks to code and the
+    command line, a visitor reads labels."""
+    from cartpole_core.sweep import SETTING_WORDS
+
+    words = {**SETTING_WORDS, **FIELD_WORDS}
+    names = "|".join(sorted(map(re.escape, words), key=len, reverse=True))
+
+    def say(m: re.Match[str]) -> str:
+        name, equals = m.group(1), m.group(2)
+        if "_" not in name and not equals:  # "epochs", "games": plain words already
+            return m.group(0)
+        return words[name] + (" " if equals else "")
+
+    return re.sub(rf"(?<![\w-])({names})(=|\b)", say, message)
+
+
 def show_error(exc: Exception) -> None:
-    """A user's mistake as a friendly message; anything else as an error with its type."""
+    """A user's mistake as a friendly message (in the page's words); anything else as an error
+    with its type."""
     if isinstance(exc, UserError):
-        st.error(str(exc), icon=":material/warning:")
+        st.error(in_words(str(exc)), icon=":material/warning:")
     else:
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing you had was lost; try again.")
 
@@ -402,16 +426,18 @@ def counter_chart(counts: dict[float, int]) -> alt.Chart:
 
 
 def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Chart:
-    """Loss and accuracy against ``x`` in two panels side by side."""
+    """Loss and accuracy against ``x`` in two panels side by side, each axis from 0 (a change
+    in the third decimal stays the small change it is)."""
     long = df.melt(id_vars=[x], value_vars=[c for c in df.columns if c != x and c != "epoch"], var_name="series")
     long["metric"] = np.where(long["series"].str.contains("loss"), "loss", "accuracy")
+    long["series"] = long["series"].map(lambda name: FIELD_WORDS.get(name, name))
     base = (
         alt.Chart(long)
         .mark_line(point=len(df) <= 30)
         .encode(
             # Epochs and batches are whole numbers: no 1.1, 1.2 … ticks between them.
             x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=True)),
             color=alt.Color("series:N", title=None),
             tooltip=[f"{x}:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
         )
@@ -421,6 +447,22 @@ def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Char
         .facet(column=alt.Column("metric:N", title=None), title=title)
         .resolve_scale(y="independent")
     )
+
+
+def batch_curves(batches: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Per-batch loss and accuracy from a training's running means of each epoch, smoothed by
+    a moving average across epochs; and the window (batches). The running mean restarts every
+    epoch, so plotted as it is it jumps at each epoch's start. Batch k's own value is
+    k·mean_k − (k−1)·mean_(k−1) (exact for equal batches; an epoch's smaller last batch is
+    weighted as a full one)."""
+    k = batches.groupby("epoch").cumcount() + 1
+    own = pd.DataFrame({"step": batches["step"]})
+    for name in ("loss", "accuracy"):
+        before = batches.groupby("epoch")[name].shift(fill_value=0.0)
+        own[name] = k * batches[name] - (k - 1) * before
+    window = max(1, min(50, len(own) // 20))
+    own[["loss", "accuracy"]] = own[["loss", "accuracy"]].rolling(window, min_periods=1).mean()
+    return own, window
 
 
 def policy_colors(names: list[str]) -> alt.Scale:

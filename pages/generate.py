@@ -16,6 +16,7 @@ from pages.common import (
     counter_chart,
     env_picker,
     from_url,
+    in_words,
     lab,
     progress_bar,
     ray_job,
@@ -156,7 +157,7 @@ if result is not None:
         try:
             result.require_accepted()
         except UserError as exc:  # says why nothing was kept and what to change
-            st.warning(f"{exc} Your previous dataset (if any) is kept.", icon=":material/warning:")
+            st.warning(f"{in_words(str(exc))} Your previous dataset (if any) is kept.", icon=":material/warning:")
     c1, c2 = st.columns(2)
     with c1:
         st.altair_chart(

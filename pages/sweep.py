@@ -23,6 +23,7 @@ from pages.common import (
     checked,
     env_picker,
     from_url,
+    in_words,
     lab,
     progress_bar,
     ray_job,
@@ -53,6 +54,7 @@ from cartpole_core.sweep import (  # noqa: E402
     Trial,
     parse_seeds,
     parse_vary,
+    setting_words,
     settings_text,
     stopped_result,
     sweep,
@@ -78,11 +80,12 @@ LIMITED = {
 HOW_TO_WRITE = {int: "whole number", float: "number", tuple: "layers, e.g. 64x64", bool: "true or false", str: "text"}
 
 
-def trial_row(trial: Trial, generations: bool) -> dict[str, Any]:
-    """One trial as a row of the table people read."""
+def trial_row(trial: Trial, generations: bool, machines: dict[str, str]) -> dict[str, Any]:
+    """One trial as a row of the table people read ("—" where there is nothing to show;
+    machines numbered in the order they first ran a trial, not by Ray's node ids)."""
     s = trial.scores
     row: dict[str, Any] = {
-        "settings": settings_text(trial.settings),
+        "settings": settings_text(trial.settings, words=True),
         "seed": trial.seed,
         "status": trial.status,
         "kept games": s.accepted if s else None,
@@ -90,16 +93,21 @@ def trial_row(trial: Trial, generations: bool) -> dict[str, Any]:
         "mean": round(s.mean, 1) if s else None,
         "median": s.median if s else None,
         "seconds": round(s.seconds, 1) if s else None,
-        "node": trial.node,
-        "error": trial.error,
+        "machine": machines.setdefault(trial.node, f"machine {len(machines) + 1}") if trial.node else None,
+        "error": in_words(trial.error) if trial.error else None,
     }
     if generations:
         row["generations"] = s.generations if s else None
-    return row
+    return {k: "—" if v is None else v for k, v in row.items()}
 
 
 def trials_frame(trials: list[Trial], generations: bool) -> pd.DataFrame:
-    return pd.DataFrame([trial_row(t, generations) for t in trials])
+    machines: dict[str, str] = {}
+    df = pd.DataFrame([trial_row(t, generations, machines) for t in trials])
+    for column in df.columns:  # a column with a "—" in it shows as text (one type per column)
+        if (df[column] == "—").any():
+            df[column] = df[column].astype(str)
+    return df
 
 
 def show_trials(where: Any, trials: list[Trial], generations: bool) -> None:
@@ -133,8 +141,9 @@ def vary_row(base: Base, mode: str, which: int) -> tuple[str, str]:
         "Vary" if which == 1 else "and also vary",
         options,
         index=options.index(from_url(key, default_name, choices=options)),
+        format_func=setting_words,
         key=key,
-        help="A setting of every trial, by its name in the library's settings."
+        help="A setting of every trial."
         + ("" if which == 1 else " 'none' varies only the first; two settings give a grid of every pair of values."),
     )
     values = values_col.text_input(
@@ -217,7 +226,10 @@ def check_limits(vary: list[tuple[str, tuple[Any, ...]]]) -> None:
         limit = LIMITS.get(LIMITED.get(name, ""))
         too_big = [v for v in values if limit is not None and isinstance(v, (int, float)) and v > limit]
         if too_big:
-            raise UserError(f"{name}={value_text(too_big[0])} is over this server's limit of {limit:,}: use less.")
+            raise UserError(
+                f"{setting_words(name).capitalize()} {value_text(too_big[0])} is over this server's limit of "
+                f"{limit:,}: use less."
+            )
 
 
 def sweep_form() -> SweepConfig | None:
@@ -265,7 +277,9 @@ def sweep_form() -> SweepConfig | None:
         kinds = sweepable(base)
         st.caption(
             f"At most {LIMITS['sweep_trials']} trials (values × seeds) here. Settings: "
-            + " · ".join(f"{name} ({HOW_TO_WRITE.get(kind, kind.__name__)})" for name, kind in kinds.items())
+            + " · ".join(
+                f"{setting_words(name)} ({HOW_TO_WRITE.get(kind, kind.__name__)})" for name, kind in kinds.items()
+            )
         )
         submitted = st.form_submit_button("Run the sweep", icon=":material/science:", type="primary")
 
@@ -285,7 +299,9 @@ def sweep_form() -> SweepConfig | None:
             if name == NONE:
                 continue
             if not values.strip():
-                raise UserError(f"Give the values of {name} to try, separated by commas (e.g. 40,50,60).")
+                raise UserError(
+                    f"Give the values of {setting_words(name)} to try, separated by commas (e.g. 40,50,60)."
+                )
             vary.append(parse_vary(base, f"{name}={values}"))
         check_limits(vary)
         return SweepConfig(base, tuple(vary), parse_seeds(seeds_text)).validate(LIMITS["sweep_trials"])
@@ -334,7 +350,7 @@ def summary_frame(result: SweepResult) -> pd.DataFrame:
     rows = []
     for settings in result.config.grid():
         s = found.get(settings_text(settings))
-        row: dict[str, Any] = {name: value_text(v) for name, v in settings.items()}
+        row: dict[str, Any] = {setting_words(name): value_text(v) for name, v in settings.items()}
         row.update(
             mean=None if s is None else s.mean,
             low=None if s is None else s.ci_low,
@@ -350,7 +366,7 @@ def summary_frame(result: SweepResult) -> pd.DataFrame:
 def interval_tooltip(*settings: str) -> list[Any]:
     """The varied settings of a combination, then its mean, 95 % interval and seeds."""
     return [
-        *(f"{name}:O" for name in settings),
+        *(f"{name}:O" for name in settings),  # the words, as summary_frame's columns
         alt.Tooltip("mean:Q", format=".1f"),
         alt.Tooltip("low:Q", format=".1f", title="95 % CI low"),
         alt.Tooltip("high:Q", format=".1f", title="95 % CI high"),
@@ -359,8 +375,9 @@ def interval_tooltip(*settings: str) -> list[Any]:
     ]
 
 
-def one_setting_chart(result: SweepResult, df: pd.DataFrame, name: str) -> alt.LayerChart:
+def one_setting_chart(result: SweepResult, df: pd.DataFrame, field: str) -> alt.LayerChart:
     """Mean over seeds per value with its 95 % interval, and each seed's mean as a dot."""
+    name = setting_words(field)  # summary_frame's column
     order = list(df[name])
     x = alt.X(f"{name}:O", sort=order, title=name, axis=alt.Axis(labelAngle=0))
     base = alt.Chart(df.dropna(subset=["mean"]), title="Mean score over seeds, with 95 % confidence intervals")
@@ -372,7 +389,7 @@ def one_setting_chart(result: SweepResult, df: pd.DataFrame, name: str) -> alt.L
     points = base.mark_point(color=MODEL_COLOR, filled=True, size=90).encode(x=x, y="mean:Q", tooltip=tooltip)
     seeds = pd.DataFrame(
         [
-            {name: value_text(t.settings[name]), "seed": t.seed, "mean": t.mean}
+            {name: value_text(t.settings[field]), "seed": t.seed, "mean": t.mean}
             for t in result.trials
             if t.mean is not None
         ]
@@ -385,8 +402,9 @@ def one_setting_chart(result: SweepResult, df: pd.DataFrame, name: str) -> alt.L
     return alt.layer(dots, band, line, points).properties(height=320)
 
 
-def two_settings_chart(df: pd.DataFrame, x_name: str, y_name: str) -> alt.LayerChart:
+def two_settings_chart(df: pd.DataFrame, x_field: str, y_field: str) -> alt.LayerChart:
     """A heatmap of the mean over seeds, its value written in each cell."""
+    x_name, y_name = setting_words(x_field), setting_words(y_field)  # summary_frame's columns
     x = alt.X(f"{x_name}:O", sort=list(dict.fromkeys(df[x_name])), title=x_name, axis=alt.Axis(labelAngle=0))
     y = alt.Y(f"{y_name}:O", sort=list(dict.fromkeys(df[y_name])), title=y_name)
     middle = float(df["mean"].dropna().mean()) if df["mean"].notna().any() else 0.0
@@ -413,7 +431,7 @@ def clipped_note(result: SweepResult) -> str:
     if len(clipped) == len(result.summary) > 1:
         which = "the 95 % interval of every combination"
     else:
-        which = "the 95 % interval of " + "; ".join(settings_text(s.settings) for s in clipped)
+        which = "the 95 % interval of " + "; ".join(settings_text(s.settings, words=True) for s in clipped)
     return f"Clipped: {which} ran past the scores a game can reach ({low:g} to {high:g}) and was cut there."
 
 
@@ -424,8 +442,8 @@ def show_best(result: SweepResult) -> None:
         return
     interval = f"95 % CI {best.ci_low:.1f} – {best.ci_high:.1f}" if best.n > 1 else "one seed: no interval"
     st.success(
-        f"Best settings: **{settings_text(best.settings)}** — mean score {best.mean:.1f} over {best.n} seed(s) "
-        f"({interval}).",
+        f"Best settings: **{settings_text(best.settings, words=True)}** — mean score {best.mean:.1f} over "
+        f"{best.n} seed(s) ({interval}).",
         icon=":material/emoji_events:",
     )
     rivals = [s for s in result.summary if s is not best and s.n > 1 and best.n > 1 and s.ci_high >= best.ci_low]
@@ -433,7 +451,7 @@ def show_best(result: SweepResult) -> None:
         others = (
             "every other combination's"
             if len(rivals) == len(result.summary) - 1 > 1
-            else "that of " + "; ".join(settings_text(s.settings) for s in rivals)
+            else "that of " + "; ".join(settings_text(s.settings, words=True) for s in rivals)
         )
         st.caption(f"Its interval overlaps with {others}: the difference may be luck; more seeds would tell.")
 
@@ -447,7 +465,7 @@ def train_best(result: SweepResult) -> None:
     assert isinstance(config, NotebookConfig)
     from cartpole_core.jobs import notebook_job
 
-    what = f"{settings_text(result.best.settings)}, seed {seed}"
+    what = f"{settings_text(result.best.settings, words=True)}, seed {seed}"
     update, bar = progress_bar("Training with the best settings")
     try:
         notebook = ray_job("Training the best settings", notebook_job, config, progress=update)
@@ -467,7 +485,7 @@ def train_best(result: SweepResult) -> None:
 
 def save_sweep(result: SweepResult) -> None:
     best = result.best
-    names = ", ".join(name for name, _ in result.config.vary)
+    names = ", ".join(setting_words(name) for name, _ in result.config.vary)
     save_as_run(
         RunRecord(
             kind="sweep",
@@ -509,7 +527,7 @@ def result_actions(result: SweepResult) -> None:
             icon=":material/neurology:",
             type="primary",
             key="sweep_train_best",
-            help=f"Run the notebook pipeline with {settings_text(best.settings)} and seed "
+            help=f"Run the notebook pipeline with {settings_text(best.settings, words=True)} and seed "
             f"{result.config.seeds[0]}: its dataset and network become this session's.",
         )
     ):
@@ -531,7 +549,7 @@ def result_actions(result: SweepResult) -> None:
 
 def summary_table(df: pd.DataFrame, names: list[str]) -> None:
     """Each combination: its mean over seeds, the seeds that finished and the interval."""
-    table = df[[*names, "mean", "seeds"]].copy()
+    table = df[[*map(setting_words, names), "mean", "seeds"]].copy()
     table["mean"] = table["mean"].round(1)
     table["95 % CI"] = [
         "" if pd.isna(row.mean) else f"{row.low:.1f} – {row.high:.1f}" + (" (clipped)" if row.clipped else "")

@@ -13,6 +13,7 @@ from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, folder_zip, new_log_folder
 from pages.common import (
     LIMITS,
+    batch_curves,
     checked,
     chosen_upload,
     curves_chart,
@@ -237,12 +238,10 @@ else:
             epochs_df.insert(0, "epoch", range(1, len(epochs_df) + 1))
             st.altair_chart(curves_chart(epochs_df, "epoch", "Per epoch", "epoch"))
         batches = pd.DataFrame(result.batch_history)
-        if not batches.empty:
-            st.altair_chart(
-                curves_chart(
-                    batches[["step", "loss", "accuracy"]], "step", "Per batch (running mean of the epoch)", "batch"
-                )
-            )
+        if not batches.empty and "epoch" in batches:
+            smooth, window = batch_curves(batches)
+            title = "Per batch" + (f" (moving average of {window} batches)" if window > 1 else "")
+            st.altair_chart(curves_chart(smooth, "step", title, "batch"))
         steps = state.model.gradient_steps
         st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
         if result.config.tensorboard_dir:

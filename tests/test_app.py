@@ -132,7 +132,7 @@ def test_generate_shows_counters_and_keeps_the_dataset_when_nothing_is_kept() ->
     assert at.dataframe, "a peek at the rows"
     # A threshold no game reaches: a clear warning, and the previous dataset stays.
     _generate(at, games=200, requirement=400)
-    assert any("No game reached score_requirement 400" in w.value for w in at.warning)
+    assert any("No game reached score requirement 400" in w.value for w in at.warning)
     assert at.session_state["lab"].dataset.n_games == kept
 
 
@@ -239,18 +239,18 @@ def test_sweep_runs_trials_shows_the_grid_and_trains_the_best() -> None:
     assert list(trials.columns)[:3] == ["settings", "seed", "status"]
     failed = trials[trials["status"] == "failed"]
     assert len(failed) == 2 and failed["error"].str.contains("1000").all(), failed["error"].tolist()
-    assert (trials[trials["status"] == "done"]["mean"] > 0).all()
+    assert (trials[trials["status"] == "done"]["mean"].astype(float) > 0).all()
     summary = at.dataframe[0].value
-    assert list(summary["score_requirement"]) == ["30", "1000"] and summary["seeds"].tolist() == [2, 0]
+    assert list(summary["score requirement"]) == ["30", "1000"] and summary["seeds"].tolist() == [2, 0]
     chart = at.get("vega_lite_chart")[0].proto
     assert '"rect"' in chart.spec and '"text"' in chart.spec, "a heatmap with the mean written in each cell"
     assert b"no result" in chart.datasets[0].data.data, "the cell where every trial failed says so"
     assert metrics(at)["Trials done"] == "2 of 4"
-    assert any("Best settings" in s.value and "hidden=16, score_requirement=30" in s.value for s in at.success)
+    assert any("Best settings" in s.value and "hidden layers 16, score requirement 30" in s.value for s in at.success)
 
     press(at, "Train with the best settings")
     lab = at.session_state["lab"]
-    assert lab.model is not None and lab.model_source.startswith("sweep best: hidden=16, score_requirement=30")
+    assert lab.model is not None and lab.model_source.startswith("sweep best: hidden layers 16, score requirement 30")
     assert lab.dataset is not None and lab.evaluation is not None
     assert any("It is now this session's dataset and model" in s.value for s in at.success)
     press(at, "Save as a run")
@@ -268,7 +268,8 @@ def test_a_generations_sweep_runs_and_says_where_to_go_on() -> None:
     press(at, "Run the sweep")
     assert not at.error and metrics(at)["Trials done"] == "2 of 2"
     trials = at.dataframe[-1].value
-    assert list(trials["settings"]) == ["keep_top=0.2", "keep_top=0.5"] and (trials["generations"] == 2).all()
+    assert list(trials["settings"]) == ["best share kept 0.2", "best share kept 0.5"]
+    assert (trials["generations"] == 2).all()
     assert not [b for b in at.button if "Train with the best" in b.label], "training the best is for notebook sweeps"
     assert any("Generations page" in c.value for c in at.caption)
 
@@ -276,7 +277,7 @@ def test_a_generations_sweep_runs_and_says_where_to_go_on() -> None:
 def test_a_bad_sweep_value_is_an_error_and_the_page_keeps_working() -> None:
     at = _sweep_form(start(), vary1="epochs", values1="1,x")
     press(at, "Run the sweep")
-    assert any("epochs='x' is not a valid value" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("epochs 'x' is not a valid value" in e.value for e in at.error), [e.value for e in at.error]
     at.text_input(key="sweep_notebook_vary1_values").set_value("1,2")
     at.text_input(key="sweep_seeds").set_value("0-29")
     press(at, "Run the sweep")
@@ -284,7 +285,7 @@ def test_a_bad_sweep_value_is_an_error_and_the_page_keeps_working() -> None:
     at.text_input(key="sweep_notebook_vary1_values").set_value("1,5000")
     at.text_input(key="sweep_seeds").set_value("0")
     press(at, "Run the sweep")
-    assert any("epochs=5000 is over this server's limit" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Epochs 5000 is over this server's limit" in e.value for e in at.error), [e.value for e in at.error]
     assert at.session_state["lab"].sweep is None, "no sweep ran"
     assert [b.label for b in at.button if "Run the sweep" in b.label], "the form is still there"
 
