@@ -54,9 +54,24 @@ ACTION_NAMES: dict[str, tuple[str, ...]] = {
     "LunarLander": ("do nothing", "fire left engine", "fire main engine", "fire right engine"),
 }
 
+#: Unit of each observation value where it has one ("" for none), as OBSERVATION_NAMES.
+OBSERVATION_UNITS: dict[str, tuple[str, ...]] = {
+    "CartPole": ("m", "m/s", "rad", "rad/s"),
+    "Acrobot": ("", "", "", "", "rad/s", "rad/s"),
+    "MountainCar": ("", ""),
+}
+
+#: What the player does each step, in the game's terms ("each step the player …").
+PLAYER_DOES: dict[str, str] = {
+    "CartPole": "pushes the cart left or right",
+    "Acrobot": "twists the joint between the two links: a torque of −1, 0 or +1",
+    "MountainCar": "accelerates the car left or right, or lets it roll",
+    "LunarLander": "fires the left, the main or the right engine, or does nothing",
+}
+
 #: What a score means, for envs where we can say it in the game's terms.
 SCORE_MEANING: dict[str, str] = {
-    "CartPole": "+1 for every step the pole stays up. A game ends when the pole leans more than 12° "
+    "CartPole": "+1 for every step the pole stays up. A game ends when the pole leans more than 12° (0.21 rad) "
     "or the cart leaves the track, or when it reaches the step limit (500 in CartPole-v1).",
     "Acrobot": "-1 for every step until the free end swings above the line; higher (closer to 0) is better.",
     "MountainCar": "-1 for every step until the car reaches the flag; higher (closer to 0) is better.",
@@ -231,6 +246,35 @@ def env_info(env_id: str) -> EnvInfo:
         reward_threshold=spec.reward_threshold,
         has_vector_env=spec.vector_entry_point is not None or native_vector_env(env_id) is not None,
     )
+
+
+def player_does(env_id: str) -> str:
+    """What the player does each step: ``"pushes the cart left or right"``, or for an env we
+    have no words for, ``"takes one of its 3 actions"``."""
+    info = env_info(env_id)
+    return PLAYER_DOES.get(_family(info.env_id), f"takes one of its {info.n_actions} actions")
+
+
+def obs_label(info: EnvInfo, dim: int) -> str:
+    """An observation value's name with its unit: ``"pole angle (rad)"``."""
+    units = OBSERVATION_UNITS.get(_family(info.env_id), ())
+    unit = units[dim] if len(units) == info.obs_dim else ""
+    return f"{info.obs_names[dim]} ({unit})" if unit else info.obs_names[dim]
+
+
+def target_words(env_id: str) -> str:
+    """What the env's target means, one meaning of "solved" everywhere: Gymnasium's
+    ``reward_threshold``. ``"mastered at a mean of 500 (every game to the step limit;
+    Gymnasium counts 475 as solved)"`` or ``"solved at a mean of −100 (Gymnasium's bar)"``."""
+    info, target = env_info(env_id), env_defaults(env_id).target
+    solved = info.reward_threshold
+    if target is None:
+        return "no known score that solves it" if solved is None else f"solved at a mean of {solved:g}"
+    if solved is not None and target != solved:
+        return (
+            f"mastered at a mean of {target:g} (every game to the step limit; Gymnasium counts {solved:g} as solved)"
+        )
+    return f"solved at a mean of {target:g} (Gymnasium's bar)"
 
 
 def score_meaning(info: EnvInfo) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, EnvInfo, env_info
+from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, EnvInfo, env_info, target_words
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import RunRecord, save_run
@@ -332,8 +332,7 @@ def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
         or "The Gymnasium game to play. Any env with discrete actions and a flat observation works; "
         "type another id to try it. Each game starts from settings that fit its scores:\n\n"
         + "\n".join(
-            f"- **{env}**: keep {d.keeping()}, {d.goal_steps:,} steps"
-            + (f", mastered at {d.target:g}" if d.target is not None else "")
+            f"- **{env}**: keep {d.keeping()}, {d.goal_steps:,} steps" + f", {target_words(env)}"
             for env, d in ENV_DEFAULTS.items()
         )
         + "\n- any other env: keep the best 5 % of games",
@@ -387,14 +386,25 @@ def tensorflow_line() -> str:
 
 
 def score_histogram(scores: np.ndarray, title: str, threshold: float | None = None) -> alt.Chart:
-    """Histogram of game scores, with the keep threshold as a red rule."""
-    df = pd.DataFrame({"score": np.asarray(scores, dtype=float)})
+    """Histogram of game scores, with the keep threshold as a labelled red rule drawn on top.
+
+    Where most games share one score (Acrobot's random games: −500), the count axis is
+    logarithmic, so the few games elsewhere, the ones kept, stay visible."""
+    values = np.asarray(scores, dtype=float)
+    df = pd.DataFrame({"score": values})
+    counts, _ = np.histogram(values, bins=60) if values.size else (np.zeros(1), None)
+    crowded = values.size > 0 and counts.max() > 0.6 * values.size
     bars = (
         alt.Chart(df, title=title)
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("score:Q", bin=alt.Bin(maxbins=60), title="score (sum of rewards)"),
-            y=alt.Y("count():Q", title="games"),
+            y=alt.Y(
+                "count():Q",
+                title="games (log scale: most games share one score)" if crowded else "games",
+                scale=alt.Scale(type="symlog") if crowded else alt.Scale(),
+                axis=alt.Axis(tickMinStep=1, format="d"),
+            ),
             tooltip=[
                 alt.Tooltip("score:Q", bin=alt.Bin(maxbins=60), title="score"),
                 alt.Tooltip("count():Q", title="games"),
@@ -403,12 +413,18 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
     )
     if threshold is None:
         return bars
+    line = pd.DataFrame({"threshold": [threshold], "label": [f"kept from {threshold:g}"]})
     rule = (
-        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        alt.Chart(line)
         .mark_rule(color=ACCENT, strokeWidth=2)
         .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="score requirement")])
     )
-    return bars + rule
+    label = (
+        alt.Chart(line)
+        .mark_text(color=ACCENT, align="left", dx=4, dy=-4, baseline="top", fontWeight="bold")
+        .encode(x="threshold:Q", y=alt.value(0), text="label:N")
+    )
+    return bars + rule + label
 
 
 def counter_chart(counts: dict[float, int]) -> alt.Chart:
@@ -419,7 +435,7 @@ def counter_chart(counts: dict[float, int]) -> alt.Chart:
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("score:Q", title="score"),
-            y=alt.Y("games:Q", title="kept games"),
+            y=alt.Y("games:Q", title="kept games", axis=alt.Axis(tickMinStep=1, format="d")),
             tooltip=["score:Q", "games:Q"],
         )
     )

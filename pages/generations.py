@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import PLAYERS, env_defaults, selection_words
+from cartpole_core.envs import PLAYERS, env_defaults, selection_words, target_words
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.improve import DATA_MODES, ImproveConfig
@@ -148,7 +148,7 @@ fitted = env_defaults(env_id)  # the env's step limit, the score that masters it
 settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player, "imp_data": fitted.data})
 st.caption(
     f"Environment: **{env_id}**, games of up to {fitted.goal_steps:,} steps"
-    + (f", mastered at a mean of {fitted.target:g}" if fitted.target is not None else "")
+    + f", {target_words(env_id)}"
     + f" (the {fitted.player} player counts). Games are picked by "
     f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
     + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
@@ -241,8 +241,8 @@ with st.form("improve_form"):
         "Stop at mean score",
         value=None if fitted.target is None else from_url("imp_target", fitted.target),
         key="imp_target",
-        help=f"Stop once the evaluation mean reaches this: {env_id} counts as mastered at "
-        f"{fitted.target if fitted.target is not None else 'no known score'}. Empty: run every generation.",
+        help=f"Stop once the evaluation mean reaches this: {env_id} is {target_words(env_id)}. "
+        "Empty: run every generation.",
     )
     confirm = url_number(
         c[1],
@@ -396,6 +396,7 @@ if live and live["records"]:
         f"{best.mean:.1f}",
         f"generation {best.generation}",
         delta_color="off",
+        delta_arrow="off",
         help=f"The {best.player} player on the fixed evaluation games; the same network's other player: "
         + (f"sampled {best.sampled_mean:.1f}." if best.player == "greedy" else f"greedy {best.greedy_mean:.1f}."),
     )
@@ -405,6 +406,7 @@ if live and live["records"]:
             f"{result.confirm_mean:.1f}",
             f"{result.config.confirm_games} games",
             delta_color="off",
+            delta_arrow="off",
             help="The best network on games it was never measured on.",
         )
     m[3].metric("Seconds", f"{records[-1].elapsed:.1f}")

@@ -107,7 +107,9 @@ if state.notebook is not None:
     st.success(f"Notebook finished in {r.seconds['total']:.1f} s ({state.notebook_source or f'seed {g.config.seed}'}).")
     st.caption(made_with(r))
     c = st.columns(5)
-    c[0].metric("Kept games", f"{g.accepted:,}", f"{g.acceptance_rate:.1%} of {g.games:,}", delta_color="off")
+    c[0].metric(
+        "Kept games", f"{g.accepted:,}", f"{g.acceptance_rate:.1%} of {g.games:,}", delta_color="off", delta_arrow="off"
+    )
     c[1].metric("Average accepted score", f"{g.accepted_mean:.2f}")
     c[2].metric("Training accuracy", f"{t.final_accuracy:.3f}")
     c[3].metric("Network's average score", f"{e.mean:.1f}", f"{e.mean - rnd.mean:+.1f} vs random", delta_color="normal")

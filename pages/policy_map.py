@@ -7,19 +7,26 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_info
+from cartpole_core.envs import env_info, make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import ACCENT, lab, share_settings, show_error, url_select
+from pages.common import lab, share_settings, show_error, url_select
 
 state = lab()
 st.title("Policy map")
 st.markdown(
     "A heatmap of the probability the network gives to one action, over two observation values "
     "(for CartPole: the pole's angle and how fast it turns), the other values held where the "
-    "sliders put them. Overlay one game to see which states the network actually visits."
+    "sliders put them (at first: where a game starts, a state the game can really be in). Overlay "
+    "one game to see which states the network actually visits."
 )
+
+#: Axes the map starts on, by game: what decides the action (CartPole: the pole's angle and
+#: its turning speed; Acrobot: the two joints' speeds; cos θ against sin θ is a circle, not a map).
+FIRST_AXES = {"CartPole": (2, 3), "Acrobot": (4, 5)}
+#: The overlaid game's colour: in no action's colour scale.
+PATH_COLOR = "#f2c14e"
 
 players: dict[str, str] = {}
 if state.model is not None:
@@ -56,9 +63,21 @@ def dimension_ranges() -> list[tuple[float, float]]:
     return ranges
 
 
+def start_state() -> np.ndarray:
+    """float32 (obs_dim,): the observation game 1 of seed 0 starts from (a real state)."""
+    env = make_env(env_id, goal_steps=1)
+    try:
+        obs, _ = env.reset(seed=int(EvaluationConfig.for_env(env_id, games=1, seed=0).game_seeds()[0]))
+    finally:
+        env.close()
+    return np.asarray(obs, dtype=np.float32)
+
+
 ranges = dimension_ranges()
-names = list(info.obs_names)
-default_x, default_y = (2, 3) if info.obs_dim >= 4 and info.env_id.startswith("CartPole") else (0, 1)
+names = [obs_label(info, i) for i in range(info.obs_dim)]
+default_x, default_y = FIRST_AXES.get(env_id.split("-v")[0], (0, 1))
+if max(default_x, default_y) >= info.obs_dim:
+    default_x, default_y = 0, min(1, info.obs_dim - 1)
 c = st.columns(4)
 player = c[0].selectbox("Player", list(players), key="map_player", help="Whose decisions to map.")
 x_name = url_select(
@@ -73,7 +92,7 @@ y_name = url_select(
     c[2],
     "Up (y)",
     names,
-    names[min(default_y, info.obs_dim - 1)],
+    names[default_y],
     key="map_y",
     help="Observation value along the y axis.",
 )
@@ -87,7 +106,7 @@ action_name = url_select(
 )
 x_dim, y_dim = names.index(x_name), names.index(y_name)
 share_settings(["map_player", "map_x", "map_y", "map_action"])
-base = np.zeros(info.obs_dim, dtype=np.float32)
+base = start_state()
 others = [i for i in range(info.obs_dim) if i not in (x_dim, y_dim)]
 if others:
     st.caption("The other observation values, held fixed:")
@@ -98,7 +117,7 @@ if others:
             names[i],
             float(lo),
             float(hi),
-            float(np.clip(0.0, lo, hi)),
+            float(np.clip(base[i], lo, hi)),
             key=f"map_fix_{i}",
             help=f"Value of {names[i]} for every point of the map.",
         )
@@ -174,7 +193,9 @@ if overlay:
         inside = path[path.x.between(*ranges[x_dim]) & path.y.between(*ranges[y_dim])]  # keep the map's scale readable
         layers.append(
             alt.Chart(inside)
-            .mark_line(color=ACCENT, strokeWidth=1, opacity=0.8, point=alt.OverlayMarkDef(size=8, color=ACCENT))
+            .mark_line(
+                color=PATH_COLOR, strokeWidth=1.5, opacity=0.9, point=alt.OverlayMarkDef(size=10, color=PATH_COLOR)
+            )
             .encode(x="x:Q", y="y:Q", order="step:Q", tooltip=["step:Q"])
         )
         st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {game.scores[0]:g}).")

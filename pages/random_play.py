@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cartpole_core.envs import score_meaning
+from cartpole_core.envs import player_does, score_meaning
 from cartpole_core.evaluate import EvaluationConfig
 from pages.common import (
     LIMITS,
@@ -21,12 +21,12 @@ from pages.common import (
 
 state = lab()
 st.title("Random play")
-st.markdown(
-    "First, the game itself: each step the player pushes the cart left or right at random. "
-    "This is where the notebook starts, and the baseline every network is measured against."
-)
 
 info = env_picker("random_env")
+st.markdown(
+    f"First, the game itself: each step the player {player_does(state.env_id)}, at random. "
+    "This is where the notebook starts, and the baseline every network is measured against."
+)
 c1, c2 = st.columns(2)
 games = url_number(
     c1,

@@ -570,8 +570,9 @@ def show_result(result: SweepResult) -> None:
     m[3].metric(
         "Seconds",
         f"{result.seconds:.1f}",
-        f"{result.workers} CPUs, {result.nodes} node{'s' * (result.nodes != 1)}",
+        f"{result.workers} CPUs, {result.nodes} machine{'s' * (result.nodes != 1)}",
         delta_color="off",
+        delta_arrow="off",
     )
     show_best(result)
     result_actions(result)
