@@ -402,8 +402,9 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
             y=alt.Y(
                 "count():Q",
                 title="games (log scale: most games share one score)" if crowded else "games",
-                scale=alt.Scale(type="symlog") if crowded else alt.Scale(),
-                axis=alt.Axis(tickMinStep=1, format="d"),
+                # Log scale from just under 1, so a bar of one game still shows.
+                scale=alt.Scale(type="log", domainMin=0.7) if crowded else alt.Scale(),
+                axis=alt.Axis(values=[1, 10, 100, 1_000, 10_000, 100_000]) if crowded else alt.Axis(format="d"),
             ),
             tooltip=[
                 alt.Tooltip("score:Q", bin=alt.Bin(maxbins=60), title="score"),
@@ -421,7 +422,7 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
     )
     label = (
         alt.Chart(line)
-        .mark_text(color=ACCENT, align="left", dx=4, dy=-4, baseline="top", fontWeight="bold")
+        .mark_text(color=ACCENT, align="left", dx=4, dy=4, baseline="top", fontWeight="bold")
         .encode(x="threshold:Q", y=alt.value(0), text="label:N")
     )
     return bars + rule + label

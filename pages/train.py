@@ -181,7 +181,7 @@ else:
         else:
             rows: list[dict[str, float]] = []
             live = state.live_training = {
-                "source": f"{model_cfg.hidden} net, seed {seed}",
+                "source": f"{'-'.join(map(str, model_cfg.hidden))} network, seed {seed}",
                 "stopped": None,
                 "done": False,
             }

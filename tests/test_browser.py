@@ -550,6 +550,49 @@ def test_another_game_end_to_end_with_its_own_defaults(server: str, browser, sho
     page.close()
 
 
+def test_acrobot_speaks_its_own_game(server: str, browser, shots: Path) -> None:
+    """Issue 20: on Acrobot-v1 every page's words and charts are Acrobot's: what the player does,
+    chance accuracy for three actions, a histogram where the kept games show beside the crowd at
+    −500, and a Policy map that starts on a state the game can be in."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Random play")
+    choose_env(page, "random_env", "Acrobot-v1")
+    assert shows(page, "each step the player twists the joint between the two links")
+    assert page.get_by_text("pushes the cart").count() == 0
+
+    open_page(page, "Generate data")
+    choose_env(page, "gen_env", "Acrobot-v1")
+    set_number(page, "Games", 1000)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "random games of Acrobot-v1, kept if score ≥")
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    chart.wait_for()
+    assert "log scale" in chart.inner_text() and "kept from" in chart.inner_text()
+    page.locator("h3", has_text="random games of Acrobot-v1").first.evaluate("h => h.scrollIntoView({block: 'start'})")
+    screenshot(page, shots / "acrobot_generate.png")
+
+    open_page(page, "Train")
+    assert shows(page, "Guessing gives 33 % with Acrobot-v1's 3 actions")
+    train(page, "64,64", epochs=2)
+
+    open_page(page, "Play & evaluate")
+    set_number(page, "Games", 6)
+    click_key(page, "play_run")
+    no_exception(page)
+    assert shows(page, "network mean")
+    screenshot(page, shots / "acrobot_play.png")
+
+    open_page(page, "Policy map")
+    no_exception(page)
+    assert "map_x=angular+velocity+%CE%B81+%28rad%2Fs%29" in page.url  # the selected axis, in the page's link
+    assert shows(page, "The overlaid game lasted")
+    page.close()
+
+
 def test_lunarlander_generations_reach_a_positive_mean(server: str, browser, shots: Path) -> None:
     """Issue 19: on LunarLander-v3 the generations learn to land: from random play (a mean near
     -170) to a positive mean of the sampled player, the one LunarLander counts, with the greedy
