@@ -21,7 +21,10 @@ from pages.server import server_line  # noqa: E402
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
 
 PAGES = {
-    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Start": [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/glossary.py", title="Glossary", icon=":material/menu_book:"),
+    ],
     "The notebook, step by step": [
         st.Page("pages/random_play.py", title="1 · Random play", icon=":material/casino:"),
         st.Page("pages/generate.py", title="2 · Generate data", icon=":material/dataset:"),

@@ -22,6 +22,7 @@ from pages.common import (
     url_number,
     url_select,
 )
+from pages.learn import what_to_notice
 
 state = lab()
 st.title("Ensemble")
@@ -36,6 +37,7 @@ if dataset is None:
     st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
     st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
     st.stop()
+what_to_notice("ensemble", dataset.env_id)
 
 with st.form("ensemble_form"):
     c = st.columns(5)

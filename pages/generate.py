@@ -29,6 +29,7 @@ from pages.common import (
     url_number,
     url_score,
 )
+from pages.learn import what_to_notice
 
 state = lab()
 st.title("Generate data")
@@ -43,6 +44,7 @@ RULES = {"score": "games scoring at least a score", "share": "the best share of 
 
 info = env_picker("gen_env")
 fitted = GenerationConfig.for_env(info.env_id if info is not None else state.env_id)
+what_to_notice("generate", fitted.env_id)
 settings_follow_env(  # a new game starts from its own defaults: its scores use another scale
     "gen",
     fitted.env_id,

@@ -32,6 +32,7 @@ from pages.common import (
     url_select,
     url_slider,
 )
+from pages.learn import what_to_notice
 
 #: The race against Stable-Baselines3's PPO (BENCHMARKS.md, stage 11), one sentence per env.
 RACE_SUMMARY = (
@@ -154,6 +155,7 @@ st.caption(
     + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
     + "; the score shown is always the game's own."
 )
+what_to_notice("generations", env_id)
 with st.form("improve_form"):
     start_from = st.radio(
         "Start from",
@@ -200,118 +202,121 @@ with st.form("improve_form"):
         key="imp_epochs",
         help="Fine-tuning passes over the kept games.",
     )
-    c = st.columns(4)
-    data_mode = url_select(
-        c[0],
-        "Training data",
-        list(DATA_MODES),
-        fitted.data,
-        key="imp_data",
-        help="best: the best games seen so far (this generation's compete with those kept before); "
-        "replace: this generation's best games only; add: all kept so far.",
-    )
-    explore = url_select(
-        c[1],
-        "Exploration",
-        explore_modes := ["sample from its probabilities", "most probable action"],
-        explore_modes[0],
-        key="imp_explore",
-        help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
-    )
-    epsilon = url_slider(
-        c[2],
-        "Random actions (%)",
-        0,
-        50,
-        0,
-        key="imp_epsilon",
-        help="Share of steps on which a random action is taken instead.",
-    )
-    eval_games = url_number(
-        c[3],
-        "Evaluation games",
-        10,
-        500,
-        DEFAULTS.eval_games,
-        key="imp_eval",
-        help="Fixed games each generation is measured on.",
-    )
-    c = st.columns(4)
-    target = c[0].number_input(
-        "Stop at mean score",
-        value=None if fitted.target is None else from_url("imp_target", fitted.target),
-        key="imp_target",
-        help=f"Stop once the evaluation mean reaches this: {env_id} is {target_words(env_id)}. "
-        "Empty: run every generation.",
-    )
-    confirm = url_number(
-        c[1],
-        "Confirmation games",
-        0,
-        LIMITS["eval_games"],
-        200,
-        key="imp_confirm",
-        help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
-    )
-    seed = url_number(c[2], "Seed", 0, 2**31 - 1, DEFAULTS.seed, key="imp_seed", help="Same seed, same generations.")
-    temperature = url_number(
-        c[3],
-        "Sampling temperature",
-        0.05,
-        5.0,
-        1.0,
-        step=0.05,
-        key="imp_temperature",
-        help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "
-        "from its probabilities as they are.",
-    )
-    c = st.columns(4)
-    player = url_select(
-        c[0],
-        "Player that counts",
-        list(PLAYERS),
-        fitted.player,
-        key="imp_player",
-        help="Whose evaluation mean picks the best network and is compared with the target: greedy plays "
-        "the most probable action, sampled draws its action from the probabilities. Both are shown.",
-    )
-    fallback = c[1].checkbox(
-        "Build on the best network",
-        value=DEFAULTS.fallback,
-        key="imp_fallback",
-        help="A generation that plays worse than the best so far is not built on: the next starts again "
-        "from the best network.",
-    )
-    c = st.columns(4)
-    first_games = url_number(
-        c[0],
-        "Random games first",
-        100,
-        LIMITS["games"],
-        DEFAULTS.first_games,
-        step=500,
-        key="imp_first_games",
-        help="Random games whose best ones (the env's keep rule) train the first network, generation 0. "
-        "The notebook plays 10,000; fewer start rougher but sooner.",
-    )
-    first_epochs = url_number(
-        c[1],
-        "Their epochs",
-        1,
-        20,
-        DEFAULTS.first_epochs,
-        key="imp_first_epochs",
-        help="Passes of the first network over them (the notebook: 4).",
-    )
-    batch_size = url_number(
-        c[2],
-        "Batch size",
-        1,
-        4096,
-        DEFAULTS.batch_size,
-        key="imp_batch",
-        help="Rows per learning step, for the first network and every generation.",
-    )
+    with st.expander("More settings (the defaults fit this game)", icon=":material/tune:"):
+        c = st.columns(4)
+        data_mode = url_select(
+            c[0],
+            "Training data",
+            list(DATA_MODES),
+            fitted.data,
+            key="imp_data",
+            help="best: the best games seen so far (this generation's compete with those kept before); "
+            "replace: this generation's best games only; add: all kept so far.",
+        )
+        explore = url_select(
+            c[1],
+            "Exploration",
+            explore_modes := ["sample from its probabilities", "most probable action"],
+            explore_modes[0],
+            key="imp_explore",
+            help="How the network plays while collecting games. Sampling explores; without it the data barely changes.",
+        )
+        epsilon = url_slider(
+            c[2],
+            "Random actions (%)",
+            0,
+            50,
+            0,
+            key="imp_epsilon",
+            help="Share of steps on which a random action is taken instead.",
+        )
+        eval_games = url_number(
+            c[3],
+            "Evaluation games",
+            10,
+            500,
+            DEFAULTS.eval_games,
+            key="imp_eval",
+            help="Fixed games each generation is measured on.",
+        )
+        c = st.columns(4)
+        target = c[0].number_input(
+            "Stop at mean score",
+            value=None if fitted.target is None else from_url("imp_target", fitted.target),
+            key="imp_target",
+            help=f"Stop once the evaluation mean reaches this: {env_id} is {target_words(env_id)}. "
+            "Empty: run every generation.",
+        )
+        confirm = url_number(
+            c[1],
+            "Confirmation games",
+            0,
+            LIMITS["eval_games"],
+            200,
+            key="imp_confirm",
+            help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
+        )
+        seed = url_number(
+            c[2], "Seed", 0, 2**31 - 1, DEFAULTS.seed, key="imp_seed", help="Same seed, same generations."
+        )
+        temperature = url_number(
+            c[3],
+            "Sampling temperature",
+            0.05,
+            5.0,
+            1.0,
+            step=0.05,
+            key="imp_temperature",
+            help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "
+            "from its probabilities as they are.",
+        )
+        c = st.columns(4)
+        player = url_select(
+            c[0],
+            "Player that counts",
+            list(PLAYERS),
+            fitted.player,
+            key="imp_player",
+            help="Whose evaluation mean picks the best network and is compared with the target: greedy plays "
+            "the most probable action, sampled draws its action from the probabilities. Both are shown.",
+        )
+        fallback = c[1].checkbox(
+            "Build on the best network",
+            value=DEFAULTS.fallback,
+            key="imp_fallback",
+            help="A generation that plays worse than the best so far is not built on: the next starts again "
+            "from the best network.",
+        )
+        c = st.columns(4)
+        first_games = url_number(
+            c[0],
+            "Random games first",
+            100,
+            LIMITS["games"],
+            DEFAULTS.first_games,
+            step=500,
+            key="imp_first_games",
+            help="Random games whose best ones (the env's keep rule) train the first network, generation 0. "
+            "The notebook plays 10,000; fewer start rougher but sooner.",
+        )
+        first_epochs = url_number(
+            c[1],
+            "Their epochs",
+            1,
+            20,
+            DEFAULTS.first_epochs,
+            key="imp_first_epochs",
+            help="Passes of the first network over them (the notebook: 4).",
+        )
+        batch_size = url_number(
+            c[2],
+            "Batch size",
+            1,
+            4096,
+            DEFAULTS.batch_size,
+            key="imp_batch",
+            help="Rows per learning step, for the first network and every generation.",
+        )
     submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
 
 share_settings(

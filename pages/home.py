@@ -26,6 +26,19 @@ st.markdown(
     "Then let it play, side by side with random play, and push it further with ensembles."
 )
 
+with st.expander("About: which notebook this is, and why imitating lucky games works", icon=":material/school:"):
+    st.markdown(
+        "CartPole Lab grew from a classic teaching notebook (Jupyter, TensorFlow/Keras, Gymnasium's "
+        "CartPole): it plays 10,000 random games, keeps the ones scoring at least 50, trains a network to "
+        "answer each kept observation with the action taken there, and lets that network play. Every step "
+        "of it is a page here (1 to 4), with its figures; pages 5 to 7 go further.\n\n"
+        "**Why it works.** A random game that lasted long is one where, more often than not, the random "
+        "push happened to be the right one. The network learns the *typical* move in each situation from "
+        "thousands of such steps: it keeps their tendency and drops their noise, so it plays far better "
+        "than any of the games it learned from. Generations repeat the idea with the network's own best "
+        "games, until it masters the game. No reward is ever used for learning, only to pick the games."
+    )
+
 steps = [
     ("1 · Random play", "pages/random_play.py", "watch random games", state.random_play is not None),
     (

@@ -23,6 +23,7 @@ from pages.common import (
     url_number,
     url_select,
 )
+from pages.learn import what_to_notice
 
 state = lab()
 st.title("Play & evaluate")
@@ -39,6 +40,7 @@ available = {
     "random": True,
 }
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+what_to_notice("play", env_id)
 c = st.columns(4)
 policy_choice = url_select(
     c[0],

@@ -18,6 +18,7 @@ from pages.common import (
     show_error,
     url_number,
 )
+from pages.learn import what_to_notice
 
 state = lab()
 st.title("Random play")
@@ -27,6 +28,7 @@ st.markdown(
     f"First, the game itself: each step the player {player_does(state.env_id)}, at random. "
     "This is where the notebook starts, and the baseline every network is measured against."
 )
+what_to_notice("random_play", state.env_id)
 c1, c2 = st.columns(2)
 games = url_number(
     c1,

@@ -26,6 +26,7 @@ from pages.common import (
     show_error,
     url_number,
 )
+from pages.learn import what_to_notice
 
 state = lab()
 st.title("Train")
@@ -34,6 +35,7 @@ st.markdown(
     "**kept** game: plain imitation of lucky play. **Accuracy** is the share of rows where it picks that "
     "action."
 )
+what_to_notice("train", (state.dataset.env_id if state.dataset is not None else state.env_id))
 
 
 def finish_stopped_run() -> None:

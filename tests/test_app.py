@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = [
     "pages/home.py",
+    "pages/glossary.py",
     "pages/random_play.py",
     "pages/generate.py",
     "pages/train.py",

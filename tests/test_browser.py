@@ -216,6 +216,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     open_page(page, "Generations")
     set_number(page, "Most generations", 2)
     set_number(page, "Games per generation", 40)
+    page.get_by_text("More settings (the defaults fit this game)").click()  # folded away at first
     set_number(page, "Evaluation games", 20)
     set_number(page, "Confirmation games", 20)
     page.get_by_role("button", name="Run generations").click()
@@ -607,6 +608,7 @@ def test_lunarlander_generations_reach_a_positive_mean(server: str, browser, sho
     assert shows(page, "the sampled player counts")
     page.get_by_text("a first network trained on random games").first.click()
     set_number(page, "Most generations", 30)
+    page.get_by_text("More settings (the defaults fit this game)").click()
     set_number(page, "Stop at mean score", 0)
     set_number(page, "Confirmation games", 20)
     set_number(page, "Seed", 100)

@@ -168,7 +168,7 @@ def journey(env_id: str) -> list[tuple[str, str]]:
         seen.append(("sweep", visible_text(at)))
         assert [t.status for t in at.session_state["lab"].sweep.trials] == ["done", "failed"]
         assert "No game reached score requirement 1000" in seen[-1][1]  # the library's message, in words
-    for page in ("pages/ensemble.py", "pages/policy_map.py", "pages/compare.py", "pages/runs.py"):
+    for page in ("pages/ensemble.py", "pages/policy_map.py", "pages/compare.py", "pages/runs.py", "pages/glossary.py"):
         visit(at, page)
         seen.append((page, visible_text(at)))
     return seen

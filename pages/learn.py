@@ -1,0 +1,88 @@
+"""The learner's layer: what to notice on each page (in the game's own terms) and the words a
+class meets, explained once (the Glossary page reads :data:`GLOSSARY`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cartpole_core.envs import env_defaults, env_info, player_does, target_words
+
+#: Each term a page uses without explaining it, with its meaning here.
+GLOSSARY: dict[str, str] = {
+    "score": "The sum of a game's rewards. Each game counts them its own way: CartPole +1 a step while the "
+    "pole stays up; Acrobot and MountainCar −1 a step until the goal, so higher (closer to 0) is better.",
+    "solved, mastered": "Solved: the mean score Gymnasium names for the game (475 on CartPole-v1, −100 on "
+    "Acrobot-v1). Mastered (CartPole): a mean of 500, every game to the step limit.",
+    "seed": "The number random choices start from. The same seed gives the same games, the same data and "
+    "the same network; another seed, other games. Results vary between seeds: compare over several.",
+    "random play": "A player that picks every action at random: the baseline every network is measured against.",
+    "kept game": "A random game that scored at least the requirement (or was among the best share). Its "
+    "steps, each an observation and the action taken, become the training data.",
+    "observation": "What the player sees at a step: a few numbers (CartPole: cart position and speed, pole "
+    "angle and turning speed).",
+    "epoch": "One pass of training over every row of the data. More epochs learn the data better, up to "
+    "copying its noise.",
+    "batch": "The rows the network learns from in one step; an epoch is many batches.",
+    "loss": "How wrong the network's probabilities are on the rows (cross-entropy): lower is better.",
+    "accuracy": "The share of rows where the network's most probable action is the action in the data.",
+    "chance level": "The accuracy of guessing: one over the number of actions (50 % with two actions, 33 % "
+    "with three). Imitating random moves cannot be much better: what counts is how the network plays.",
+    "validation": "Games held out of training: the network's accuracy on them says whether it learned "
+    "something general or copied its rows.",
+    "dropout": "Switching off a share of the network's units at random while it trains, so it cannot lean "
+    "on any one of them.",
+    "greedy, sampled": "Two ways a network plays: greedy takes its most probable action; sampled draws an "
+    "action from its probabilities (so it explores, as generations do while collecting games).",
+    "temperature": "How sampled play draws: below 1 the favourite action is drawn more often, 1 draws from "
+    "the probabilities as they are.",
+    "ensemble, vote": "Several networks trained apart that decide together: soft vote averages their "
+    "probabilities, hard vote counts each one's favourite action.",
+    "generation": "One round of improving: the network plays, its best games are kept, and it trains on them.",
+    "95 % interval": "A range that holds the true mean in 95 of 100 repeats, from the spread between seeds. "
+    "Two overlapping intervals mean the difference may be luck.",
+}
+
+
+def _notes(page: str, env_id: str) -> str:
+    info, d = env_info(env_id), env_defaults(env_id)
+    chance = f"{100 / info.n_actions:.0f} %"
+    if page == "random_play":
+        return (
+            f"Each step the player {player_does(env_id)}, at random. Look at how short or how long the games are: "
+            f"their scores are what every network is measured against. {env_id} is {target_words(env_id)}."
+        )
+    if page == "generate":
+        return (
+            f"Most random games are poor; only a few are kept ({d.keeping()}). The kept games' mean is far above "
+            "the mean of all games: that gap is what the network will imitate."
+        )
+    if page == "train":
+        return (
+            f"Accuracy stays modest: with {info.n_actions} actions chance is {chance}, and the random player's "
+            "moves in a kept game are still mostly random. Watch the loss fall, then flatten."
+        )
+    if page == "play":
+        return (
+            "The network plays the same games as random play, so game by game the difference is the network's "
+            "doing. It usually beats the games it learned from: it keeps their tendency, not their noise."
+        )
+    if page == "ensemble":
+        return (
+            "Weak members disagree; their vote is often steadier than any one of them. Compare the ensemble's "
+            "mean with the best member's, on the same games."
+        )
+    if page == "generations":
+        return (
+            "Each generation learns from the network's own best games, so the data gets better as the network "
+            f"does. Watch both players' means climb toward the target ({target_words(env_id)})."
+        )
+    return ""
+
+
+def what_to_notice(page: str, env_id: str) -> None:
+    """Two or three lines on what to look at on ``page``, for the game ``env_id``."""
+    text = _notes(page, env_id)
+    if text:
+        with st.expander("What to notice", icon=":material/lightbulb:"):
+            st.markdown(text)
+            st.caption("Words you meet here are explained on the Glossary page.")
