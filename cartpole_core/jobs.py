@@ -156,11 +156,14 @@ def timelapse_job(
     networks: list[tuple[int, Network]],
     config: EvaluationConfig,
     max_gif_frames: int,
+    means: dict[int, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> bytes:
-    """One game (game 0 of ``config``) played by each generation's network, one after another,
-    labelled ``generation N: score S``, as one GIF of at most ``max_gif_frames`` frames
-    (every generation's game fits: games last up to ``config.goal_steps``)."""
+    """One game (game 0 of ``config``: the same start for all) played by each generation's
+    network, one after another, labelled ``generation N: mean M, this game S`` (M from
+    ``means``, the generation's evaluation mean, when given), as one GIF of at most
+    ``max_gif_frames`` frames (every generation's game fits: games last up to
+    ``config.goal_steps``)."""
     from cartpole_core.evaluate import record_episode
     from cartpole_core.gif import frames_to_gif, label_frames
     from cartpole_core.policies import ModelPolicy
@@ -170,7 +173,8 @@ def timelapse_job(
     frames: list = []
     for i, (generation, network) in enumerate(networks):
         episode = record_episode(ModelPolicy(network), config, 0, frame_stride=stride)
-        frames += label_frames(episode.frames, f"generation {generation}: score {episode.score:g}")
+        mean = "" if means is None or generation not in means else f"mean {means[generation]:.0f}, "
+        frames += label_frames(episode.frames, f"generation {generation}: {mean}this game {episode.score:g}")
         report(progress, (i + 1) / len(networks), f"filmed generation {generation}")
     return frames_to_gif(frames, frame_stride=stride)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import altair as alt
@@ -11,7 +11,6 @@ import streamlit as st
 
 from cartpole_core.envs import PLAYERS, env_defaults, selection_words, target_words
 from cartpole_core.errors import UserError
-from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.improve import DATA_MODES, ImproveConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord
@@ -355,7 +354,7 @@ if submitted and checked(generations, games, epochs, eval_games, confirm, seed, 
         show_error(exc)
     else:
         start_model = state.model if start_from.startswith("the current model") else None
-        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "stopped": None}
+        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "stopped": None, "config": config}
         state.improve_live, state.timelapse_gif, state.improve = live, None, None
         stop_slot = st.empty()
         stop_slot.button(
@@ -473,16 +472,23 @@ if live and live["records"]:
         "Make the time-lapse GIF",
         icon=":material/movie:",
         key="imp_timelapse",
-        help="One game played by each generation's network, one after another.",
+        help="The same game played by each generation's network, one after another, each labelled with "
+        "its generation's mean: the picture of learning.",
     ):
         from cartpole_core.jobs import timelapse_job
 
         with st.spinner("Filming one game per generation…"):
             try:
-                cfg = EvaluationConfig.for_env(env_id, games=1, seed=int(st.session_state.get("imp_seed", 0)))
+                # Game 1 of the generations' own evaluation games, played the way the counted player plays.
+                cfg = replace(live["config"].evaluation_config(), games=1)
                 networks = sorted(live["snapshots"].items())
-                state.timelapse_gif = ray_job("Filming", timelapse_job, networks, cfg, LIMITS["gif_frames"])
+                means = {r.generation: r.mean for r in records}
+                job = (timelapse_job, networks, cfg, LIMITS["gif_frames"], means)
+                state.timelapse_gif = ray_job("Filming", *job)
             except Exception as exc:
                 show_error(exc)
     if state.timelapse_gif:
-        st.image(state.timelapse_gif, caption="One game per generation, sped up")
+        st.image(
+            state.timelapse_gif,
+            caption="The same game, played by each generation in turn (sped up), with its generation's mean",
+        )

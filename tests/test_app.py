@@ -194,7 +194,9 @@ def test_generations_policy_map_and_compare() -> None:
     assert len(at.get("vega_lite_chart")) >= 2, "scores per generation + kept games per generation"
     assert at.session_state["lab"].model_source.startswith("generation "), "the best generation became the model"
     press(at, "Make the time-lapse GIF")
-    assert gif_captions(at) == ["One game per generation, sped up"]
+    assert gif_captions(at) == [
+        "The same game, played by each generation in turn (sped up), with its generation's mean"
+    ]
 
     visit(at, "pages/policy_map.py")
     charts = at.get("vega_lite_chart")

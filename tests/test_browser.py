@@ -359,7 +359,7 @@ def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -
         shows(page, "gradient steps learned", timeout_s=240)
         settle(page)
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-        assert f"Model: ({hidden},) net" in sidebar and f"({other},)" not in sidebar, sidebar
+        assert f"Model: {hidden} network" in sidebar and f"Model: {other} network" not in sidebar, sidebar
     alice.context.close()
     bob.context.close()
 
