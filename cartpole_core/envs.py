@@ -271,9 +271,7 @@ def target_words(env_id: str) -> str:
     if target is None:
         return "no known score that solves it" if solved is None else f"solved at a mean of {solved:g}"
     if solved is not None and target != solved:
-        return (
-            f"mastered at a mean of {target:g} (every game to the step limit; Gymnasium counts {solved:g} as solved)"
-        )
+        return f"mastered at a mean of {target:g} (every game to the step limit; Gymnasium counts {solved:g} as solved)"
     return f"solved at a mean of {target:g} (Gymnasium's bar)"
 
 
