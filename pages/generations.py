@@ -71,7 +71,7 @@ def records_frame(records: list[Any]) -> pd.DataFrame:
                 "max": r.max,
                 "trained from": "—" if r.started_from < 0 else f"generation {r.started_from}",
                 "rows": r.samples,
-                "accuracy": r.accuracy,
+                "accuracy": "—" if r.accuracy is None else f"{r.accuracy:.3f}",
                 "seconds": r.seconds,
                 "elapsed": r.elapsed,
             }
