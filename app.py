@@ -7,6 +7,7 @@ Run it with ``make run`` (or ``streamlit run app.py``).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
-from cartpole_core.cluster import engine_info  # noqa: E402
+from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
 from pages.common import lab, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import server_line  # noqa: E402
 
@@ -72,6 +73,9 @@ def sidebar() -> None:
         st.caption(server_line())
         st.caption("Heavy work: " + engine_info().describe())
 
+
+if os.environ.get("CARTPOLE_LAB_WARM", "1") != "0":
+    warm_engine()  # once per server, in the background: the first visitor's first click is quick
 
 page = st.navigation(PAGES)
 page.run()

@@ -72,14 +72,21 @@ class EngineInfo:
     """Live nodes (1 for a local Ray; 0 when not started and unknown)."""
     cpus: int
     """CPUs Ray can give tasks (the machine's cores before a local start)."""
+    warm: str = "cold"
+    """The background warm-up (:func:`warm_engine`): ``cold`` (not asked), ``warming``,
+    ``ready`` or ``failed``."""
 
     def describe(self) -> str:
         """E.g. ``"local Ray, 2 CPUs"`` or ``"Ray cluster, 3 nodes, 24 CPUs"``."""
+        if self.warm == "warming":
+            return f"{self.kind}, warming up (a first job may wait a few seconds)"
         if self.kind == "Ray cluster":
             if not self.started:
                 return "Ray cluster at $RAY_ADDRESS (joined with the first distributed job)"
             return f"Ray cluster, {self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus} CPUs"
         text = f"local Ray, {self.cpus} CPU{'s' * (self.cpus != 1)}"
+        if self.started and self.warm == "ready":
+            return text + ", ready"
         return text if self.started else text + " (starts with the first distributed job)"
 
 
@@ -201,11 +208,60 @@ def engine_info() -> EngineInfo:
     address = cluster_address()
     kind = "Ray cluster" if address else "local Ray"
     ray = sys.modules.get("ray")
+    warm = _warm["state"]
     if ray is None or not ray.is_initialized():
-        return EngineInfo(kind, False, 0 if address else 1, 0 if address else os.cpu_count() or 1)
+        return EngineInfo(kind, False, 0 if address else 1, 0 if address else os.cpu_count() or 1, warm)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes))
-    return EngineInfo(kind, True, len(nodes), cpus)
+    return EngineInfo(kind, True, len(nodes), cpus, warm)
+
+
+#: Modules a job's worker needs (TensorFlow above all: ~5 s to import on 2 cores).
+WARM_IMPORTS = ("cartpole_core.jobs", "cartpole_core.generate", "cartpole_core.evaluate", "cartpole_core.training")
+#: Longest the warm-up may take before it is given up (seconds); jobs run either way.
+WARM_TIMEOUT = 300.0
+_warm: dict[str, Any] = {"state": "cold", "seconds": None, "error": None}
+
+
+def _warm_worker(modules: tuple[str, ...]) -> int:
+    """In a worker: import ``modules`` and TensorFlow, so the jobs it runs later start at once."""
+    import importlib
+
+    from cartpole_core.model import import_keras
+
+    for name in modules:
+        importlib.import_module(name)
+    import_keras()
+    _cap_threads()
+    return os.getpid()
+
+
+def warm_engine() -> None:
+    """Start the engine in the background, once per process, and return at once: a local Ray
+    (or the connection to ``RAY_ADDRESS``) and, in as many workers as it has CPUs (at most
+    2), everything a job imports, so a visitor's first click is as quick as the tenth. The
+    dashboard's server calls it when it starts; jobs asked for meanwhile simply wait for Ray
+    to be up. A failure is kept (``engine_info().warm == "failed"``) and the first job tries
+    again, saying why in one line if it fails too."""
+    with _lock:
+        if _warm["state"] != "cold":
+            return
+        _warm["state"] = "warming"
+
+    def run() -> None:
+        began = time.perf_counter()
+        try:
+            ray = ensure_ray()
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            task = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(_warm_worker)
+            refs = [task.remote(WARM_IMPORTS) for _ in range(max(1, min(cpus, 2)))]
+            ray.get(refs, timeout=WARM_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 (a warm-up that fails costs only its time)
+            _warm.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            _warm.update(state="ready", seconds=time.perf_counter() - began)
+
+    threading.Thread(target=run, name="cartpole-lab-warm", daemon=True).start()
 
 
 def _cap_threads() -> None:

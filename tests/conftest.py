@@ -15,6 +15,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# AppTest runs app.py in this process: no background warm-up of Ray here (a module's end stops
+# Ray under it). The browser tests' servers warm theirs, as a real server does.
+os.environ.setdefault("CARTPOLE_LAB_WARM", "0")
 
 from cartpole_core.dataset import Dataset  # noqa: E402
 from cartpole_core.generate import GenerationConfig, GenerationResult, generate  # noqa: E402

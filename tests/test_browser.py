@@ -48,7 +48,7 @@ def free_port() -> int:
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served on a free loopback port, with its own runs folder; yields its URL."""
     port = free_port()
-    env = dict(os.environ, CARTPOLE_LAB_RUNS=str(tmp_path_factory.mktemp("runs")))
+    env = dict(os.environ, CARTPOLE_LAB_RUNS=str(tmp_path_factory.mktemp("runs")), CARTPOLE_LAB_WARM="1")
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -433,6 +433,34 @@ def test_a_class_can_follow_it(server: str, browser) -> None:
     assert page.get_by_label("Games", exact=True).first.input_value() == "700"
     assert page.get_by_label("Score requirement", exact=True).first.input_value() == "1000.00"
     assert shows(page, "700 random games of CartPole-v1, kept if score ≥ 1000")
+
+
+def test_a_fresh_servers_first_click_is_quick(browser, tmp_path_factory) -> None:
+    """Issue 21: the server warms its engine in the background from its first page (Ray and
+    workers that already hold TensorFlow), so the first "Play and keep the good games" answers
+    at once. The first page itself never waits for it. (Timed loosely here; the benchmark
+    measures it.)"""
+    with serve(tmp_path_factory) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        began = time.monotonic()
+        page.goto(url)
+        settle(page)
+        assert time.monotonic() - began < 30, "the first page does not wait for the engine"
+        deadline = time.monotonic() + 180
+        while "ready" not in page.locator('[data-testid="stSidebar"]').inner_text():
+            assert time.monotonic() < deadline, page.locator('[data-testid="stSidebar"]').inner_text()
+            page.wait_for_timeout(2000)
+            page.reload()
+            settle(page)
+        open_page(page, "Generate data")
+        clicked = time.monotonic()
+        page.get_by_role("button", name="Play and keep the good games").click()
+        assert shows(page, "Acceptance rate", timeout_s=60)
+        seconds = time.monotonic() - clicked
+        no_exception(page)
+        # Measured here: 2.4-3.3 s warm (browser round trips included), 6.7-6.9 s without the warm-up.
+        assert seconds < 6, f"the first click took {seconds:.1f} s on a warm engine"
+        page.close()
 
 
 def sweep_form(page, games: int, values: str, seeds: str) -> None:
