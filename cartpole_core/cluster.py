@@ -192,6 +192,7 @@ def _init_args(num_cpus: int | None) -> dict[str, Any]:
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE,
+            resources={QUICK_RESOURCE: QUICK_SLOTS},
         )
         # Local workers import our package from this checkout or install.
         paths = [str(package.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -357,6 +358,11 @@ JOB_MAX_CALLS = 20
 PARTIAL_WAIT_SECONDS = 15.0
 #: The hub forgets a job nobody waits for after this long, even if its task never said it ended.
 ABANDONED_KEPT_SECONDS = 3600.0
+#: The quick lane: a local Ray's resource that short jobs (a CartPole generation, random play)
+#: hold instead of a CPU, so they never wait behind trainings and sweeps; at most
+#: :data:`QUICK_SLOTS` run at once, beside the CPU jobs (each takes well under a second).
+QUICK_RESOURCE = "cartpole_lab_quick"
+QUICK_SLOTS = 2
 
 
 class _Hub:
@@ -375,10 +381,14 @@ class _Hub:
         self.stops: set[str] = set()
         self.abandoned: dict[str, float] = {}
         """Jobs nobody waits for any more -> when they were left."""
+        self.quick: set[str] = set()
+        """Jobs of the quick lane (they queue only behind each other)."""
 
-    def submit(self, job: str) -> None:
+    def submit(self, job: str, quick: bool = False) -> None:
         """A job is about to be sent to Ray (called, and waited for, before its task exists)."""
         self.queued.append(job)
+        if quick:
+            self.quick.add(job)
         # A job left while queued and then cancelled by Ray never calls start or ended:
         # forget those left long ago.
         now = time.monotonic()
@@ -406,7 +416,8 @@ class _Hub:
     def take(self, job: str) -> tuple[list[Progress], int]:
         """The job's reports not taken yet (oldest first) and, while it is queued, how many
         jobs are ahead of it (-1 once it runs)."""
-        ahead = self.queued.index(job) if job in self.queued else -1
+        lane = [j for j in self.queued if (j in self.quick) == (job in self.quick)]
+        ahead = lane.index(job) if job in lane else -1
         return self.reports.pop(job, []), ahead
 
     def ask_stop(self, job: str, abandoned: bool = False) -> None:
@@ -419,6 +430,7 @@ class _Hub:
                 self.queued.remove(job)
 
     def forget(self, job: str) -> None:
+        self.quick.discard(job)
         self.reports.pop(job, None)
         self.stops.discard(job)
         self.abandoned.pop(job, None)
@@ -533,8 +545,12 @@ def run_job(
     waiting: Callable[[int], None] | None = None,
     partial: Callable[[Any], None] | None = None,
     poll_seconds: float = 0.1,
+    quick: bool = False,
 ) -> Any:
     """Run ``fn(*args, progress=...)`` as one Ray task and return its result, as if it had run here.
+
+    ``quick`` puts a short job in the quick lane (:data:`QUICK_RESOURCE`): it holds no CPU,
+    so it never queues behind long jobs.
 
     ``fn`` is a module-level function of plain data (settings, NumPy arrays, a
     :class:`~cartpole_core.model.Network`) taking a ``progress`` callback, like every stage of
@@ -556,16 +572,20 @@ def run_job(
 
     ray = ensure_ray()
     hub, job = _hub(), uuid.uuid4().hex
-    task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS)(
+    # The quick lane where the engine has one (a local Ray; a cluster started without the
+    # resource runs every job on a CPU).
+    quick = quick and ray.cluster_resources().get(QUICK_RESOURCE, 0) >= 1
+    lane: dict[str, Any] = {"num_cpus": 0, "resources": {QUICK_RESOURCE: 1}} if quick else {"num_cpus": TASK_CPUS}
+    task = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS, **lane)(
         _run_job_in_worker
     )
     try:  # waited for: the task's own start (another caller) must come after it
-        ray.get(hub.submit.remote(job))
+        ray.get(hub.submit.remote(job, quick))
     except ray.exceptions.RayActorError:  # the hub was lost (its node removed): a new one
         with _lock:
             _hubs.clear()
         hub = _hub()
-        ray.get(hub.submit.remote(job))
+        ray.get(hub.submit.remote(job, quick))
     ref = task.remote(fn, args, hub, job)
     stop_asked = finished = returned = was_queued = False
     try:

@@ -12,6 +12,7 @@ run in-process unchanged (the tests compare both).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cartpole_core.dataset import Dataset
 from cartpole_core.ensemble import EnsembleConfig, EnsembleResult
@@ -193,3 +194,18 @@ def random_play_job(
     stride = gif_stride(int(result.lengths[0]), max_gif_frames)
     episode = record_episode(player, config, game=0, frame_stride=stride)
     return result, frames_to_gif(episode.frames, frame_stride=stride)
+
+
+def is_quick(fn: Any, args: tuple) -> bool:
+    """Whether a job takes well under a second whatever else runs, so it belongs in the quick
+    lane (:data:`cartpole_core.cluster.QUICK_RESOURCE`): random games (a generation, random
+    play) of an env whose games all step in one vectorised pass. Slower envs' games and
+    everything that trains or films many games queue for a CPU."""
+    from cartpole_core.envs import env_info
+    from cartpole_core.generate import GenerationConfig, generate
+
+    if fn is generate and args and isinstance(args[0], GenerationConfig):
+        return env_info(args[0].env_id).has_vector_env
+    if fn is random_play_job and args and isinstance(args[0], EvaluationConfig):
+        return env_info(args[0].env_id).has_vector_env
+    return False

@@ -90,11 +90,13 @@ def ray_job(
     partial: Callable[[Any], None] | None = None,
 ) -> Any:
     """``fn(*args, progress=...)`` as a Ray task (:func:`cartpole_core.cluster.run_job`): its
-    reports reach ``progress`` here, its result comes back. While it waits for a CPU the
-    visitor sees its place in the queue and a Cancel button; cancelling, leaving the page or
-    closing the tab stops the script, and with it the job (``partial`` gets what a running
-    job learned until then)."""
+    reports reach ``progress`` here, its result comes back. Short jobs
+    (:func:`cartpole_core.jobs.is_quick`) take the quick lane and never wait behind long ones.
+    While it waits for a CPU the visitor sees its place in the queue and a Cancel button;
+    cancelling, leaving the page or closing the tab stops the script, and with it the job
+    (``partial`` gets what a running job learned until then)."""
     from cartpole_core.cluster import run_job
+    from cartpole_core.jobs import is_quick
 
     notice, cancel = st.empty(), st.empty()
     queued = [False, False]  # [a notice is shown, Cancel was drawn]
@@ -121,7 +123,7 @@ def ray_job(
             queued[1] = True
 
     try:
-        return run_job(fn, *args, progress=progress, waiting=waiting, partial=partial)
+        return run_job(fn, *args, progress=progress, waiting=waiting, partial=partial, quick=is_quick(fn, args))
     finally:
         notice.empty()
         cancel.empty()

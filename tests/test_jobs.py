@@ -179,3 +179,52 @@ def test_jobs_give_what_the_stage_gives_in_process(local_ray, small_dataset, tin
 import ray.cloudpickle  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_quick_job_never_waits_behind_long_ones(local_ray, tmp_path):
+    """Issue 21's quick lane: both CPUs held by long jobs, a CartPole generation (a job of well
+    under a second) still runs at once, beside them, and gives what it gives in process; a
+    CPU job sent at the same time waits."""
+    import threading
+
+    import numpy as np
+
+    from cartpole_core.generate import GenerationConfig, generate
+    from cartpole_core.jobs import is_quick
+
+    config = GenerationConfig(games=2_000, seed=5)
+    assert is_quick(generate, (config,))
+    assert not is_quick(generate, (GenerationConfig.for_env("LunarLander-v3", games=50),))
+    assert not is_quick(count_to, (3, 0.1))
+
+    paths = [tmp_path / f"long{i}.txt" for i in range(2)]
+    stop_all = threading.Event()
+    cpu_places: list[int] = []
+
+    def long_job(i: int) -> None:
+        run_job(count_into, str(paths[i]), progress=lambda p: stop_all.is_set())
+
+    def cpu_job() -> None:
+        run_job(count_to, 2, 0.01, waiting=cpu_places.append)
+
+    threads = [threading.Thread(target=long_job, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while not all(p.exists() for p in paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(p.exists() for p in paths), "both CPUs busy"
+    waiter = threading.Thread(target=cpu_job)
+    waiter.start()
+    began = time.monotonic()
+    places: list[int] = []
+    result = run_job(generate, config, waiting=places.append, quick=True)
+    seconds = time.monotonic() - began
+    stop_all.set()
+    for t in [*threads, waiter]:
+        t.join(timeout=60)
+    assert seconds < 20, f"the quick job took {seconds:.1f} s"  # a fresh worker's start included
+    assert cpu_places and cpu_places[0] == 0, "the CPU job sent beside it had to queue for a CPU"
+    assert not [p for p in places if p > 0], places
+    alone = generate(config)
+    np.testing.assert_array_equal(result.scores, alone.scores)
