@@ -157,6 +157,41 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
     return ray
 
 
+#: The local Ray's processes a job cannot run without (the others only report or watch).
+ESSENTIAL_PROCESSES = ("gcs_server", "raylet")
+
+
+def engine_alive() -> bool:
+    """False when this process's local Ray lost a process it needs (killed, as an
+    out-of-memory kill would): its raylet or its GCS. True for a cluster (``RAY_ADDRESS``: not
+    ours to check) and while Ray is not started."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or cluster_address() is not None:
+        return True
+    try:
+        node = ray._private.worker._global_node  # the processes ray.init started for us
+        processes = node.all_processes if node is not None else {}
+    except AttributeError:  # another Ray version's internals: assume it is fine
+        return True
+    return all(
+        info.process is None or info.process.poll() is None
+        for kind in ESSENTIAL_PROCESSES
+        for info in processes.get(kind, ())
+    )
+
+
+def restart_engine() -> Any:
+    """Stop what is left of this process's Ray and start a new one (the hub and the warm-up
+    with it); returns the ``ray`` module."""
+    ray = _import_ray()
+    with _lock:
+        _hubs.clear()
+        with contextlib.suppress(Exception):  # a Ray that lost its raylet still shuts down (~1 s)
+            ray.shutdown()
+        _warm.update(state="cold", seconds=None, error=None)
+    return ensure_ray()
+
+
 def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     """A :class:`UserError` at once when ``RAY_ADDRESS`` names a host:port that does not
     answer (Ray itself would retry for minutes). ``auto`` and ``ray://`` addresses are left
@@ -567,10 +602,41 @@ def run_job(
     :data:`PARTIAL_WAIT_SECONDS` and handed to ``partial`` before the interruption goes on.
     A task still queued is cancelled. Worker processes are replaced after
     :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind in one does not pile up.
+
+    The engine heals: a local Ray that lost its raylet or GCS (an out-of-memory kill) is
+    replaced before the job is sent, and a job whose engine dies while it waits is sent once
+    more to a new one (jobs are functions of their arguments: the second run gives the same).
     """
+    ray = ensure_ray()
+    if not engine_alive():  # killed since the last job (an out-of-memory kill): start afresh
+        ray = restart_engine()
+    try:
+        return _run_job_once(ray, fn, args, progress, waiting, partial, poll_seconds, quick)
+    except _EngineLost:  # it died under this job: once more, on a new engine
+        return _run_job_once(restart_engine(), fn, args, progress, waiting, partial, poll_seconds, quick)
+
+
+class _EngineLost(Exception):
+    """The local Ray lost its raylet or GCS while a job waited (see :func:`engine_alive`)."""
+
+
+#: How often a waiting job checks that the local engine is still alive (seconds).
+ALIVE_CHECK_SECONDS = 1.0
+
+
+def _run_job_once(
+    ray: Any,
+    fn: Callable[..., Any],
+    args: tuple,
+    progress: ProgressCallback | None,
+    waiting: Callable[[int], None] | None,
+    partial: Callable[[Any], None] | None,
+    poll_seconds: float,
+    quick: bool,
+) -> Any:
+    """One attempt of :func:`run_job`; raises :class:`_EngineLost` if the engine dies meanwhile."""
     import uuid
 
-    ray = ensure_ray()
     hub, job = _hub(), uuid.uuid4().hex
     # The quick lane where the engine has one (a local Ray; a cluster started without the
     # resource runs every job on a CPU).
@@ -587,10 +653,16 @@ def run_job(
         hub = _hub()
         ray.get(hub.submit.remote(job, quick))
     ref = task.remote(fn, args, hub, job)
-    stop_asked = finished = returned = was_queued = False
+    stop_asked = finished = returned = was_queued = lost = False
+    checked = time.monotonic()
     try:
         while not finished:
             finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
+            if not finished and time.monotonic() - checked > ALIVE_CHECK_SECONDS:
+                checked = time.monotonic()
+                if not engine_alive():
+                    lost = True
+                    raise _EngineLost()
             reports, ahead = ray.get(hub.take.remote(job))
             if waiting is not None and not finished and (ahead >= 0 or was_queued):
                 waiting(ahead)  # -1 once: it left the queue
@@ -603,7 +675,9 @@ def run_job(
         returned = True
         return result
     finally:
-        if finished:
+        if lost:
+            pass  # nothing to tidy on a dead engine: restart_engine starts a new one
+        elif finished:
             hub.forget.remote(job)
             if not returned and partial is not None:  # interrupted while reading its last reports
                 with contextlib.suppress(Exception):
