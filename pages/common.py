@@ -314,6 +314,12 @@ def show_error(exc: Exception) -> None:
     with its type."""
     if isinstance(exc, UserError):
         st.error(in_words(str(exc)), icon=":material/warning:")
+    elif type(exc).__module__.split(".")[0] == "ray":  # the engine's trouble, not the visitor's
+        st.error(
+            "The engine lost this job (one of its processes stopped). Nothing you had was lost: click again, "
+            "it starts a new engine if it needs one.",
+            icon=":material/sync_problem:",
+        )
     else:
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing you had was lost; try again.")
 
