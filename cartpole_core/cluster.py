@@ -614,14 +614,19 @@ def run_job(
         return _run_job_once(ray, fn, args, progress, waiting, partial, poll_seconds, quick)
     except _EngineLost:  # it died under this job: once more, on a new engine
         return _run_job_once(restart_engine(), fn, args, progress, waiting, partial, poll_seconds, quick)
+    except Exception as exc:  # the task itself lost to the engine's death (a worker crashed with it)
+        if type(exc).__module__.split(".")[0] != "ray" or engine_alive():
+            raise
+        return _run_job_once(restart_engine(), fn, args, progress, waiting, partial, poll_seconds, quick)
 
 
 class _EngineLost(Exception):
     """The local Ray lost its raylet or GCS while a job waited (see :func:`engine_alive`)."""
 
 
-#: How often a waiting job checks that the local engine is still alive (seconds).
-ALIVE_CHECK_SECONDS = 1.0
+#: Longest a call to the hub may take before the engine is checked (seconds): a hub on a
+#: dead engine may never answer.
+HUB_TIMEOUT_SECONDS = 20.0
 
 
 def _run_job_once(
@@ -654,16 +659,19 @@ def _run_job_once(
         ray.get(hub.submit.remote(job, quick))
     ref = task.remote(fn, args, hub, job)
     stop_asked = finished = returned = was_queued = lost = False
-    checked = time.monotonic()
     try:
         while not finished:
             finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
-            if not finished and time.monotonic() - checked > ALIVE_CHECK_SECONDS:
-                checked = time.monotonic()
-                if not engine_alive():
-                    lost = True
-                    raise _EngineLost()
-            reports, ahead = ray.get(hub.take.remote(job))
+            if not finished and not engine_alive():  # two process polls: cheap enough every time
+                lost = True
+                raise _EngineLost()
+            try:
+                reports, ahead = ray.get(hub.take.remote(job), timeout=HUB_TIMEOUT_SECONDS)
+            except ray.exceptions.RayError:  # a timeout, a lost or unavailable hub
+                if engine_alive():
+                    raise
+                lost = True  # it died during the call
+                raise _EngineLost() from None
             if waiting is not None and not finished and (ahead >= 0 or was_queued):
                 waiting(ahead)  # -1 once: it left the queue
                 was_queued = ahead >= 0
