@@ -188,7 +188,7 @@ def restart_engine() -> Any:
         _hubs.clear()
         with contextlib.suppress(Exception):  # a Ray that lost its raylet still shuts down (~1 s)
             ray.shutdown()
-        _warm.update(state="cold", seconds=None, error=None)
+        _warm["state"] = "cold"
     return ensure_ray()
 
 
@@ -256,7 +256,7 @@ def engine_info() -> EngineInfo:
 WARM_IMPORTS = ("cartpole_core.jobs", "cartpole_core.generate", "cartpole_core.evaluate", "cartpole_core.training")
 #: Longest the warm-up may take before it is given up (seconds); jobs run either way.
 WARM_TIMEOUT = 300.0
-_warm: dict[str, Any] = {"state": "cold", "seconds": None, "error": None}
+_warm: dict[str, str] = {"state": "cold"}
 
 
 def _warm_worker(modules: tuple[str, ...]) -> int:
@@ -277,7 +277,7 @@ def warm_engine() -> None:
     (or the connection to ``RAY_ADDRESS``) and, in as many workers as it has CPUs (at most
     2), everything a job imports, so a visitor's first click is as quick as the tenth. The
     dashboard's server calls it when it starts; jobs asked for meanwhile simply wait for Ray
-    to be up. A failure is kept (``engine_info().warm == "failed"``) and the first job tries
+    to be up. A failure shows as ``engine_info().warm == "failed"``; the first job tries
     again, saying why in one line if it fails too."""
     with _lock:
         if _warm["state"] != "cold":
@@ -285,17 +285,16 @@ def warm_engine() -> None:
         _warm["state"] = "warming"
 
     def run() -> None:
-        began = time.perf_counter()
         try:
             ray = ensure_ray()
             cpus = int(ray.cluster_resources().get("CPU", 1))
             task = ray.remote(num_cpus=TASK_CPUS, max_retries=0)(_warm_worker)
             refs = [task.remote(WARM_IMPORTS) for _ in range(max(1, min(cpus, 2)))]
             ray.get(refs, timeout=WARM_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 (a warm-up that fails costs only its time)
-            _warm.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 (a warm-up that fails costs only its time)
+            _warm["state"] = "failed"  # the first job tries again and says why if it fails too
         else:
-            _warm.update(state="ready", seconds=time.perf_counter() - began)
+            _warm["state"] = "ready"
 
     threading.Thread(target=run, name="cartpole-lab-warm", daemon=True).start()
 
