@@ -37,7 +37,7 @@ def _worker_rss() -> dict[int, int]:
             continue
         try:
             title = (proc / "cmdline").read_bytes().split(b"\0")[0]
-            if not title.startswith(b"ray::") or b"_Hub" in title:
+            if not title.startswith(b"ray::") or b"JobBook" in title:
                 continue
             for line in (proc / "status").read_text().splitlines():
                 if line.startswith("RssAnon:"):

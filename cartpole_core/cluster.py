@@ -4,9 +4,11 @@ This is the one place that gets Ray. :func:`run_tasks` runs a plain function ove
 inputs as Ray tasks (one CPU each) and hands back each outcome as it finishes; sweeps
 (``sweep.py``) and chunked generation (``generate.py``) use it and never touch Ray themselves,
 so a page or a command never knows whether a local Ray or a cluster did the work.
-:func:`run_job` runs one stage call as a Ray task with its progress reports streamed back
-(through one small actor per process) and Stop sent the other way: every heavy job of the
-dashboard runs through it (``jobs.py``), so the web server only draws pages.
+:func:`run_job` runs one stage call as a job (``runner.py``: its states, ordered progress,
+Stop, partial result, silence and healing) on :class:`RayBackend`, or a short one in this
+process: every heavy job of the dashboard runs through it (``jobs.py``), so the web server
+only draws pages. The engine heals: :func:`watch_engine` replaces a local Ray that lost a
+process, and lets go of a cluster that stopped answering, before Ray would end this process.
 
 - ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
   ``ray start --address=…`` on the others, or KubeRay). The cluster's Python environment
@@ -36,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cartpole_core.progress import Progress, ProgressCallback
+from cartpole_core.progress import ProgressCallback
+from cartpole_core.runner import SILENCE_SECONDS, Backend, EngineLost, InProcess, JobBook, wait_for, work
 
 #: CPUs each task holds; workers cap their TensorFlow and BLAS threads to it.
 TASK_CPUS = 1
@@ -154,6 +157,7 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
                 f"Could not start Ray ({failure[0]}): "
                 + (f"check that the cluster at RAY_ADDRESS={where} is up." if where else "see Ray's message above.")
             ) from failure[0]
+    watch_engine()
     return ray
 
 
@@ -162,12 +166,15 @@ ESSENTIAL_PROCESSES = ("gcs_server", "raylet")
 
 
 def engine_alive() -> bool:
-    """False when this process's local Ray lost a process it needs (killed, as an
-    out-of-memory kill would): its raylet or its GCS. True for a cluster (``RAY_ADDRESS``: not
-    ours to check) and while Ray is not started."""
+    """False when the engine lost what jobs need: this process's local Ray lost its raylet or
+    its GCS (killed, as an out-of-memory kill would), or the cluster at ``RAY_ADDRESS`` stopped
+    answering. True while Ray is not started (nothing to lose yet)."""
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized() or cluster_address() is not None:
+    if ray is None or not ray.is_initialized():
         return True
+    address = cluster_address()
+    if address is not None:
+        return _cluster_answers(address)
     try:
         node = ray._private.worker._global_node  # the processes ray.init started for us
         processes = node.all_processes if node is not None else {}
@@ -180,16 +187,79 @@ def engine_alive() -> bool:
     )
 
 
+#: How long a cluster's answer (or silence) is trusted before it is asked again (seconds).
+CLUSTER_PROBE_SECONDS = 2.0
+_probe: dict[str, tuple[float, bool]] = {}
+
+
+def _cluster_answers(address: str) -> bool:
+    """Whether the cluster's GCS port accepts a connection (asked at most every
+    :data:`CLUSTER_PROBE_SECONDS`; addresses that are not host:port are taken as answering)."""
+    now = time.monotonic()
+    asked = _probe.get(address)
+    if asked is not None and now - asked[0] < CLUSTER_PROBE_SECONDS:
+        return asked[1]
+    try:
+        _check_reachable(address, timeout_s=1.0)
+        answers = True
+    except Exception:  # noqa: BLE001 (a UserError: it does not answer)
+        answers = False
+    _probe[address] = (now, answers)
+    return answers
+
+
 def restart_engine() -> Any:
-    """Stop what is left of this process's Ray and start a new one (the hub and the warm-up
-    with it); returns the ``ray`` module."""
+    """Replace a dead engine and return the ``ray`` module: what is left of this process's
+    local Ray is stopped and a new one started (warmed again if it was warm); a lost cluster is
+    let go and joined again (a :class:`UserError` in one line while it does not answer). A
+    caller that finds the engine already replaced (another thread healed it) just uses it."""
     ray = _import_ray()
     with _lock:
-        _hubs.clear()
-        with contextlib.suppress(Exception):  # a Ray that lost its raylet still shuts down (~1 s)
-            ray.shutdown()
-        _warm["state"] = "cold"
-    return ensure_ray()
+        if ray.is_initialized() and not engine_alive():
+            _hubs.clear()
+            with contextlib.suppress(Exception):  # a Ray that lost its raylet or GCS still shuts down (1-7 s)
+                ray.shutdown()
+            _probe.clear()
+            rewarm, _warm["state"] = _warm["state"] != "cold", "cold"
+        else:
+            rewarm = False
+    ray = ensure_ray()
+    if rewarm:
+        warm_engine()
+    return ray
+
+
+#: How often the server's engine watchdog looks at the engine (seconds).
+WATCH_SECONDS = 2.0
+_watching: list[threading.Thread] = []
+
+
+def watch_engine() -> None:
+    """Start, once per process, a thread that heals the engine as soon as it dies, not only at
+    the next job: Ray ends a process whose GCS stays unreachable for 60 s, and a web server
+    must outlive its engine. A dead local Ray is replaced; a lost cluster is let go (the next
+    job says it does not answer, or joins it again once it is back)."""
+    with _lock:
+        if _watching:
+            return
+
+        def watch() -> None:
+            while True:
+                time.sleep(WATCH_SECONDS)
+                ray = sys.modules.get("ray")
+                if ray is None or not ray.is_initialized() or engine_alive():
+                    continue
+                with contextlib.suppress(Exception):  # a failed restart is retried next time
+                    if cluster_address() is None:
+                        restart_engine()
+                    else:
+                        with _lock:
+                            _hubs.clear()
+                            ray.shutdown()
+
+        thread = threading.Thread(target=watch, name="cartpole-lab-engine-watch", daemon=True)
+        _watching.append(thread)
+        thread.start()
 
 
 def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
@@ -227,7 +297,6 @@ def _init_args(num_cpus: int | None) -> dict[str, Any]:
             num_cpus=num_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=LOCAL_OBJECT_STORE,
-            resources={QUICK_RESOURCE: QUICK_SLOTS},
         )
         # Local workers import our package from this checkout or install.
         paths = [str(package.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -384,146 +453,42 @@ def run_tasks(
 
 # ---------------------------------------------------------------- one job with live progress
 
-#: A job's task sends its progress reports at most this often (seconds).
-JOB_PUSH_SECONDS = 0.2
 #: A worker process runs at most this many jobs, then Ray starts a fresh one (memory stays flat).
 JOB_MAX_CALLS = 20
-#: After an interrupted wait, how long :func:`run_job` waits for the stopped task's partial result.
-PARTIAL_WAIT_SECONDS = 15.0
-#: The hub forgets a job nobody waits for after this long, even if its task never said it ended.
-ABANDONED_KEPT_SECONDS = 3600.0
-#: The quick lane: a local Ray's resource that short jobs (a CartPole generation, random play)
-#: hold instead of a CPU, so they never wait behind trainings and sweeps; at most
-#: :data:`QUICK_SLOTS` run at once, beside the CPU jobs (each takes well under a second).
-QUICK_RESOURCE = "cartpole_lab_quick"
-QUICK_SLOTS = 2
-
-
-class _Hub:
-    """Every job of one waiting process: which are queued or running, their progress reports
-    on the way from the task, and Stop the other way. One Ray actor per waiting process,
-    holding no CPU (an actor is a process of its own: starting one per job would cost about
-    a second)."""
-
-    def __init__(self) -> None:
-        self.queued: list[str] = []
-        """Jobs submitted and not started yet, oldest first (Ray's queue, as this process sees it)."""
-        self.running: set[str] = set()
-        self.placed: dict[str, int] = {}
-        """Jobs started per node (the node id's first 8 characters)."""
-        self.reports: dict[str, list[Progress]] = {}
-        self.stops: set[str] = set()
-        self.abandoned: dict[str, float] = {}
-        """Jobs nobody waits for any more -> when they were left."""
-        self.quick: set[str] = set()
-        """Jobs of the quick lane (they queue only behind each other)."""
-
-    def submit(self, job: str, quick: bool = False) -> None:
-        """A job is about to be sent to Ray (called, and waited for, before its task exists)."""
-        self.queued.append(job)
-        if quick:
-            self.quick.add(job)
-        # A job left while queued and then cancelled by Ray never calls start or ended:
-        # forget those left long ago.
-        now = time.monotonic()
-        for old in [j for j, left in self.abandoned.items() if now - left > ABANDONED_KEPT_SECONDS]:
-            self.forget(old)
-
-    def start(self, job: str, node: str) -> bool:
-        """The job's task began on ``node``; True when it should not run at all (cancelled
-        while queued)."""
-        if job in self.queued:
-            self.queued.remove(job)
-        if job in self.abandoned:
-            self.forget(job)
-            return True
-        self.running.add(job)
-        self.placed[node[:8]] = self.placed.get(node[:8], 0) + 1
-        return False
-
-    def push(self, job: str, reports: list[Progress]) -> bool:
-        """Add a job's reports; True once Stop was asked for it."""
-        if job not in self.abandoned:
-            self.reports.setdefault(job, []).extend(reports)
-        return job in self.stops
-
-    def take(self, job: str) -> tuple[list[Progress], int]:
-        """The job's reports not taken yet (oldest first) and, while it is queued, how many
-        jobs are ahead of it (-1 once it runs)."""
-        lane = [j for j in self.queued if (j in self.quick) == (job in self.quick)]
-        ahead = lane.index(job) if job in lane else -1
-        return self.reports.pop(job, []), ahead
-
-    def ask_stop(self, job: str, abandoned: bool = False) -> None:
-        """Stop the job; ``abandoned``: nobody waits for it any more (its task forgets it)."""
-        self.stops.add(job)
-        if abandoned:
-            self.abandoned[job] = time.monotonic()
-            self.reports.pop(job, None)
-            if job in self.queued:
-                self.queued.remove(job)
-
-    def forget(self, job: str) -> None:
-        self.quick.discard(job)
-        self.reports.pop(job, None)
-        self.stops.discard(job)
-        self.abandoned.pop(job, None)
-        self.running.discard(job)
-        if job in self.queued:  # its task failed before it started
-            self.queued.remove(job)
-
-    def ended(self, job: str) -> None:
-        """The job's task ended: forget it if nobody waits for it."""
-        self.running.discard(job)
-        if job in self.abandoned:
-            self.forget(job)
-
-    def counts(self) -> tuple[int, int, dict[str, int]]:
-        """Jobs running, jobs queued, and jobs started so far per node."""
-        return len(self.running), len(self.queued), dict(self.placed)
+#: Longest a call to a job's book may take before the engine counts as lost (seconds): a book
+#: on a dead engine may never answer.
+HUB_TIMEOUT_SECONDS = 20.0
 
 
 _hubs: dict[str, Any] = {}
-"""The hub of this process's Ray session (a handle must be kept, or Ray ends the actor);
+"""The book of this process's Ray session (a handle must be kept, or Ray ends the actor);
 emptied when Ray starts again."""
 
 
 def _hub() -> Any:
-    """This process's hub actor, started with its first job (again if Ray was restarted)."""
+    """This process's :class:`~cartpole_core.runner.JobBook` as a Ray actor holding no CPU (an
+    actor is a process of its own: one per job would cost about a second), started with the
+    first job, again after the engine or the actor was lost."""
     ray = ensure_ray()
     with _lock:
         if "hub" not in _hubs:
-            _hubs["hub"] = ray.remote(num_cpus=0)(_Hub).remote()
+            _hubs["hub"] = ray.remote(num_cpus=0)(JobBook).remote()
         return _hubs["hub"]
 
 
-def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) -> tuple[Any, str]:
-    """What a job's Ray task runs: ``fn(*args, progress=...)``, its reports sent to ``hub``
-    every :data:`JOB_PUSH_SECONDS` and Stop read back at the same time."""
-
+def _run_job_in_worker(fn: Callable[..., Any], args: tuple, hub: Any, job: str) -> tuple[bool, Any]:
+    """What a job's Ray task runs: :func:`~cartpole_core.runner.work` with the hub as its book,
+    in a worker whose threads are capped to its CPU."""
     import ray
 
-    if ray.get(hub.start.remote(job, ray.get_runtime_context().get_node_id())):
-        return None, ""  # cancelled while it waited in the queue: nobody wants it
     _cap_threads()
-    buffer: list[Progress] = []
-    sent_at, stop = 0.0, False
 
-    def forward(p: Progress) -> bool:
-        nonlocal sent_at, stop
-        buffer.append(p)
-        if time.monotonic() - sent_at >= JOB_PUSH_SECONDS or p.payload is not None:
-            stop = bool(ray.get(hub.push.remote(job, buffer[:])))
-            buffer.clear()
-            sent_at = time.monotonic()
-        return stop
+    def book(method: str, *book_args: Any) -> Any:
+        return ray.get(getattr(hub, method).remote(*book_args))
 
     try:
-        return fn(*args, progress=forward), ray.get_runtime_context().get_node_id()
+        return work(fn, args, book, job, ray.get_runtime_context().get_node_id())
     finally:
-        if buffer:
-            ray.get(hub.push.remote(job, buffer))
-        hub.ended.remote(job)
         threading.Thread(target=_tidy, name="cartpole-lab-tidy", daemon=True).start()
 
 
@@ -538,6 +503,64 @@ def _tidy() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class RayBackend:
+    """Jobs as Ray tasks holding one CPU each, on the local Ray or the cluster at
+    ``RAY_ADDRESS``; their book is one Ray actor per waiting process. Healing: a local Ray
+    that lost its raylet or GCS is replaced, a lost book (its node removed) is started again,
+    an unreachable cluster is one clear line (:class:`UserError`) until it is back."""
+
+    def book(self, method: str, *args: Any) -> Any:
+        ray = ensure_ray()
+        try:
+            return ray.get(getattr(_hub(), method).remote(*args), timeout=HUB_TIMEOUT_SECONDS)
+        except ray.exceptions.RayError:  # a timeout, a lost or unreachable book
+            with _lock:
+                _hubs.clear()  # the next call starts a new one (on a new engine if this one died)
+            raise EngineLost() from None
+
+    def tell(self, method: str, *args: Any) -> None:
+        with contextlib.suppress(Exception):  # best effort: a lost book has nothing to tell
+            getattr(_hub(), method).remote(*args)
+
+    def submit(self, fn: Callable[..., Any], args: tuple, job: str, quick: bool) -> Any:
+        ray = ensure_ray()
+        task = ray.remote(
+            num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
+        )(_run_job_in_worker)
+        return task.remote(fn, args, _hub(), job)
+
+    def wait(self, handle: Any, seconds: float) -> bool:
+        return bool(_import_ray().wait([handle], timeout=seconds)[0])
+
+    def result(self, handle: Any) -> tuple[bool, Any]:
+        ray = _import_ray()
+        try:
+            return ray.get(handle)
+        except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, BaseException) else exc) from None
+        except ray.exceptions.RayError:  # its worker lost beyond the retries, with the engine
+            if engine_alive():
+                raise
+            raise EngineLost() from None
+
+    def cancel(self, handle: Any, force: bool) -> None:
+        with contextlib.suppress(Exception):
+            _import_ray().cancel(handle, force=force)
+
+    def alive(self) -> bool:
+        return engine_alive()
+
+    def heal(self) -> None:
+        restart_engine()
+
+
+_ray_backend = RayBackend()
+#: The quick lane: short jobs in threads of this process, two at a time.
+QUICK_SLOTS = 2
+_quick_backend = InProcess(QUICK_SLOTS)
 
 
 @dataclass(frozen=True)
@@ -569,7 +592,8 @@ def job_counts() -> JobCounts | None:
         free = float(ray.available_resources().get("CPU", 0.0))
     except Exception:  # a lost hub (its node gone) or a busy cluster: no figures this time
         return None
-    return JobCounts(running, queued, cpus, max(0, round(cpus - free)), placed)
+    quick_running, quick_queued, _ = _quick_backend.counts()
+    return JobCounts(running + quick_running, queued + quick_queued, cpus, max(0, round(cpus - free)), placed)
 
 
 def run_job(
@@ -580,139 +604,19 @@ def run_job(
     partial: Callable[[Any], None] | None = None,
     poll_seconds: float = 0.1,
     quick: bool = False,
+    silence_seconds: float = SILENCE_SECONDS,
 ) -> Any:
-    """Run ``fn(*args, progress=...)`` as one Ray task and return its result, as if it had run here.
-
-    ``quick`` puts a short job in the quick lane (:data:`QUICK_RESOURCE`): it holds no CPU,
-    so it never queues behind long jobs.
+    """Run ``fn(*args, progress=...)`` as one job and return its result, as if it had run here
+    (:func:`cartpole_core.runner.wait_for` says what happens to its reports, Stop, a partial
+    result, silence and a dead engine).
 
     ``fn`` is a module-level function of plain data (settings, NumPy arrays, a
     :class:`~cartpole_core.model.Network`) taking a ``progress`` callback, like every stage of
-    ``cartpole_core``. The task waits in Ray's queue for a CPU; meanwhile ``waiting(ahead)``
-    is called every poll with the number of this process's jobs queued ahead of it (and once
-    with -1 when it starts). Its
-    reports reach ``progress`` here, in order, every :data:`JOB_PUSH_SECONDS` or so (a
-    report with a ``payload`` at once); when ``progress`` returns True, the task is asked to
-    stop (its callback returns True from then on) and the result it returns, partial, is
-    handed back. Its own errors are raised here unchanged (a :class:`UserError` stays one).
-
-    If waiting is interrupted (a Streamlit Stop or Cancel, a closed tab), the task is asked
-    to stop; with ``partial`` given, its result (what it learned so far) is awaited for up to
-    :data:`PARTIAL_WAIT_SECONDS` and handed to ``partial`` before the interruption goes on.
-    A task still queued is cancelled. Worker processes are replaced after
-    :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind in one does not pile up.
-
-    The engine heals: a local Ray that lost its raylet or GCS (an out-of-memory kill) is
-    replaced before the job is sent, and a job whose engine dies while it waits is sent once
-    more to a new one (jobs are functions of their arguments: the second run gives the same).
+    ``cartpole_core``. It runs as a Ray task holding one CPU, in Ray's queue; worker processes
+    are replaced after :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind does not pile
+    up. ``quick``: a job of well under a second (a CartPole generation, random play) runs in
+    this process instead, at most :data:`QUICK_SLOTS` at once, so it never waits behind the
+    engine's long jobs and needs no engine at all.
     """
-    ray = ensure_ray()
-    if not engine_alive():  # killed since the last job (an out-of-memory kill): start afresh
-        ray = restart_engine()
-    try:
-        return _run_job_once(ray, fn, args, progress, waiting, partial, poll_seconds, quick)
-    except _EngineLost:  # it died under this job: once more, on a new engine
-        return _run_job_once(restart_engine(), fn, args, progress, waiting, partial, poll_seconds, quick)
-    except Exception as exc:  # the task itself lost to the engine's death (a worker crashed with it)
-        if type(exc).__module__.split(".")[0] != "ray" or engine_alive():
-            raise
-        return _run_job_once(restart_engine(), fn, args, progress, waiting, partial, poll_seconds, quick)
-
-
-class _EngineLost(Exception):
-    """The local Ray lost its raylet or GCS while a job waited (see :func:`engine_alive`)."""
-
-
-#: Longest a call to the hub may take before the engine is checked (seconds): a hub on a
-#: dead engine may never answer.
-HUB_TIMEOUT_SECONDS = 20.0
-
-
-def _run_job_once(
-    ray: Any,
-    fn: Callable[..., Any],
-    args: tuple,
-    progress: ProgressCallback | None,
-    waiting: Callable[[int], None] | None,
-    partial: Callable[[Any], None] | None,
-    poll_seconds: float,
-    quick: bool,
-) -> Any:
-    """One attempt of :func:`run_job`; raises :class:`_EngineLost` if the engine dies meanwhile."""
-    import uuid
-
-    hub, job = _hub(), uuid.uuid4().hex
-    # The quick lane where the engine has one (a local Ray; a cluster started without the
-    # resource runs every job on a CPU).
-    quick = quick and ray.cluster_resources().get(QUICK_RESOURCE, 0) >= 1
-    lane: dict[str, Any] = {"num_cpus": 0, "resources": {QUICK_RESOURCE: 1}} if quick else {"num_cpus": TASK_CPUS}
-    task = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS, **lane)(
-        _run_job_in_worker
-    )
-    try:  # waited for: the task's own start (another caller) must come after it
-        ray.get(hub.submit.remote(job, quick))
-    except ray.exceptions.RayActorError:  # the hub was lost (its node removed): a new one
-        with _lock:
-            _hubs.clear()
-        hub = _hub()
-        ray.get(hub.submit.remote(job, quick))
-    ref = task.remote(fn, args, hub, job)
-    stop_asked = finished = returned = was_queued = lost = False
-    try:
-        while not finished:
-            finished = bool(ray.wait([ref], timeout=poll_seconds)[0])
-            if not finished and not engine_alive():  # two process polls: cheap enough every time
-                lost = True
-                raise _EngineLost()
-            try:
-                reports, ahead = ray.get(hub.take.remote(job), timeout=HUB_TIMEOUT_SECONDS)
-            except ray.exceptions.RayError:  # a timeout, a lost or unavailable hub
-                if engine_alive():
-                    raise
-                lost = True  # it died during the call
-                raise _EngineLost() from None
-            if waiting is not None and not finished and (ahead >= 0 or was_queued):
-                waiting(ahead)  # -1 once: it left the queue
-                was_queued = ahead >= 0
-            for p in reports:
-                if progress is not None and progress(p) and not stop_asked:
-                    stop_asked = True
-                    hub.ask_stop.remote(job)
-        result = _job_result(ray, ref)
-        returned = True
-        return result
-    finally:
-        if lost:
-            pass  # nothing to tidy on a dead engine: restart_engine starts a new one
-        elif finished:
-            hub.forget.remote(job)
-            if not returned and partial is not None:  # interrupted while reading its last reports
-                with contextlib.suppress(Exception):
-                    partial(_job_result(ray, ref))
-        elif partial is not None and _stop_and_wait(ray, hub, job, ref):
-            hub.forget.remote(job)
-            with contextlib.suppress(Exception):  # the job failed while stopping: nothing to keep
-                partial(_job_result(ray, ref))
-        else:  # nobody waits any more: the task stops at its next report (the hub keeps telling it so)
-            hub.ask_stop.remote(job, abandoned=True)
-            ray.cancel(ref, force=False)
-
-
-def _job_result(ray: Any, ref: Any) -> Any:
-    """A finished job's result, or its own error raised."""
-    try:
-        result, _node = ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
-        cause = getattr(exc, "cause", None)
-        raise (cause if isinstance(cause, BaseException) else exc) from None
-    return result
-
-
-def _stop_and_wait(ray: Any, hub: Any, job: str, ref: Any) -> bool:
-    """Ask a running job to stop and wait for it to return; False if it was still queued
-    (it never runs: cancelled) or did not return in :data:`PARTIAL_WAIT_SECONDS`."""
-    _, ahead = ray.get(hub.take.remote(job))
-    if ahead >= 0:
-        return False
-    hub.ask_stop.remote(job)
-    return bool(ray.wait([ref], timeout=PARTIAL_WAIT_SECONDS)[0])
+    backend: Backend = _quick_backend if quick else _ray_backend
+    return wait_for(backend, fn, args, progress, waiting, partial, quick, poll_seconds, silence_seconds)

@@ -198,9 +198,10 @@ def random_play_job(
 
 def is_quick(fn: Any, args: tuple) -> bool:
     """Whether a job takes well under a second whatever else runs, so it belongs in the quick
-    lane (:data:`cartpole_core.cluster.QUICK_RESOURCE`): random games (a generation, random
-    play) of an env whose games all step in one vectorised pass. Slower envs' games and
-    everything that trains or films many games queue for a CPU."""
+    lane (:data:`cartpole_core.cluster.QUICK_SLOTS`: in the waiting process, never queued behind
+    the engine's long jobs): random games (a generation, random play) of an env whose games all
+    step in one vectorised pass. Slower envs' games and everything that trains or films many
+    games queue for a CPU."""
     from cartpole_core.envs import env_info
     from cartpole_core.generate import GenerationConfig, generate
 

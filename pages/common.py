@@ -9,6 +9,7 @@ import copy
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -377,6 +378,62 @@ def progress_bar(label: str) -> tuple[ProgressCallback, Any]:
             bar.progress(p.fraction, text=f"{label}: {p.message}")
 
     return update, bar
+
+
+def run_with_stop(
+    live: dict[str, Any],
+    label: str,
+    start: Callable[[ProgressCallback, Callable[[Any], None]], Any],
+    *,
+    key: str,
+    stop_label: str = "Stop",
+    stop_help: str,
+    on_report: Callable[[Progress], None] | None = None,
+) -> Any | None:
+    """The one way a page runs a long job: a Stop button, a progress bar, the job's reports to
+    ``on_report`` (a live chart), its error shown in the page's words. ``start(progress, keep)``
+    runs the job (usually :func:`ray_job` with ``partial=keep``); ``keep(partial)`` records what
+    a stopped job hands over in ``live`` (the page's entry in the session), so the next script
+    run, the one Stop's click starts, keeps it with :func:`finish_stopped`. Returns the result,
+    or None when the job failed (the page keeps what it had)."""
+    live.update(done=False, stopped=None)
+    stop_slot = st.empty()
+    stop_slot.button(stop_label, icon=":material/stop:", key=f"{key}_stop", help=stop_help)
+    update, bar = progress_bar(label)
+
+    def progress(p: Progress) -> None:
+        update(p)
+        if on_report is not None:
+            on_report(p)
+
+    def keep(partial: Any) -> None:
+        live["stopped"] = partial
+
+    try:
+        result = start(progress, keep)
+    except Exception as exc:  # shown to the user; the session keeps what it had
+        live["done"] = True  # failed, not stopped
+        show_error(exc)
+        return None
+    else:
+        live["done"] = True
+        return result
+    finally:
+        stop_slot.empty()
+        bar.empty()
+
+
+def finish_stopped(live: dict[str, Any] | None, keep: Callable[[Any], str | None], nothing: str) -> None:
+    """At the top of a page: if its last job was cut short by a Stop click (its script run
+    ended mid-job), make what the job handed over the session's with ``keep`` (which returns
+    the line to show, or None when there is nothing to keep), or say ``nothing`` when it
+    handed over nothing (stopped while queued)."""
+    if live is None or live.get("done", True):
+        return
+    live["done"] = True
+    partial = live.get("stopped")
+    message = None if partial is None else keep(partial)
+    st.info(message or nothing, icon=":material/stop_circle:")
 
 
 def tensorflow_line() -> str:

@@ -19,9 +19,11 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     checked,
+    finish_stopped,
     from_url,
     lab,
     ray_job,
+    run_with_stop,
     save_as_run,
     set_model,
     settings_follow_env,
@@ -119,25 +121,21 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     return alt.layer(*layers)
 
 
-def finish_stopped_run() -> None:
-    """A Stop click interrupts the script: the job stopped too and handed over its result
-    with the best network so far; make it the session's."""
-    live = state.improve_live
-    if live is None or live.get("done"):
-        return
-    live["done"] = True
-    result = live.get("stopped")
-    if result is None or not result.generations:
-        st.info("Stopped before the first generation was measured: nothing changed.", icon=":material/stop_circle:")
-        return
+def keep_stopped_generations(result: Any) -> str | None:
+    """Generations cut short by Stop: keep the best network so far."""
+    if not result.generations:
+        return None
     state.improve = result
+    live = state.improve_live
     live["records"] = list(result.generations)  # the last generation's report may not have arrived
     live["snapshots"].setdefault(result.best_generation, result.model)
     set_model(result.model, f"generation {result.best_generation} (stopped), mean {result.best_mean:.1f}")
-    st.info(f"Stopped. Kept the best network so far: generation {result.best_generation}, mean {result.best_mean:.1f}.")
+    return f"Stopped. Kept the best network so far: generation {result.best_generation}, mean {result.best_mean:.1f}."
 
 
-finish_stopped_run()
+finish_stopped(
+    state.improve_live, keep_stopped_generations, "Stopped before the first generation was measured: nothing changed."
+)
 
 DEFAULTS = ImproveConfig()
 start_choices = ["a first network trained on random games"]
@@ -354,38 +352,30 @@ if submitted and checked(generations, games, epochs, eval_games, confirm, seed, 
         show_error(exc)
     else:
         start_model = state.model if start_from.startswith("the current model") else None
-        live: dict[str, Any] = {"records": [], "snapshots": {}, "done": False, "stopped": None, "config": config}
+        live: dict[str, Any] = {"records": [], "snapshots": {}, "config": config}
         state.improve_live, state.timelapse_gif, state.improve = live, None, None
-        stop_slot = st.empty()
-        stop_slot.button(
-            "Stop", icon=":material/stop:", key="imp_stop", help="Stop now and keep the best network so far."
-        )
-        bar = st.progress(0.0, text="Starting…")
         chart = st.empty()
 
-        def update(p: Progress) -> None:
-            bar.progress(p.fraction, text=p.message)
+        def draw(p: Progress) -> None:
             if p.payload is not None:  # a generation finished: its record and network
                 live["records"].append(p.payload.record)
                 live["snapshots"][p.payload.record.generation] = p.payload.network
                 chart.altair_chart(progress_chart(records_frame(live["records"]), config.target_mean), width="stretch")
 
-        def keep_stopped(stopped: Any) -> None:
-            live["stopped"] = stopped
-
-        try:
-            result = ray_job("Generations", improve_job, config, start_model, progress=update, partial=keep_stopped)
-        except Exception as exc:  # shown to the user; the session keeps what it had
-            live["done"] = True  # failed, not stopped
-            show_error(exc)
-        else:
-            live["done"] = True
+        result = run_with_stop(
+            live,
+            "Generations",
+            lambda progress, keep: ray_job(
+                "Generations", improve_job, config, start_model, progress=progress, partial=keep
+            ),
+            key="imp",
+            stop_help="Stop now and keep the best network so far.",
+            on_report=draw,
+        )
+        chart.empty()
+        if result is not None:
             state.improve = result
             set_model(result.model, f"generation {result.best_generation}, mean {result.best_mean:.1f}")
-        finally:
-            stop_slot.empty()
-            bar.empty()
-            chart.empty()
 
 result = state.improve
 live = state.improve_live

@@ -89,7 +89,7 @@ def ray_job(
     progress: ProgressCallback | None = None,
     partial: Callable[[Any], None] | None = None,
 ) -> Any:
-    """``fn(*args, progress=...)`` as a Ray task (:func:`cartpole_core.cluster.run_job`): its
+    """``fn(*args, progress=...)`` as a job (:func:`cartpole_core.cluster.run_job`, on Ray): its
     reports reach ``progress`` here, its result comes back. Short jobs
     (:func:`cartpole_core.jobs.is_quick`) take the quick lane and never wait behind long ones.
     While it waits for a CPU the visitor sees its place in the queue and a Cancel button;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from cartpole_core.cluster import engine_info
 from cartpole_core.envs import score_range
 from cartpole_core.errors import UserError
 from cartpole_core.generate import GenerationConfig
+from cartpole_core.progress import ProgressCallback
 from cartpole_core.storage import RunRecord
 from pages.common import (
     ACCENT,
@@ -22,11 +24,13 @@ from pages.common import (
     RANDOM_COLOR,
     checked,
     env_picker,
+    finish_stopped,
     from_url,
     in_words,
     lab,
     progress_bar,
     ray_job,
+    run_with_stop,
     save_as_run,
     settings_follow_env,
     share_settings,
@@ -114,20 +118,10 @@ def show_trials(where: Any, trials: list[Trial], generations: bool) -> None:
     where.dataframe(trials_frame(trials, generations), hide_index=True, width="stretch")
 
 
-def finish_stopped_run() -> None:
-    """A Stop click interrupts the sweep between two polls: keep the trials that finished."""
-    live = state.sweep_live
-    if live is None or live["done"]:
-        return
-    live["done"] = True
-    if not live["trials"]:
-        st.info("Sweep stopped before any trial finished: nothing to show.", icon=":material/stop_circle:")
-        return
-    state.sweep = stopped_result(live["config"], live["trials"], time.perf_counter() - live["started"])
-    st.info(
-        f"Sweep stopped. Kept the {len(live['trials'])} trial(s) that had finished; the others were cancelled.",
-        icon=":material/stop_circle:",
-    )
+def keep_stopped_sweep(result: SweepResult) -> str:
+    """A sweep cut short by Stop: keep the trials that finished."""
+    state.sweep = result
+    return f"Sweep stopped. Kept the {len(result.trials)} trial(s) that had finished; the others were cancelled."
 
 
 def vary_row(base: Base, mode: str, which: int) -> tuple[str, str]:
@@ -312,33 +306,27 @@ def sweep_form() -> SweepConfig | None:
 
 def run_sweep(config: SweepConfig) -> None:
     """Run ``config`` with a Stop button, a progress bar and the trials as they finish."""
-    live: dict[str, Any] = {"config": config, "trials": [], "started": time.perf_counter(), "done": False}
+    live: dict[str, Any] = {"config": config, "trials": []}
     state.sweep_live, state.sweep = live, None
-    stop_slot = st.empty()
-    stop_slot.button(
-        "Stop", icon=":material/stop:", key="sweep_stop", help="Cancel the trials not finished; keep those that are."
-    )
-    update, bar = progress_bar("Sweeping")
     table = st.empty()
     generations = config.mode == "improve"
+    started = time.perf_counter()
 
-    def on_trial(trial: Trial) -> None:
-        live["trials"].append(trial)
-        show_trials(table, live["trials"], generations)
+    def run(progress: ProgressCallback, keep: Callable[[Any], None]) -> SweepResult:
+        def on_trial(trial: Trial) -> None:
+            live["trials"].append(trial)
+            keep(stopped_result(config, live["trials"], time.perf_counter() - started))
+            show_trials(table, live["trials"], generations)
 
-    try:
         # Each trial is a Ray task: they wait in Ray's queue, not in a slot of this server.
-        result = sweep(config, update, on_trial, max_trials=LIMITS["sweep_trials"])
-    except Exception as exc:  # shown to the user; the session keeps what it had
-        live["done"] = True  # failed, not stopped
-        show_error(exc)
-    else:
-        live["done"] = True
+        return sweep(config, progress, on_trial, max_trials=LIMITS["sweep_trials"])
+
+    result = run_with_stop(
+        live, "Sweeping", run, key="sweep", stop_help="Cancel the trials not finished; keep those that are."
+    )
+    table.empty()
+    if result is not None:
         state.sweep = result
-    finally:
-        stop_slot.empty()
-        bar.empty()
-        table.empty()
 
 
 # ---------------------------------------------------------------- results
@@ -589,7 +577,7 @@ def show_result(result: SweepResult) -> None:
     show_trials(st, trials, result.config.mode == "improve")
 
 
-finish_stopped_run()
+finish_stopped(state.sweep_live, keep_stopped_sweep, "Sweep stopped before any trial finished: nothing to show.")
 st.caption(f"Trials run on the server's engine: {engine_info().describe()}.")
 config = sweep_form()
 if config is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -17,9 +18,11 @@ from pages.common import (
     checked,
     chosen_upload,
     curves_chart,
+    finish_stopped,
     from_url,
     lab,
     ray_job,
+    run_with_stop,
     save_as_run,
     set_model,
     share_settings,
@@ -27,6 +30,9 @@ from pages.common import (
     url_number,
 )
 from pages.learn import what_to_notice
+
+if TYPE_CHECKING:
+    from cartpole_core.jobs import Trained
 
 state = lab()
 st.title("Train")
@@ -38,22 +44,12 @@ st.markdown(
 what_to_notice("train", (state.dataset.env_id if state.dataset is not None else state.env_id))
 
 
-def finish_stopped_run() -> None:
-    """A Stop click interrupts the script mid-training: the job stopped too and handed over
-    its network with the steps learned so far; make it the session's."""
-    live = state.live_training
-    if live is None or live.get("done"):
-        return
-    live["done"] = True
-    trained = live.get("stopped")
-    if trained is None:  # stopped while queued (or it never answered): nothing was learned
-        st.info("Training cancelled before it started: nothing changed.", icon=":material/stop_circle:")
-        return
-    set_model(trained.network, live["source"] + " (stopped)", trained.training)
-    st.info(
+def keep_stopped_training(trained: Trained) -> str:
+    """A training cut short by Stop: its network keeps the steps learned so far."""
+    set_model(trained.network, state.live_training["source"] + " (stopped)", trained.training)  # type: ignore[index]
+    return (
         f"Training stopped. The network keeps what it learned so far ({trained.network.gradient_steps:,} "
-        "gradient steps).",
-        icon=":material/stop_circle:",
+        "gradient steps)."
     )
 
 
@@ -76,7 +72,7 @@ def show_tensorboard_logs(folder: Path) -> None:
         )
 
 
-finish_stopped_run()
+finish_stopped(state.live_training, keep_stopped_training, "Training cancelled before it started: nothing changed.")
 
 dataset = state.dataset
 if dataset is not None:
@@ -182,55 +178,33 @@ else:
             show_error(exc)
         else:
             rows: list[dict[str, float]] = []
-            live = state.live_training = {
-                "source": f"{'-'.join(map(str, model_cfg.hidden))} network, seed {seed}",
-                "stopped": None,
-                "done": False,
-            }
-            stop_slot = st.empty()
-            stop_slot.button(
-                "Stop training",
-                icon=":material/stop:",
-                key="train_stop",
-                help="Ends training now; the network keeps what it learned.",
-            )
-            bar = st.progress(0.0, text="Starting…")
+            source = f"{'-'.join(map(str, model_cfg.hidden))} network, seed {seed}"
+            live = state.live_training = {"source": source}
             chart = st.empty()
             last_draw = [0.0]
 
-            def update(p: Progress) -> None:
+            def draw(p: Progress) -> None:
                 rows.append(dict(p.metrics))
-                bar.progress(p.fraction, text=p.message)
                 now = time.monotonic()
                 if now - last_draw[0] > 0.5:
                     last_draw[0] = now
                     df = pd.DataFrame(rows)[["step", "loss", "accuracy"]]
                     chart.altair_chart(curves_chart(df, "step", "Learning live", "batch"))
 
-            def keep_stopped(trained: object) -> None:
-                live["stopped"] = trained
-
-            try:
-                trained = ray_job(
-                    "Training",
-                    train_job,
-                    dataset,
-                    model_cfg,
-                    train_cfg,
-                    int(seed),
-                    progress=update,
-                    partial=keep_stopped,
-                )
-            except Exception as exc:  # shown to the user; the session keeps what it had
-                live["done"] = True  # failed, not stopped
-                show_error(exc)
-            else:
-                live["done"] = True
-                set_model(trained.network, live["source"], trained.training)
-            finally:
-                stop_slot.empty()
-                bar.empty()
-                chart.empty()
+            trained = run_with_stop(
+                live,
+                "Training",
+                lambda progress, keep: ray_job(
+                    "Training", train_job, dataset, model_cfg, train_cfg, int(seed), progress=progress, partial=keep
+                ),
+                key="train",
+                stop_label="Stop training",
+                stop_help="Ends training now; the network keeps what it learned.",
+                on_report=draw,
+            )
+            chart.empty()
+            if trained is not None:
+                set_model(trained.network, source, trained.training)
 
     result = state.training
     if state.model is not None and result is not None:

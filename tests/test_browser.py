@@ -44,6 +44,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: URL -> process id of each server :func:`serve` started.
+SERVER_PIDS: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served on a free loopback port, with its own runs folder; yields its URL."""
@@ -59,6 +63,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -436,9 +441,10 @@ def test_a_class_can_follow_it(server: str, browser) -> None:
 
 
 def test_a_fresh_servers_first_click_is_quick(browser, tmp_path_factory) -> None:
-    """Issue 21: the server warms its engine in the background from its first page (Ray and
-    workers that already hold TensorFlow), so the first "Play and keep the good games" answers
-    at once. The first page itself never waits for it. (Timed loosely here; the benchmark
+    """Issue 21: a fresh server, its first page, then at once the first "Play and keep the good
+    games": a CartPole generation is a quick job that runs in the server, so it never waits for
+    the engine the server is still warming in the background. The first page never waits for
+    the engine either; the sidebar says when it is ready. (Timed loosely here; the benchmark
     measures it.)"""
     with serve(tmp_path_factory) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -446,21 +452,81 @@ def test_a_fresh_servers_first_click_is_quick(browser, tmp_path_factory) -> None
         page.goto(url)
         settle(page)
         assert time.monotonic() - began < 30, "the first page does not wait for the engine"
-        deadline = time.monotonic() + 180
-        while "ready" not in page.locator('[data-testid="stSidebar"]').inner_text():
-            assert time.monotonic() < deadline, page.locator('[data-testid="stSidebar"]').inner_text()
-            page.wait_for_timeout(2000)
-            page.reload()
-            settle(page)
         open_page(page, "Generate data")
         clicked = time.monotonic()
         page.get_by_role("button", name="Play and keep the good games").click()
         assert shows(page, "Acceptance rate", timeout_s=60)
         seconds = time.monotonic() - clicked
         no_exception(page)
-        # Measured here: 2.4-3.3 s warm (browser round trips included), 6.7-6.9 s without the warm-up.
-        assert seconds < 6, f"the first click took {seconds:.1f} s on a warm engine"
+        # Measured here: ~1 s (browser round trips included) while Ray starts beside it.
+        assert seconds < 4, f"the first click took {seconds:.1f} s"
+        deadline = time.monotonic() + 180
+        while "ready" not in page.locator('[data-testid="stSidebar"]').inner_text():
+            assert time.monotonic() < deadline, page.locator('[data-testid="stSidebar"]').inner_text()
+            page.wait_for_timeout(2000)
+            page.reload()
+            settle(page)
         page.close()
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """``root``'s descendants now: process id -> command line."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    found, todo = {}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = commands.get(child, "")
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("kind", ["raylet", "gcs_server"])
+def test_the_engine_heals_between_two_clicks(browser, tmp_path_factory, kind: str) -> None:
+    """Issue 21: the embedded Ray's raylet (or its GCS) is killed, as an out-of-memory kill
+    would, between two trainings: the next clicks train and play with no error shown, and the
+    server leaves no process behind when it stops."""
+    seen: dict[int, str] = {}
+    with serve(tmp_path_factory) as url:
+        server = SERVER_PIDS[url]
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        settle(page)
+        generate(page, 2000)
+        train(page, "16", 1)
+        seen |= process_tree(server)
+        victims = [pid for pid, command in seen.items() if command.split(" ")[0].endswith(f"/{kind}")]
+        assert len(victims) == 1, seen
+        os.kill(victims[0], 9)
+        train(page, "16", 1)  # no error: a new engine ran it
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        open_page(page, "Play & evaluate")
+        set_number(page, "Games", 10)
+        click_key(page, "play_run")
+        no_exception(page)
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        assert shows(page, "network mean")
+        seen |= process_tree(server)
+        page.close()
+    deadline = time.monotonic() + 60
+    while (left := {pid: seen[pid] for pid in seen if alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not left, f"processes left after the server stopped: {left}"
 
 
 def sweep_form(page, games: int, values: str, seeds: str) -> None:

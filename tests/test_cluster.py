@@ -3,6 +3,7 @@ Ray tests itself), joined through ``RAY_ADDRESS`` exactly as a real cluster woul
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -150,8 +151,9 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2_at_once(monkeypatch, caps
 
 
 def test_the_dashboards_jobs_run_on_the_worker_nodes(two_nodes):
-    """With RAY_ADDRESS set, the dashboard's jobs (generating, training, the ensemble) go to the cluster:
-    the head has no CPU for tasks, so every job is placed on a worker node."""
+    """With RAY_ADDRESS set, the dashboard's jobs (training, the ensemble) go to the cluster: the
+    head has no CPU for tasks, so every job is placed on a worker node. (A CartPole generation
+    is a quick job: it runs in the server.)"""
     from streamlit.testing.v1 import AppTest
 
     from cartpole_core.cluster import job_counts
@@ -181,6 +183,68 @@ def test_the_dashboards_jobs_run_on_the_worker_nodes(two_nodes):
     assert not at.exception, at.exception
     counts = job_counts()
     assert counts is not None and counts.cpus == 2
-    # generating, training, the ensemble's training and its evaluation: four jobs
-    assert sum(counts.placed.values()) == 4, counts.placed
+    # training, the ensemble's training and its evaluation: three jobs
+    assert sum(counts.placed.values()) == 3, counts.placed
     assert set(counts.placed) <= {w.node_id[:8] for w in workers}, "a job ran on the head node"
+
+
+def test_a_cluster_that_goes_away_is_one_line_and_the_next_job_runs_once_it_is_back(monkeypatch):
+    """Issue 21: the cluster at RAY_ADDRESS stops (its head killed) while a visitor works: the
+    next Train click says so in one line and keeps the network the visitor had; once a cluster
+    answers at that address again, the next click trains there."""
+    from ray.cluster_utils import Cluster
+    from streamlit.testing.v1 import AppTest
+
+    ray = _import_ray()  # before RAY_ADDRESS is set: the test cluster binds loopback only
+    if ray.is_initialized():
+        ray.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def head() -> Cluster:
+        return Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_server_port": port})
+
+    first = head()
+    monkeypatch.setenv("RAY_ADDRESS", first.address)
+    second = None
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+        at.run()
+        at.switch_page("pages/generate.py")
+        at.run()
+        at.number_input(key="gen_games").set_value(2000)
+        next(b for b in at.button if "Play and keep" in b.label).click()
+        at.run()
+        at.switch_page("pages/train.py")
+        at.run()
+        at.text_input(key="train_hidden").set_value("16")
+        at.number_input(key="train_epochs").set_value(1)
+
+        def train() -> None:
+            next(b for b in at.button if b.label == "Train").click()
+            at.run()
+            assert not at.exception, at.exception
+
+        train()
+        trained = at.session_state["lab"].model
+        assert trained is not None and not at.error
+
+        first.head_node.kill_all_processes(check_alive=False, allow_graceful=False)  # the cluster goes away
+        train()
+        [error] = [e.value for e in at.error]
+        assert f"Cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:{port}" in error and "\n" not in error
+        assert at.session_state["lab"].model is trained, "the network the visitor had is kept"
+        assert any(b.label == "Train" for b in at.button), "the page keeps working"
+
+        second = head()  # a cluster answers at the same address again
+        train()
+        assert not at.error, [e.value for e in at.error]
+        again = at.session_state["lab"].model
+        assert again is not None and again is not trained, "the next click trained on the new cluster"
+    finally:
+        ray.shutdown()
+        for cluster in (first, second):
+            if cluster is not None:
+                with contextlib.suppress(Exception):  # the first one's head is already gone
+                    cluster.shutdown()

@@ -37,10 +37,10 @@ def kill(kind: str) -> None:
 def test_the_next_job_runs_after_the_engine_lost_a_process(kind: str) -> None:
     ensure_ray(num_cpus=2)
     config = GenerationConfig(games=300, seed=2)
-    before = run_job(generate, config, quick=True)
+    before = run_job(generate, config)
     kill(kind)
     assert not engine_alive()
-    after = run_job(generate, config, quick=True)  # no error: a new engine ran it
+    after = run_job(generate, config)  # no error: a new engine ran it
     assert engine_alive()
     np.testing.assert_array_equal(before.scores, after.scores)
     assert run_job(count_to, 3, 0.01) == {"done": 3, "of": 3}, "CPU jobs run on the new engine too"
