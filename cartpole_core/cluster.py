@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +77,14 @@ class EngineInfo:
     """CPUs Ray can give tasks (the machine's cores before a local start)."""
     warm: str = "cold"
     """The background warm-up (:func:`warm_engine`): ``cold`` (not asked), ``warming``,
-    ``ready`` or ``failed``."""
+    ``ready`` or ``failed``; ``healing`` while a dead engine is being replaced."""
 
     def describe(self) -> str:
         """E.g. ``"local Ray, 2 CPUs"`` or ``"Ray cluster, 3 nodes, 24 CPUs"``."""
         if self.warm == "warming":
             return f"{self.kind}, warming up (a first job may wait a few seconds)"
+        if self.warm == "healing":
+            return f"{self.kind}, starting again after a fault (a job may wait a few seconds)"
         if self.kind == "Ray cluster":
             if not self.started:
                 return "Ray cluster at $RAY_ADDRESS (joined with the first distributed job)"
@@ -99,6 +101,10 @@ def cluster_address() -> str | None:
 
 
 def _import_ray() -> Any:
+    # Ray's C++ crash handler takes over SIGTERM from the web server's own handler once the
+    # engine was restarted (healing): the server then dies at once on a SIGTERM, with no time
+    # to stop its engine, whose agents are left running. Python's handlers are enough here.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if cluster_address() is None:
         # Ray's own switch for a one-machine Ray: every server binds the loopback address
         # instead of the machine's network address. Ray's processes read it from their
@@ -165,16 +171,18 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
 ESSENTIAL_PROCESSES = ("gcs_server", "raylet")
 
 
-def engine_alive() -> bool:
+def engine_alive(fresh: bool = False) -> bool:
     """False when the engine lost what jobs need: this process's local Ray lost its raylet or
     its GCS (killed, as an out-of-memory kill would), or the cluster at ``RAY_ADDRESS`` stopped
-    answering. True while Ray is not started (nothing to lose yet)."""
+    answering (asked again only every :data:`CLUSTER_PROBE_SECONDS`, unless ``fresh``: before
+    a job is sent, as Ray's calls to a dead cluster block for good). True while Ray is not
+    started (nothing to lose yet)."""
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return True
     address = cluster_address()
     if address is not None:
-        return _cluster_answers(address)
+        return _cluster_answers(address, 0.0 if fresh else CLUSTER_PROBE_SECONDS)
     try:
         node = ray._private.worker._global_node  # the processes ray.init started for us
         processes = node.all_processes if node is not None else {}
@@ -192,12 +200,12 @@ CLUSTER_PROBE_SECONDS = 2.0
 _probe: dict[str, tuple[float, bool]] = {}
 
 
-def _cluster_answers(address: str) -> bool:
-    """Whether the cluster's GCS port accepts a connection (asked at most every
-    :data:`CLUSTER_PROBE_SECONDS`; addresses that are not host:port are taken as answering)."""
+def _cluster_answers(address: str, max_age: float) -> bool:
+    """Whether the cluster's GCS port accepts a connection (an answer younger than ``max_age``
+    seconds is reused; addresses that are not host:port are taken as answering)."""
     now = time.monotonic()
     asked = _probe.get(address)
-    if asked is not None and now - asked[0] < CLUSTER_PROBE_SECONDS:
+    if asked is not None and now - asked[0] < max_age:
         return asked[1]
     try:
         _check_reachable(address, timeout_s=1.0)
@@ -216,17 +224,50 @@ def restart_engine() -> Any:
     ray = _import_ray()
     with _lock:
         if ray.is_initialized() and not engine_alive():
+            _known["healing"] = True
             _hubs.clear()
+            session = _session_dir(ray) if cluster_address() is None else None
             with contextlib.suppress(Exception):  # a Ray that lost its raylet or GCS still shuts down (1-7 s)
                 ray.shutdown()
+            if session:
+                _end_leftovers(session)
             _probe.clear()
             rewarm, _warm["state"] = _warm["state"] != "cold", "cold"
         else:
             rewarm = False
-    ray = ensure_ray()
+    try:
+        ray = ensure_ray()
+    finally:
+        _known["healing"] = False
     if rewarm:
         warm_engine()
     return ray
+
+
+def _session_dir(ray: Any) -> str | None:
+    """The local Ray's session folder (its logs, sockets), or None where that is unknown."""
+    try:
+        return str(ray._private.worker._global_node.get_session_dir_path())
+    except AttributeError:
+        return None
+
+
+def _end_leftovers(session: str) -> None:
+    """Kill what a dead local Ray left running: its raylet's agents and workers outlive it
+    (orphaned, they wait 60-90 s before they notice). They are found by their output, which
+    goes to files in the engine's ``session`` folder; nothing else writes there. Linux only
+    (``/proc``); elsewhere they end by themselves."""
+    import signal
+
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd).startswith(session) for fd in (entry / "fd").iterdir()):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 #: How often the server's engine watchdog looks at the engine (seconds).
@@ -316,9 +357,32 @@ def engine_info() -> EngineInfo:
     warm = _warm["state"]
     if ray is None or not ray.is_initialized():
         return EngineInfo(kind, False, 0 if address else 1, 0 if address else os.cpu_count() or 1, warm)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    with _engine_steady() as steady:
+        if not steady:  # being started or replaced: what was known, and whether it heals
+            known = _known.get("info") or EngineInfo(kind, True, 0, 0, warm)
+            return replace(known, warm="healing" if _known.get("healing") else warm)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
     cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes))
-    return EngineInfo(kind, True, len(nodes), cpus, warm)
+    _known["info"] = EngineInfo(kind, True, len(nodes), cpus, warm)
+    return _known["info"]
+
+
+_known: dict[str, Any] = {}
+"""The last :class:`EngineInfo` read from Ray, and ``healing`` while a dead engine is replaced."""
+
+
+@contextlib.contextmanager
+def _engine_steady() -> Generator[bool, None, None]:
+    """For a status line's calls to Ray: True (and the engine held still meanwhile) when the
+    engine is up and nobody is starting or replacing it; False at once otherwise, so a page
+    never waits on a dead engine (its calls could hang until Ray ends the process)."""
+    if not _lock.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield engine_alive()
+    finally:
+        _lock.release()
 
 
 #: Modules a job's worker needs (TensorFlow above all: ~5 s to import on 2 cores).
@@ -460,6 +524,8 @@ JOB_MAX_CALLS = 20
 HUB_TIMEOUT_SECONDS = 20.0
 
 
+_tasks: dict[str, Any] = {}
+"""The job's Ray remote function (Ray exports it again to a new engine by itself)."""
 _hubs: dict[str, Any] = {}
 """The book of this process's Ray session (a handle must be kept, or Ray ends the actor);
 emptied when Ray starts again."""
@@ -526,10 +592,12 @@ class RayBackend:
 
     def submit(self, fn: Callable[..., Any], args: tuple, job: str, quick: bool) -> Any:
         ray = ensure_ray()
-        task = ray.remote(
-            num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
-        )(_run_job_in_worker)
-        return task.remote(fn, args, _hub(), job)
+        with _lock:
+            if "task" not in _tasks:  # one remote function: exported to the GCS once per engine
+                _tasks["task"] = ray.remote(
+                    num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
+                )(_run_job_in_worker)
+        return _tasks["task"].remote(fn, args, _hub(), job)
 
     def wait(self, handle: Any, seconds: float) -> bool:
         return bool(_import_ray().wait([handle], timeout=seconds)[0])
@@ -550,8 +618,8 @@ class RayBackend:
         with contextlib.suppress(Exception):
             _import_ray().cancel(handle, force=force)
 
-    def alive(self) -> bool:
-        return engine_alive()
+    def alive(self, fresh: bool = False) -> bool:
+        return engine_alive(fresh)
 
     def heal(self) -> None:
         restart_engine()
@@ -584,14 +652,16 @@ def job_counts() -> JobCounts | None:
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return None
-    with _lock:
+    with _engine_steady() as steady:
+        if not steady:
+            return None
         hub = next(iter(_hubs.values()), None)
-    try:
-        running, queued, placed = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0, {})
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        free = float(ray.available_resources().get("CPU", 0.0))
-    except Exception:  # a lost hub (its node gone) or a busy cluster: no figures this time
-        return None
+        try:
+            running, queued, placed = ray.get(hub.counts.remote(), timeout=5) if hub is not None else (0, 0, {})
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            free = float(ray.available_resources().get("CPU", 0.0))
+        except Exception:  # a lost hub (its node gone) or a busy cluster: no figures this time
+            return None
     quick_running, quick_queued, _ = _quick_backend.counts()
     return JobCounts(running + quick_running, queued + quick_queued, cpus, max(0, round(cpus - free)), placed)
 

@@ -300,8 +300,9 @@ class Backend(Protocol):
     def cancel(self, handle: Any, force: bool) -> None:
         """Cancel the task (``force``: kill what runs it, for a job with no sign of life)."""
 
-    def alive(self) -> bool:
-        """False when the engine lost what jobs need (then :meth:`heal` replaces it)."""
+    def alive(self, fresh: bool = False) -> bool:
+        """False when the engine lost what jobs need (then :meth:`heal` replaces it); ``fresh``:
+        ask the engine now, not a recent answer (before a job is sent)."""
 
     def heal(self) -> None:
         """Replace a dead engine (raises :class:`UserError` when that is not possible now)."""
@@ -337,7 +338,7 @@ class InProcess:
     def cancel(self, handle: Future, force: bool) -> None:
         handle.cancel()  # a thread cannot be killed: a running job stops at its next report
 
-    def alive(self) -> bool:
+    def alive(self, fresh: bool = False) -> bool:
         return True
 
     def heal(self) -> None:
@@ -381,7 +382,7 @@ def wait_for(
     """
     attempt = 0
     while True:
-        if not backend.alive():
+        if not backend.alive(fresh=True):
             backend.heal()
         try:
             return _attempt(backend, fn, args, progress, waiting, partial, quick, poll_seconds, silence_seconds)

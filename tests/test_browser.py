@@ -510,6 +510,7 @@ def test_the_engine_heals_between_two_clicks(browser, tmp_path_factory, kind: st
         generate(page, 2000)
         train(page, "16", 1)
         seen |= process_tree(server)
+        first_engine = set(seen)
         victims = [pid for pid, command in seen.items() if command.split(" ")[0].endswith(f"/{kind}")]
         assert len(victims) == 1, seen
         os.kill(victims[0], 9)
@@ -526,7 +527,9 @@ def test_the_engine_heals_between_two_clicks(browser, tmp_path_factory, kind: st
     deadline = time.monotonic() + 60
     while (left := {pid: seen[pid] for pid in seen if alive(pid)}) and time.monotonic() < deadline:
         time.sleep(1)
-    assert not left, f"processes left after the server stopped: {left}"
+    assert not left, (
+        f"processes left after the server stopped: {left} (of the first engine: {set(left) & first_engine})"
+    )
 
 
 def sweep_form(page, games: int, values: str, seeds: str) -> None:

@@ -65,3 +65,32 @@ import sys  # noqa: E402
 import ray  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_process_outlives_its_engines_dead_gcs() -> None:
+    """Ray ends a process whose GCS stays unreachable for 60 s (seen: "Failed to connect to GCS
+    within 60 seconds ... The program will terminate"); a web server must outlive its engine.
+    The engine's watchdog replaces it first, with nobody clicking meanwhile."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import os, signal, time\n"
+        "from cartpole_core import cluster\n"
+        "from cartpole_core.generate import GenerationConfig, generate\n"
+        "ray = cluster.ensure_ray(num_cpus=1)\n"
+        "[info] = ray._private.worker._global_node.all_processes['gcs_server']\n"
+        "os.kill(info.process.pid, signal.SIGKILL)\n"
+        "time.sleep(75)\n"
+        "print(cluster.run_job(generate, GenerationConfig(games=100, seed=1)).scores.size)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "100"

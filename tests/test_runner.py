@@ -4,6 +4,7 @@ result, errors unchanged, the queue and Cancel, silence, healing)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -192,10 +193,8 @@ def test_a_queued_job_knows_its_place_and_a_cancelled_one_never_runs() -> None:
             if name == "third" and len(places[name]) >= 3:
                 raise _Interrupted  # Cancel clicked while queued
 
-        try:
+        with contextlib.suppress(_Interrupted):
             wait_for(backend, hold, (name,), waiting=waiting)
-        except _Interrupted:
-            pass
 
     first = threading.Thread(target=wait_for, args=(backend, hold, ("first",)))
     first.start()
