@@ -60,6 +60,7 @@ _THREAD_CAPS = {
 }
 
 _lock = threading.Lock()
+_log = logging.getLogger(__name__)
 _keeper: threading.Thread | None = None
 
 
@@ -224,6 +225,7 @@ def restart_engine() -> Any:
     ray = _import_ray()
     with _lock:
         if ray.is_initialized() and not engine_alive():
+            _log.warning("Replacing an engine that lost a process it needs.")
             _known["healing"] = True
             _hubs.clear()
             session = _session_dir(ray) if cluster_address() is None else None
@@ -290,6 +292,10 @@ def watch_engine() -> None:
                 ray = sys.modules.get("ray")
                 if ray is None or not ray.is_initialized() or engine_alive():
                     continue
+                _log.warning(
+                    "The engine stopped answering; %s.",
+                    "replacing it" if cluster_address() is None else "letting it go",
+                )
                 with contextlib.suppress(Exception):  # a failed restart is retried next time
                     if cluster_address() is None:
                         restart_engine()
@@ -526,6 +532,12 @@ HUB_TIMEOUT_SECONDS = 20.0
 
 _tasks: dict[str, Any] = {}
 """The job's Ray remote function (Ray exports it again to a new engine by itself)."""
+_every_hub: list[Any] = []
+"""Every book handle this process made, kept for its life. A handle that is deleted tells the
+engine it holds one reference less to that actor id; Ray numbers actors the same way in every
+new engine, so an old engine's handle deleted late (a garbage collection) would remove the
+reference of the new engine's book, which Ray then ends (seen: "all references to the actor
+were removed"). One handle per engine is a few hundred bytes."""
 _hubs: dict[str, Any] = {}
 """The book of this process's Ray session (a handle must be kept, or Ray ends the actor);
 emptied when Ray starts again."""
@@ -539,6 +551,7 @@ def _hub() -> Any:
     with _lock:
         if "hub" not in _hubs:
             _hubs["hub"] = ray.remote(num_cpus=0)(JobBook).remote()
+            _every_hub.append(_hubs["hub"])
         return _hubs["hub"]
 
 
@@ -581,10 +594,10 @@ class RayBackend:
         ray = ensure_ray()
         try:
             return ray.get(getattr(_hub(), method).remote(*args), timeout=HUB_TIMEOUT_SECONDS)
-        except ray.exceptions.RayError:  # a timeout, a lost or unreachable book
+        except ray.exceptions.RayError as exc:  # a timeout, a lost or unreachable book
             with _lock:
                 _hubs.clear()  # the next call starts a new one (on a new engine if this one died)
-            raise EngineLost() from None
+            raise EngineLost(f"the job book did not answer {method}: {type(exc).__name__}: {str(exc)[:600]}") from None
 
     def tell(self, method: str, *args: Any) -> None:
         with contextlib.suppress(Exception):  # best effort: a lost book has nothing to tell
@@ -609,10 +622,10 @@ class RayBackend:
         except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
             cause = getattr(exc, "cause", None)
             raise (cause if isinstance(cause, BaseException) else exc) from None
-        except ray.exceptions.RayError:  # its worker lost beyond the retries, with the engine
+        except ray.exceptions.RayError as exc:  # its worker lost beyond the retries, with the engine
             if engine_alive():
                 raise
-            raise EngineLost() from None
+            raise EngineLost(f"the job's task was lost with the engine ({type(exc).__name__})") from None
 
     def cancel(self, handle: Any, force: bool) -> None:
         with contextlib.suppress(Exception):

@@ -33,6 +33,7 @@ as soon as its task ends.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -45,6 +46,8 @@ from typing import Any, Protocol
 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback
+
+_log = logging.getLogger(__name__)
 
 #: A job sends its progress reports at most this often (seconds; a report with a payload at once).
 PUSH_SECONDS = 0.2
@@ -386,7 +389,8 @@ def wait_for(
             backend.heal()
         try:
             return _attempt(backend, fn, args, progress, waiting, partial, quick, poll_seconds, silence_seconds)
-        except EngineLost:
+        except EngineLost as lost:
+            _log.warning("A job's engine was lost (%s); %s.", lost, "sending it again" if not attempt else "giving up")
             attempt += 1
             if attempt > 1:
                 raise UserError(
@@ -416,7 +420,7 @@ def _attempt(
             finished = backend.wait(handle, poll_seconds)
             if not finished and not backend.alive():
                 lost = True
-                raise EngineLost()
+                raise EngineLost("the engine died while the job waited")
             try:
                 seen = backend.book("take", job)
             except EngineLost:
@@ -440,7 +444,7 @@ def _attempt(
         ran, result = backend.result(handle)
         returned = True
         if not ran:
-            raise EngineLost()  # the book had lost it (a new engine's empty book): send it again
+            raise EngineLost("the job book had forgotten the job")  # a new engine's empty book: send it again
         return result
     finally:
         if lost or returned:
