@@ -532,12 +532,6 @@ HUB_TIMEOUT_SECONDS = 20.0
 
 _tasks: dict[str, Any] = {}
 """The job's Ray remote function (Ray exports it again to a new engine by itself)."""
-_every_hub: list[Any] = []
-"""Every book handle this process made, kept for its life. A handle that is deleted tells the
-engine it holds one reference less to that actor id; Ray numbers actors the same way in every
-new engine, so an old engine's handle deleted late (a garbage collection) would remove the
-reference of the new engine's book, which Ray then ends (seen: "all references to the actor
-were removed"). One handle per engine is a few hundred bytes."""
 _hubs: dict[str, Any] = {}
 """The book of this process's Ray session (a handle must be kept, or Ray ends the actor);
 emptied when Ray starts again."""
@@ -551,7 +545,6 @@ def _hub() -> Any:
     with _lock:
         if "hub" not in _hubs:
             _hubs["hub"] = ray.remote(num_cpus=0)(JobBook).remote()
-            _every_hub.append(_hubs["hub"])
         return _hubs["hub"]
 
 
@@ -584,6 +577,16 @@ def _tidy() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+@contextlib.contextmanager
+def _replaced_under_us() -> Generator[None, None, None]:
+    """Ray ends a call whose engine is shut down under it (the watchdog replacing a dead one)
+    with ``SystemExit``: for a job that is an engine lost, not the end of the web server."""
+    try:
+        yield
+    except SystemExit:
+        raise EngineLost("the engine was replaced during the call") from None
+
+
 class RayBackend:
     """Jobs as Ray tasks holding one CPU each, on the local Ray or the cluster at
     ``RAY_ADDRESS``; their book is one Ray actor per waiting process. Healing: a local Ray
@@ -593,7 +596,8 @@ class RayBackend:
     def book(self, method: str, *args: Any) -> Any:
         ray = ensure_ray()
         try:
-            return ray.get(getattr(_hub(), method).remote(*args), timeout=HUB_TIMEOUT_SECONDS)
+            with _replaced_under_us():
+                return ray.get(getattr(_hub(), method).remote(*args), timeout=HUB_TIMEOUT_SECONDS)
         except ray.exceptions.RayError as exc:  # a timeout, a lost or unreachable book
             with _lock:
                 _hubs.clear()  # the next call starts a new one (on a new engine if this one died)
@@ -613,12 +617,14 @@ class RayBackend:
         return _tasks["task"].remote(fn, args, _hub(), job)
 
     def wait(self, handle: Any, seconds: float) -> bool:
-        return bool(_import_ray().wait([handle], timeout=seconds)[0])
+        with _replaced_under_us():
+            return bool(_import_ray().wait([handle], timeout=seconds)[0])
 
     def result(self, handle: Any) -> tuple[bool, Any]:
         ray = _import_ray()
         try:
-            return ray.get(handle)
+            with _replaced_under_us():
+                return ray.get(handle)
         except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
             cause = getattr(exc, "cause", None)
             raise (cause if isinstance(cause, BaseException) else exc) from None

@@ -417,14 +417,13 @@ def _attempt(
     stop_asked = finished = returned = was_queued = lost = False
     try:
         while not finished:
-            finished = backend.wait(handle, poll_seconds)
-            if not finished and not backend.alive():
-                lost = True
-                raise EngineLost("the engine died while the job waited")
             try:
+                finished = backend.wait(handle, poll_seconds)
+                if not finished and not backend.alive():
+                    raise EngineLost("the engine died while the job waited")
                 seen = backend.book("take", job)
             except EngineLost:
-                lost = True
+                lost = True  # nothing to tidy on a dead engine
                 raise
             if waiting is not None and not finished and (seen.ahead >= 0 or was_queued):
                 waiting(seen.ahead)  # -1 once: it left the queue
