@@ -74,10 +74,15 @@ def sidebar() -> None:
         st.caption("Heavy work: " + engine_info().describe())
 
 
-if os.environ.get("CARTPOLE_LAB_WARM", "1") != "0":
-    warm_engine()  # once per server, in the background: the first visitor's first click is quick
+#: How long after the first page's script the engine's warm-up begins (seconds).
+WARM_AFTER_SECONDS = 2.0
 
 page = st.navigation(PAGES)
 page.run()
 remember_settings()  # so the page shows these settings again when the visitor comes back
 sidebar()  # after the page, so it shows what the page just made
+
+if os.environ.get("CARTPOLE_LAB_WARM", "1") != "0":
+    # Once per server, in the background, once its first page is drawn (Ray's import and start
+    # would slow that page down): the first visitor's first training starts at once.
+    warm_engine(after_seconds=WARM_AFTER_SECONDS)

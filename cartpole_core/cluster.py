@@ -404,6 +404,7 @@ def _warm_worker(modules: tuple[str, ...]) -> int:
 
     from cartpole_core.model import import_keras
 
+    _lower_priority()  # first: the threads TensorFlow starts inherit it
     for name in modules:
         importlib.import_module(name)
     import_keras()
@@ -411,19 +412,21 @@ def _warm_worker(modules: tuple[str, ...]) -> int:
     return os.getpid()
 
 
-def warm_engine() -> None:
+def warm_engine(after_seconds: float = 0.0) -> None:
     """Start the engine in the background, once per process, and return at once: a local Ray
     (or the connection to ``RAY_ADDRESS``) and, in as many workers as it has CPUs (at most
     2), everything a job imports, so a visitor's first click is as quick as the tenth. The
     dashboard's server calls it when it starts; jobs asked for meanwhile simply wait for Ray
     to be up. A failure shows as ``engine_info().warm == "failed"``; the first job tries
-    again, saying why in one line if it fails too."""
+    again, saying why in one line if it fails too. ``after_seconds``: wait that long first
+    (the server's first page is drawn before Ray's import and start compete with it)."""
     with _lock:
         if _warm["state"] != "cold":
             return
         _warm["state"] = "warming"
 
     def run() -> None:
+        time.sleep(after_seconds)
         try:
             ray = ensure_ray()
             cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -438,10 +441,30 @@ def warm_engine() -> None:
     threading.Thread(target=run, name="cartpole-lab-warm", daemon=True).start()
 
 
+#: Workers run at this niceness (0 normal, 19 lowest): the web server beside them on a local
+#: Ray keeps drawing pages at once while they train.
+WORKER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """In a worker: every thread of this process to :data:`WORKER_NICENESS` (on Linux a nice
+    value is per thread; threads started later inherit it). Elsewhere: nothing."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return
+    for tid in tasks.iterdir():
+        with contextlib.suppress(OSError, ValueError):  # a thread that just ended, a foreign name
+            if os.getpriority(os.PRIO_PROCESS, int(tid.name)) < WORKER_NICENESS:
+                os.setpriority(os.PRIO_PROCESS, int(tid.name), WORKER_NICENESS)
+
+
 def _cap_threads() -> None:
     """In a worker: TensorFlow's and BLAS's threads to the task's CPUs (once per process;
-    the environment variables above do it too, this also covers an already running worker)."""
+    the environment variables above do it too, this also covers an already running worker),
+    and every thread below the web server's priority."""
     from threadpoolctl import threadpool_limits
+
+    _lower_priority()
 
     threadpool_limits(TASK_CPUS)
     if "tensorflow" in sys.modules:
