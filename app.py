@@ -28,6 +28,7 @@ PAGES = {
     ],
     "The notebook, step by step": [
         st.Page("pages/random_play.py", title="1 · Random play", icon=":material/casino:"),
+        st.Page("pages/play_yourself.py", title="Play it yourself", icon=":material/keyboard:"),
         st.Page("pages/generate.py", title="2 · Generate data", icon=":material/dataset:"),
         st.Page("pages/train.py", title="3 · Train", icon=":material/neurology:"),
         st.Page("pages/play.py", title="4 · Play & evaluate", icon=":material/sports_esports:"),

@@ -71,6 +71,13 @@ class HumanGame:
         return counts / max(1, self.steps)
 
 
+def game_seed(index: int) -> int:
+    """The reset seed of a person's game number ``index`` (0, 1, …): game ``index`` of an
+    evaluation with seed 0 (:meth:`~cartpole_core.evaluate.EvaluationConfig.game_seeds`), so a
+    network and random play can be measured on exactly the starts the person played."""
+    return int(np.random.SeedSequence(0).generate_state(index + 1)[index])
+
+
 def start_state(env_id: str, seed: int) -> list[float]:
     """The env's inner state after ``reset(seed=seed)``, as plain floats (full precision), for
     the browser's copy of the physics to start from: CartPole's (x, x_dot, theta, theta_dot),

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cartpole_core.ensemble import EnsembleEvaluation, EnsembleResult
     from cartpole_core.evaluate import EvaluationResult
     from cartpole_core.generate import GenerationResult
+    from cartpole_core.human import HumanGame
     from cartpole_core.improve import ImproveResult
     from cartpole_core.model import Network
     from cartpole_core.pipeline import NotebookResult
@@ -98,6 +99,8 @@ class Lab:
     sweep: SweepResult | None = None
     sweep_live: dict[str, Any] | None = None
     """While (or after) a sweep runs: its config and the trials finished so far."""
+    your_games: list[HumanGame] = field(default_factory=list)
+    """Games the visitor played on Play it yourself, as the server replayed them."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Every page's widget values as last drawn (:func:`remember_settings`)."""
     notebook_source: str = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from cartpole_core.envs import PLAYERS, env_defaults, env_info
@@ -117,10 +118,29 @@ result, baseline = state.evaluation, state.evaluation_random
 if result is not None and baseline is not None:
     info = env_info(result.config.env_id)
     how = " (sampled actions)" if result.config.sample_actions else " (most probable action)"
+    played_by_you = sum(g.env_id == info.env_id for g in state.your_games)
+    you_too = result.config.seed == 0 and 0 < result.config.games <= played_by_you
     st.subheader(
-        f"{result.policy_name}{'' if result.policy_name == 'random' else how} vs random "
+        f"{'you vs ' if you_too else ''}{result.policy_name}{'' if result.policy_name == 'random' else how} vs random "
         f"on {result.config.games:,} games of {info.env_id}"
     )
+    yours = [g for g in state.your_games if g.env_id == info.env_id]
+    you = None  # your scores on the very same starts, game for game (see Play it yourself)
+    if yours and result.config.seed == 0 and result.config.games <= len(yours):
+        you = np.asarray([g.score for g in yours[: result.config.games]], dtype=float)
+        c = st.columns(4)
+        for col, name, value in zip(
+            c,
+            ("you mean", "you median", "you min", "you max"),
+            (you.mean(), np.median(you), you.min(), you.max()),
+            strict=True,
+        ):
+            col.metric(name, f"{value:.1f}")
+    elif yours:
+        st.caption(
+            f"You played {len(yours)} {info.env_id} game(s): play with seed 0 and at most {len(yours)} games "
+            "to meet them on the same starts, you vs the network vs random."
+        )
     metrics_row(result, result.policy_name)
     metrics_row(baseline, "random")
     gif_cols = st.columns(3)
@@ -132,7 +152,12 @@ if result is not None and baseline is not None:
     with c1:
         st.altair_chart(
             scores_by_game_chart(
-                {result.policy_name: result.scores, "random": baseline.scores}, "Every game's score, same games"
+                {
+                    **({"you": you} if you is not None else {}),
+                    result.policy_name: result.scores,
+                    "random": baseline.scores,
+                },
+                "Every game's score, same games",
             ),
             width="stretch",
         )

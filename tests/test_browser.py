@@ -720,3 +720,60 @@ def test_lunarlander_generations_reach_a_positive_mean(server: str, browser, sho
     assert shows(page, "sampled (counts)")  # the chart names both players
     screenshot(page, shots / "lunarlander.png")
     page.close()
+
+
+def play_a_game(page, speed: str = "0.5", timeout_s: float = 90) -> None:
+    """Play one CartPole game on Play it yourself with real key presses: a scripted player that
+    reads the pole's state the page shows and holds → while the pole falls right, ← otherwise."""
+    import json
+
+    root = page.locator(".game").first
+    deadline = time.monotonic() + timeout_s
+    while root.get_attribute("data-state") != "ready":
+        assert time.monotonic() < deadline, "the game never got ready"
+        page.wait_for_timeout(100)
+    root.locator("select.speed").select_option(speed)
+    held = None
+    while root.get_attribute("data-state") != "over":
+        assert time.monotonic() < deadline, "the game never ended"
+        obs = json.loads(root.get_attribute("data-obs") or "[0, 0, 0, 0]")
+        want = "ArrowRight" if obs[2] + 0.5 * obs[3] > 0 else "ArrowLeft"
+        if want != held:
+            if held:
+                page.keyboard.up(held)
+            page.keyboard.down(want)
+            held = want
+        page.wait_for_timeout(15)
+    if held:
+        page.keyboard.up(held)
+    settle(page)
+
+
+def test_play_it_yourself_and_a_network_learns_from_you(server: str, browser, shots: Path) -> None:
+    """Issue 22: three CartPole games played with real key presses, kept as the dataset, a
+    network trained on them, and Play & evaluate shows you vs the network vs random on the
+    same starts."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Play it yourself")
+    assert shows(page, "No CartPole-v1 games yet")
+    for n in range(3):
+        play_a_game(page)
+        no_exception(page)
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        assert shows(page, f"{n + 1} game(s): mean score")
+        if n == 1:
+            screenshot(page, shots / "play_yourself.png")
+    page.get_by_role("button", name="Use these games as the dataset").click()
+    settle(page)
+    assert shows(page, "are now the dataset")
+    train(page, "32,32", epochs=5)
+    open_page(page, "Play & evaluate")
+    set_number(page, "Games", 3)
+    click_key(page, "play_run")
+    no_exception(page)
+    assert shows(page, "you mean")
+    assert page.locator("h3", has_text="you vs").count() == 1
+    screenshot(page, shots / "play_you.png")
+    page.close()

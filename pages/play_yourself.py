@@ -1,0 +1,117 @@
+"""Play it yourself: play the game in the page, keep your games, and let a network learn from you."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from cartpole_core.envs import env_info, player_does
+from cartpole_core.errors import UserError
+from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
+from cartpole_core.storage import RunRecord, dataset_to_bytes
+from pages.common import lab, save_as_run, set_dataset, show_error
+from pages.game import game
+
+state = lab()
+st.title("Play it yourself")
+st.markdown(
+    "Be the teacher. Play a few games yourself, keep the good ones, and a network learns to play "
+    "**like you**: the same imitation the notebook does with lucky random games, with you as the player. "
+    "Slow motion helps: a quarter of the game's 50 steps a second is easy to follow."
+)
+
+env_id = st.selectbox(
+    "Game",
+    list(PLAYABLE),
+    index=list(PLAYABLE).index(state.env_id) if state.env_id in PLAYABLE else 0,
+    key="you_env",
+    help="The games a person can play here, each with its own keys.",
+)
+info = env_info(env_id)
+keys = PLAYABLE[env_id]
+st.caption(
+    f"Each step you {player_does(env_id)}: "
+    + ", ".join(f"**{k}** {name}" for k, name in zip(keys, info.action_names, strict=True))
+    + (
+        " (with no key held, it does nothing)."
+        if len(keys) == 3
+        else " (with no key held, it keeps pushing the last way)."
+    )
+)
+
+games = [g for g in state.your_games if g.env_id == env_id]
+seed = game_seed(len(games))  # game k starts where Play & evaluate's game k (seed 0) starts
+message = game(env_id, seed, key=f"you_game_{env_id}")
+if message is not None:
+    try:
+        played = replay(parse_game(message))
+    except UserError as exc:
+        show_error(exc)  # nothing already played is lost
+    else:
+        state.your_games.append(played)
+        st.rerun()  # a new game at once
+
+if not games:
+    st.info(f"No {env_id} games yet: play one above.", icon=":material/sports_esports:")
+    st.stop()
+
+st.subheader("Your games")
+rows = [
+    {
+        "game": i + 1,
+        "score": g.score,
+        "steps": g.steps,
+        **{
+            f"share {name}": f"{share:.0%}"
+            for name, share in zip(info.action_names, g.action_shares(info.n_actions), strict=True)
+        },
+        "ended": "by the rules" if g.terminated else "time limit",
+    }
+    for i, g in enumerate(games)
+]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+scores = [g.score for g in games]
+st.caption(f"{len(games)} game(s): mean score {sum(scores) / len(scores):.1f}, best {max(scores):g}.")
+
+with st.form("you_keep"):
+    c = st.columns(3)
+    keep = c[0].radio("Keep", ["all", "best", "at least"], horizontal=True, key="you_keep_mode")
+    best = c[1].number_input("Best how many", 1, 1_000, min(5, len(games)), key="you_best")
+    at_least = c[2].number_input("Scoring at least", value=float(max(scores)) / 2, key="you_at_least")
+    kept = st.form_submit_button("Use these games as the dataset", icon=":material/dataset:", type="primary")
+if kept:
+    try:
+        chosen = choose_games(games, str(keep), int(best), float(at_least))
+        dataset = games_dataset([games[i] for i in chosen])
+    except UserError as exc:
+        show_error(exc)
+    else:
+        set_dataset(dataset, f"your {len(chosen)} {env_id} game(s)")
+        st.success(
+            f"Your {len(chosen)} game(s), {len(dataset):,} steps, are now the dataset. Train a network on them next.",
+            icon=":material/check_circle:",
+        )
+        st.page_link("pages/train.py", label="Train on your games →", icon=":material/neurology:")
+
+if state.dataset is not None and state.dataset.metadata.get("source") == "your games":
+    d = state.dataset
+    actions = st.container(horizontal=True)
+    actions.download_button(
+        "Download your games (.npz)",
+        icon=":material/download:",
+        data=dataset_to_bytes(d),
+        file_name=f"cartpole-lab-{d.env_id}-your-{d.n_games}-games.npz",
+        mime="application/octet-stream",
+        key="you_download",
+        on_click="ignore",
+    )
+    if actions.button("Save as a run", icon=":material/save:", key="you_save"):
+        save_as_run(
+            RunRecord(
+                kind="generate",
+                name=f"your {d.n_games} {d.env_id} game(s)",
+                settings={"source": "your games", "seeds": d.metadata.get("seeds", [])},
+                results={"games": d.n_games, "rows": len(d), "mean": float(d.game_scores.mean())},
+            ),
+            dataset=d,
+        )

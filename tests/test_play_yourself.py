@@ -1,0 +1,71 @@
+"""Play it yourself as the page handles the browser's messages (issue 22): a good game joins
+your games; each kind of bad message is refused with one clear line and nothing already played
+is lost; kept games become the dataset. (The game itself, with real keys, is in
+test_browser.py; here the component's message is given to the page directly.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_human import lean_player
+
+from cartpole_core.human import game_seed
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The messages the page's game will hand over, one per script run (None: still playing)."""
+    import pages.game
+
+    queue: list = []
+    monkeypatch.setattr(pages.game, "game", lambda env_id, seed, key: queue.pop(0) if queue else None)
+    return queue
+
+
+def good(index: int, steps: int = 500) -> dict:
+    seed = game_seed(index)
+    return {"env_id": "CartPole-v1", "seed": seed, "actions": lean_player(seed, steps)}
+
+
+def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/play_yourself.py")
+    at.run()
+    assert any("No CartPole-v1 games yet" in i.value for i in at.info)
+
+    sent.append(good(0, 40))
+    at.run()
+    assert not at.exception and not at.error
+    lab = at.session_state["lab"]
+    assert [g.score for g in lab.your_games] == [40]
+
+    refusals = [
+        ("left, right", "not a game"),
+        ({"env_id": "CartPole-v1", "seed": 1, "actions": [0, 7]}, "Action 7 does not exist in CartPole-v1"),
+        ({"env_id": "CartPole-v1", "seed": 1, "actions": [1] * 600}, "more than CartPole-v1's 500"),
+        ({"env_id": "CartPole-v1", "seed": "x", "actions": [1]}, "is not a whole number"),
+        ({"env_id": "CartPole-v1", "seed": game_seed(1), "actions": [1] * 300}, "ended at step"),
+    ]
+    for message, says in refusals:
+        sent.append(message)
+        at.run()
+        assert not at.exception, at.exception
+        [error] = [e.value for e in at.error]
+        assert says in error and "\n" not in error
+        assert len(at.session_state["lab"].your_games) == 1, "nothing already played is lost"
+        assert at.dataframe, "the page keeps working: your games are still shown"
+
+    sent.append(good(1))
+    at.run()
+    assert [g.score for g in at.session_state["lab"].your_games] == [40, 500]
+    at.radio(key="you_keep_mode").set_value("best")
+    at.number_input(key="you_best").set_value(1)
+    next(b for b in at.button if "Use these games" in b.label).click()
+    at.run()
+    dataset = at.session_state["lab"].dataset
+    assert dataset.metadata["source"] == "your games" and dataset.n_games == 1 and len(dataset) == 500
