@@ -48,9 +48,10 @@ _game = st.components.v2.component(
 )
 
 
-def game(env_id: str, seed: int, key: str) -> dict[str, Any] | None:
-    """Draw a new game of ``env_id`` starting from ``reset(seed=seed)``; returns the browser's
-    message once a game ends (its seed and actions, unchecked), else None."""
+def game(env_id: str, seed: int, number: int, key: str) -> dict[str, Any] | None:
+    """Draw a new game of ``env_id`` (the player's game ``number``) starting from
+    ``reset(seed=seed)``; returns the browser's message once a game ends (its seed and actions,
+    unchecked), else None."""
     info = env_info(env_id)
     keys = PLAYABLE[env_id]
     result = _game(
@@ -62,7 +63,7 @@ def game(env_id: str, seed: int, key: str) -> dict[str, Any] | None:
             "idle_action": IDLE_ACTION[env_id],
             "max_steps": info.max_episode_steps or 500,
             "obs_names": list(info.obs_names),
-            "message": f"Game {seed}: press {' or '.join(keys)} (or the buttons) to start.",
+            "message": f"Your game {number}: press {' or '.join(keys)} (or a button) to start.",
         },
         key=key,
         on_game_change=lambda: None,

@@ -59,6 +59,8 @@ export default function (component) {
 
   function start() {
     const hz = 50 * Number(speedBox.value);
+    status.textContent = `Playing at ${speedBox.options[speedBox.selectedIndex].text}: hold a key (or a button) to push.`;
+    root.dataset.state = "playing";
     timer = setInterval(tick, 1000 / hz);
   }
 

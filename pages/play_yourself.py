@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_info, player_does
+from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
 from cartpole_core.storage import RunRecord, dataset_to_bytes
@@ -30,18 +30,14 @@ env_id = st.selectbox(
 info = env_info(env_id)
 keys = PLAYABLE[env_id]
 st.caption(
-    f"Each step you {player_does(env_id)}: "
+    "Your keys: "
     + ", ".join(f"**{k}** {name}" for k, name in zip(keys, info.action_names, strict=True))
-    + (
-        " (with no key held, it does nothing)."
-        if len(keys) == 3
-        else " (with no key held, it keeps pushing the last way)."
-    )
+    + (" (no key: it does nothing)." if len(keys) == 3 else " (no key: it keeps pushing the last way).")
 )
 
 games = [g for g in state.your_games if g.env_id == env_id]
 seed = game_seed(len(games))  # game k starts where Play & evaluate's game k (seed 0) starts
-message = game(env_id, seed, key=f"you_game_{env_id}")
+message = game(env_id, seed, len(games) + 1, key=f"you_game_{env_id}")
 if message is not None:
     try:
         played = replay(parse_game(message))

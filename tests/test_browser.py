@@ -722,9 +722,10 @@ def test_lunarlander_generations_reach_a_positive_mean(server: str, browser, sho
     page.close()
 
 
-def play_a_game(page, speed: str = "0.5", timeout_s: float = 90) -> None:
+def play_a_game(page, speed: str = "0.5", timeout_s: float = 90, shot: Path | None = None) -> None:
     """Play one CartPole game on Play it yourself with real key presses: a scripted player that
-    reads the pole's state the page shows and holds → while the pole falls right, ← otherwise."""
+    reads the pole's state the page shows and holds → while the pole falls right, ← otherwise
+    (``shot``: a screenshot there at step 60)."""
     import json
 
     root = page.locator(".game").first
@@ -743,6 +744,9 @@ def play_a_game(page, speed: str = "0.5", timeout_s: float = 90) -> None:
                 page.keyboard.up(held)
             page.keyboard.down(want)
             held = want
+        if shot is not None and int(root.get_attribute("data-steps") or 0) >= 60:
+            page.screenshot(path=shot, full_page=True)
+            shot = None
         page.wait_for_timeout(15)
     if held:
         page.keyboard.up(held)
@@ -759,12 +763,10 @@ def test_play_it_yourself_and_a_network_learns_from_you(server: str, browser, sh
     open_page(page, "Play it yourself")
     assert shows(page, "No CartPole-v1 games yet")
     for n in range(3):
-        play_a_game(page)
+        play_a_game(page, shot=shots / "play_yourself.png" if n == 2 else None)
         no_exception(page)
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0
         assert shows(page, f"{n + 1} game(s): mean score")
-        if n == 1:
-            screenshot(page, shots / "play_yourself.png")
     page.get_by_role("button", name="Use these games as the dataset").click()
     settle(page)
     assert shows(page, "are now the dataset")

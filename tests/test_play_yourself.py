@@ -22,7 +22,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list:
     import pages.game
 
     queue: list = []
-    monkeypatch.setattr(pages.game, "game", lambda env_id, seed, key: queue.pop(0) if queue else None)
+    monkeypatch.setattr(pages.game, "game", lambda env_id, seed, number, key: queue.pop(0) if queue else None)
     return queue
 
 
