@@ -155,6 +155,26 @@ def replay(game: PlayedGame) -> HumanGame:
     return HumanGame(game.env_id, game.seed, np.asarray(game.actions, dtype=np.int64), observations, score, terminated)
 
 
+def film(game: HumanGame, max_frames: int) -> bytes:
+    """An animated GIF of ``game`` replayed in Gymnasium (every k-th step so it fits in
+    ``max_frames`` frames, shown at the game's own speed). Holds each frame in memory (~0.7 MB
+    for CartPole) while it encodes: run it as a job."""
+    from cartpole_core.gif import frames_to_gif, gif_stride
+
+    stride = gif_stride(game.steps, max_frames)
+    env = make_env(game.env_id, min(MAX_STEPS, env_info(game.env_id).max_episode_steps or MAX_STEPS), render=True)
+    try:
+        env.reset(seed=game.seed)
+        frames: list[np.ndarray] = [np.asarray(env.render())]
+        for step, action in enumerate(game.actions, start=1):
+            env.step(int(action))
+            if step % stride == 0 or step == game.steps:
+                frames.append(np.asarray(env.render()))
+    finally:
+        env.close()
+    return frames_to_gif(frames, frame_stride=stride)
+
+
 def choose_games(games: list[HumanGame], keep: str = "all", best: int = 5, at_least: float = 0.0) -> list[int]:
     """Indexes of the games to keep: ``"all"``, the ``"best"`` N by score (ties: the earlier
     game), or those scoring ``"at least"`` a score; in the order they were played."""

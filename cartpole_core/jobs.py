@@ -18,6 +18,7 @@ from cartpole_core.dataset import Dataset
 from cartpole_core.ensemble import EnsembleConfig, EnsembleResult
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.gif import gif_stride
+from cartpole_core.human import HumanGame
 from cartpole_core.improve import GenerationRecord, ImproveConfig, ImproveResult
 from cartpole_core.model import ModelConfig, Network
 from cartpole_core.pipeline import NotebookConfig, NotebookResult
@@ -194,6 +195,13 @@ def random_play_job(
     stride = gif_stride(int(result.lengths[0]), max_gif_frames)
     episode = record_episode(player, config, game=0, frame_stride=stride)
     return result, frames_to_gif(episode.frames, frame_stride=stride)
+
+
+def film_game_job(game: HumanGame, max_gif_frames: int, progress: ProgressCallback | None = None) -> bytes:
+    """A person's game (Play it yourself) replayed and filmed: :func:`cartpole_core.human.film`."""
+    from cartpole_core.human import film
+
+    return film(game, max_gif_frames)
 
 
 def is_quick(fn: Any, args: tuple) -> bool:

@@ -101,6 +101,8 @@ class Lab:
     """While (or after) a sweep runs: its config and the trials finished so far."""
     your_games: list[HumanGame] = field(default_factory=list)
     """Games the visitor played on Play it yourself, as the server replayed them."""
+    your_film: tuple[str, int, bytes] | None = None
+    """The last of them filmed: env, game number (from 1), GIF."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Every page's widget values as last drawn (:func:`remember_settings`)."""
     notebook_source: str = ""

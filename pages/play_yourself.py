@@ -9,7 +9,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
 from cartpole_core.storage import RunRecord, dataset_to_bytes
-from pages.common import lab, save_as_run, set_dataset, show_error
+from pages.common import LIMITS, lab, ray_job, save_as_run, set_dataset, show_error
 from pages.game import game
 
 state = lab()
@@ -68,6 +68,29 @@ rows = [
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 scores = [g.score for g in games]
 st.caption(f"{len(games)} game(s): mean score {sum(scores) / len(scores):.1f}, best {max(scores):g}.")
+
+watch = st.columns([1, 3])
+number = watch[0].selectbox(  # keyed by the count: after a new game, the newest is chosen
+    "Watch game", [i + 1 for i in range(len(games))], index=len(games) - 1, key=f"you_watch_{len(games)}"
+)
+if watch[0].button(
+    "Film it", icon=":material/movie:", key="you_film", help="A GIF of the server's replay of that game."
+):
+    from cartpole_core.jobs import film_game_job
+
+    try:
+        state.your_film = (
+            env_id,
+            int(number),
+            ray_job("Filming", film_game_job, games[int(number) - 1], LIMITS["gif_frames"]),
+        )
+    except Exception as exc:  # shown to the user; the page keeps what it had
+        show_error(exc)
+if state.your_film is not None and state.your_film[0] == env_id and state.your_film[1] <= len(games):
+    shown = games[state.your_film[1] - 1]
+    watch[1].image(
+        state.your_film[2], caption=f"Your game {state.your_film[1]} as the server replayed it: score {shown.score:g}"
+    )
 
 with st.form("you_keep"):
     c = st.columns(3)

@@ -767,6 +767,9 @@ def test_play_it_yourself_and_a_network_learns_from_you(server: str, browser, sh
         no_exception(page)
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0
         assert shows(page, f"{n + 1} game(s): mean score")
+    page.get_by_role("button", name="Film it").click()
+    settle(page)
+    assert shows(page, "Your game 3 as the server replayed it: score")
     page.get_by_role("button", name="Use these games as the dataset").click()
     settle(page)
     assert shows(page, "are now the dataset")

@@ -13,6 +13,7 @@ from cartpole_core.human import (
     HumanGame,
     PlayedGame,
     choose_games,
+    film,
     games_dataset,
     parse_game,
     replay,
@@ -125,3 +126,13 @@ def test_a_network_learns_to_play_like_a_good_player_from_five_games() -> None:
     train(model, data, TrainingConfig(epochs=5, seed=0))
     result = evaluate(ModelPolicy(model), EvaluationConfig(games=100, seed=1000))
     assert result.mean >= 300, result.mean
+
+
+def test_a_game_is_filmed_as_the_server_replays_it() -> None:
+    import imageio.v3 as iio
+
+    seed = 4
+    game = replay(PlayedGame("CartPole-v1", seed, tuple(lean_player(seed, 120))))
+    gif = film(game, max_frames=50)
+    frames = iio.imread(gif, index=None)
+    assert gif[:6] == b"GIF89a" and 2 <= frames.shape[0] <= 51, frames.shape
