@@ -31,7 +31,8 @@ def good(index: int, steps: int = 500) -> dict:
     return {"env_id": "CartPole-v1", "seed": seed, "actions": lean_player(seed, steps)}
 
 
-def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list) -> None:
+def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CARTPOLE_LAB_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.switch_page("pages/play_yourself.py")
@@ -69,3 +70,10 @@ def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list) -> 
     at.run()
     dataset = at.session_state["lab"].dataset
     assert dataset.metadata["source"] == "your games" and dataset.n_games == 1 and len(dataset) == 500
+    next(b for b in at.button if b.label == "Save as a run").click()
+    at.run()
+    assert any("Saved as run" in m.value for m in at.success), [m.value for m in at.success]
+    from cartpole_core.storage import list_runs
+
+    [run] = list_runs()
+    assert run.has_dataset and run.settings["source"] == "your games"
