@@ -118,16 +118,15 @@ result, baseline = state.evaluation, state.evaluation_random
 if result is not None and baseline is not None:
     info = env_info(result.config.env_id)
     how = " (sampled actions)" if result.config.sample_actions else " (most probable action)"
-    played_by_you = sum(g.env_id == info.env_id for g in state.your_games)
-    you_too = result.config.seed == 0 and 0 < result.config.games <= played_by_you
-    st.subheader(
-        f"{'you vs ' if you_too else ''}{result.policy_name}{'' if result.policy_name == 'random' else how} vs random "
-        f"on {result.config.games:,} games of {info.env_id}"
-    )
     yours = [g for g in state.your_games if g.env_id == info.env_id]
     you = None  # your scores on the very same starts, game for game (see Play it yourself)
     if yours and result.config.seed == 0 and result.config.games <= len(yours):
         you = np.asarray([g.score for g in yours[: result.config.games]], dtype=float)
+    player = result.policy_name + ("" if result.policy_name == "random" else how)
+    st.subheader(
+        f"{'you vs ' if you is not None else ''}{player} vs random on {result.config.games:,} games of {info.env_id}"
+    )
+    if you is not None:
         c = st.columns(4)
         for col, name, value in zip(
             c,
