@@ -78,7 +78,7 @@ def sidebar() -> None:
 #: How long after the first page's script the engine's warm-up begins (seconds).
 WARM_AFTER_SECONDS = 2.0
 
-page = st.navigation(PAGES)
+page = st.navigation(PAGES, expanded=True)  # every step of the journey in sight
 page.run()
 remember_settings()  # so the page shows these settings again when the visitor comes back
 sidebar()  # after the page, so it shows what the page just made
