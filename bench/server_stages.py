@@ -2,9 +2,10 @@
 
 8. memory: 20 networks trained one after another in one process (as a long-lived server
    would), resident memory after each; the growth from the 2nd to the 20th is reported.
-9. load: N simultaneous visitors (headless Chromium, loopback only, bounded in count and
-   time) each go Generate -> Train -> Play with small budgets; completions, errors, p50/p95
-   seconds per step and the server's peak RSS.
+9. load: N visitors (headless Chromium at the lowest priority, loopback only, bounded in count
+   and time) arrive while another trains, and each goes Generate -> Train -> Play with small
+   budgets; completions, errors, p50/p95 seconds per step in the browser and on the server
+   (:mod:`bench.stamped_server`), and the server's peak RSS.
 """
 
 from __future__ import annotations
@@ -137,55 +138,106 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
-async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str, Any]:
-    """One visitor: Generate -> Train -> Play with small budgets; seconds per step."""
-    page = await (await browser.new_context()).new_page()
-    steps: dict[str, float] = {}
-    error = ""
+#: The niceness of the visitors' headless browsers' autogroup (Linux shares the CPU between
+#: sessions first): at 0 their renderers took ~1.8 of the 2 cores and left the server ~0.2;
+#: at 19 a page could not load in 30 s while two trainings ran; 5 gives them about a quarter.
+BROWSER_NICENESS = 5
 
-    async def settle() -> None:
+#: Seconds between two visitors' arrivals, after the background trainer's training began.
+ARRIVAL_SECONDS = 3.0
+
+#: The background trainer's budget: the notebook's network on 10,000 games for this many
+#: epochs (the demo server's most), about as long as the measured visitors take.
+TRAINER_EPOCHS = 50
+
+
+class _Visit:
+    """One headless visitor's page and its helpers (clicks wait for the script to finish)."""
+
+    def __init__(self, page: Any, timeout_s: float) -> None:
+        self.page, self.timeout_s = page, timeout_s
+
+    async def settle(self) -> None:
         with contextlib.suppress(Exception):  # a busy server may start the script a moment after the click
-            await page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=2000)
-        await page.wait_for_selector(
-            '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000
+            await self.page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', timeout=2000)
+        await self.page.wait_for_selector(
+            '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=self.timeout_s * 1000
         )
 
-    async def nav(name: str) -> None:
-        await page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
-        await settle()
+    async def nav(self, name: str) -> None:
+        await self.page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+        await self.settle()
 
-    async def number(label: str, value: int) -> None:
-        box = page.get_by_label(label, exact=True).first
+    async def number(self, label: str, value: int) -> None:
+        box = self.page.get_by_label(label, exact=True).first
         await box.fill(str(value))
         await box.press("Tab")
-        await page.wait_for_timeout(200)
+        await self.page.wait_for_timeout(200)
 
+    async def generate(self, games: int, seed: int) -> float:
+        """Seconds from the click to the result."""
+        await self.nav("Generate data")
+        await self.number("Games", games)
+        await self.number("Seed", seed)
+        t = time.perf_counter()
+        await self.page.get_by_role("button", name="Play and keep the good games").click()
+        await self.settle()
+        await self.page.get_by_text("Acceptance rate").first.wait_for(timeout=self.timeout_s * 1000)
+        return time.perf_counter() - t
+
+
+async def _trainer(browser: Any, url: str, timeout_s: float, training: asyncio.Event, done: asyncio.Event) -> str:
+    """The background visitor: starts a long training of the notebook's network, holds one of
+    Ray's CPUs while the measured visitors come, and leaves when they are done. Returns an error
+    or ""."""
+    visit = _Visit(await (await browser.new_context()).new_page(), timeout_s)
+    try:
+        await visit.page.goto(url)
+        await visit.settle()
+        await visit.generate(10_000, 1000)
+        await visit.nav("Train")
+        await visit.number("Epochs", TRAINER_EPOCHS)
+        await visit.page.get_by_role("button", name="Train").last.click()
+        await visit.page.get_by_text("epoch 1/").first.wait_for(timeout=timeout_s * 1000)  # it is training
+        return ""
+    except Exception as exc:
+        return f"background trainer: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+    finally:
+        training.set()  # (also when it failed: the measured visitors still come)
+        await done.wait()
+        await visit.page.context.close()
+
+
+async def _visitor(browser: Any, url: str, i: int, timeout_s: float, training: asyncio.Event) -> dict[str, Any]:
+    """One measured visitor, arriving ``i`` × :data:`ARRIVAL_SECONDS` after the background
+    trainer's training began: Generate -> Train -> Play with small budgets; seconds per step in
+    the browser."""
+    await training.wait()
+    await asyncio.sleep(i * ARRIVAL_SECONDS)
+    visit = _Visit(await (await browser.new_context()).new_page(), timeout_s)
+    page = visit.page
+    page.set_default_navigation_timeout(timeout_s * 1000)
+    steps: dict[str, float] = {}
+    error = ""
     try:
         t = time.perf_counter()
         await page.goto(url)
-        await settle()
+        await visit.settle()
         steps["open"] = time.perf_counter() - t
-        await nav("Generate data")
-        await number("Games", 2000)
-        await number("Seed", i)
-        t = time.perf_counter()
-        await page.get_by_role("button", name="Play and keep the good games").click()
-        await settle()
-        await page.get_by_text("Acceptance rate").first.wait_for(timeout=timeout_s * 1000)
-        steps["generate"] = time.perf_counter() - t
-        await nav("Train")
+        steps["generate"] = await visit.generate(2000, i)
+        await visit.nav("Train")
         await page.get_by_label("Hidden layers", exact=True).fill("32,32")
-        await number("Epochs", 1)
+        await visit.number("Epochs", 1)
         t = time.perf_counter()
         await page.get_by_role("button", name="Train").last.click()
-        await settle()
+        await visit.settle()
         await page.get_by_text("Per epoch").first.wait_for(timeout=timeout_s * 1000)
         steps["train"] = time.perf_counter() - t
-        await nav("Play & evaluate")
-        await number("Games", 10)
+        await visit.nav("Play & evaluate")
+        await visit.number("Games", 10)
         t = time.perf_counter()
         await page.locator(".st-key-play_run button").first.click()
-        await settle()
+        await visit.settle()
         await page.get_by_text("network mean").first.wait_for(timeout=timeout_s * 1000)
         steps["play"] = time.perf_counter() - t
         problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
@@ -200,19 +252,30 @@ async def _visitor(browser: Any, url: str, i: int, timeout_s: float) -> dict[str
     return {"visitor": i, "steps": steps, "error": error}
 
 
-async def _drive(url: str, visitors: int, timeout_s: float) -> list[dict[str, Any]]:
+async def _drive(url: str, visitors: int, timeout_s: float, chromium: str) -> tuple[list[dict[str, Any]], str]:
+    """The measured visitors' results, and the background trainer's error (or "")."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path="/usr/bin/chromium",
+            executable_path=chromium,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"],
         )  # fmt: skip
+        training, done = asyncio.Event(), asyncio.Event()
+
+        async def measured() -> list[dict[str, Any]]:
+            try:
+                return await asyncio.gather(*[_visitor(browser, url, i, timeout_s, training) for i in range(visitors)])
+            finally:
+                done.set()
+
         try:
-            return await asyncio.wait_for(
-                asyncio.gather(*[_visitor(browser, url, i, timeout_s) for i in range(visitors)]), timeout_s
+            trainer, results = await asyncio.wait_for(
+                asyncio.gather(_trainer(browser, url, timeout_s, training, done), measured()),
+                2 * timeout_s + visitors * ARRIVAL_SECONDS,
             )
+            return results, trainer
         finally:
             await browser.close()
 
@@ -232,8 +295,9 @@ def load(ctx: Context) -> StageResult:
     port = _free_port()
     with tempfile.TemporaryDirectory() as runs:
         env = dict(os.environ, CARTPOLE_LAB_RUNS=runs)
+        stamps = os.path.join(runs, "script-runs.jsonl")
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            [sys.executable, "-m", "bench.stamped_server", stamps, "app.py", "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1"],
             cwd=ctx.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -246,28 +310,52 @@ def load(ctx: Context) -> StageResult:
                         break
                 except OSError:
                     time.sleep(0.3)
+            # The visitors' browsers stand in for machines of their own: at the lowest priority, they
+            # take only the CPU the server and its engine leave (children inherit the niceness).
+            chromium = os.path.join(runs, "chromium-niced")
+            with open(chromium, "w") as wrapper:
+                wrapper.write(  # Playwright starts the browser in a session (an autogroup) of its own
+                    f"#!/bin/sh\necho {BROWSER_NICENESS} > /proc/self/autogroup 2>/dev/null\n"
+                    f'exec nice -n {BROWSER_NICENESS} /usr/bin/chromium "$@"\n'
+                )
+            os.chmod(chromium, 0o755)
             started = time.perf_counter()
-            results = asyncio.run(_drive(url, visitors, timeout_s=600))
+            results, trainer_error = asyncio.run(_drive(url, visitors, timeout_s=600, chromium=chromium))
             wall = time.perf_counter() - started
             peak = _peak_rss(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
+        server_side = _server_steps(stamps)
     costs = _job_costs(ctx)
     done = [r for r in results if not r["error"] and len(r["steps"]) == 4]
     errors = [r for r in results if r["error"]]
     for r in errors:
         log(f"  visitor {r['visitor']}: {r['error']}")
+    if trainer_error:
+        log(f"  {trainer_error}")
     rows = []
     for step in ("open", "generate", "train", "play"):
         values = [r["steps"][step] for r in results if step in r["steps"]]
-        rows.append([step, f"{median(values):.2f} s", f"{_percentile(values, 0.95):.2f} s", str(len(values))])
+        there = server_side["seconds"].get(step, [])
+        rows.append([step, f"{median(values):.2f} s", f"{_percentile(values, 0.95):.2f} s",
+                     f"{median(there):.2f} s" if there else "", f"{_percentile(there, 0.95):.2f} s" if there else "",
+                     str(len(values))])  # fmt: skip
+    generate_browser = [r["steps"]["generate"] for r in results if "generate" in r["steps"]]
+    generate_server = server_side["seconds"].get("generate", [])
+    p95_server = _percentile(generate_server, 0.95)
     out.rows += [
         Row(f"{visitors} simultaneous visitors completed the flow", ours=f"{len(done)} of {visitors}",
             target=f"{visitors} of {visitors}, 0 errors", met=len(done) == visitors and not errors),
+        Row("the background trainer trained throughout", ours=trainer_error or "yes", met=not trainer_error),
         Row("web server's peak RSS (TensorFlow and training in Ray's workers)", ours=fmt_bytes(peak),
             target="< 400 MB", met=peak < 400 * 2**20),
         Row("wall time of the whole load", ours=f"{wall:.1f} s"),
+        Row(f"generate step's p95 on the server, {server_side['beside_training']} of {len(generate_server)} "
+            "while another visitor trained (the trainer's own included)", ours=f"{p95_server:.2f} s", target="< 5 s",
+            met=len(generate_server) >= visitors and p95_server < 5.0),
+        Row("generate step's p95 in the visitors' browsers (on the server's 2 cores)",
+            ours=f"{_percentile(generate_browser, 0.95):.2f} s"),
     ]  # fmt: skip
     for name, t in costs["timing"].items():
         here, there = median(t["in_process"]), median(t["ray_job"])
@@ -285,11 +373,25 @@ def load(ctx: Context) -> StageResult:
             f"{growth['no pool'] / 2**20:+.1f} MB without the trainer pool"), ours=f"{growth['pool'] / 2**20:+.2f} MB",
             target="≤ +1 MB (flat)", met=growth["pool"] <= 2**20)
     )  # fmt: skip
-    out.details.append(markdown_table(["step", "p50", "p95", "visitors"], rows))
+    out.details.append(
+        markdown_table(["step", "browser p50", "browser p95", "server p50", "server p95", "visitors"], rows)
+    )
     out.notes.append(
-        f"{visitors} headless Chromium pages on one loopback server, all started at once; each generates "
-        "2,000 games (its own seed), trains a 32-32 network for 1 epoch and plays 10 games. Each step's "
-        "work is a Ray job (a local Ray with the machine's cores), so p95 includes waiting in Ray's queue."
+        f"{visitors} headless Chromium pages on one loopback server, arriving {ARRIVAL_SECONDS:g} s apart after "
+        f"a background visitor began training the notebook's network ({TRAINER_EPOCHS} epochs on 10,000 games, "
+        "one of Ray's CPUs), so they generate while others train; "
+        "each generates 2,000 games (its own seed), trains a 32-32 network for 1 epoch and plays 10 games. "
+        "Training and playing are Ray jobs (a local Ray with "
+        "the machine's cores), so their times include waiting in Ray's queue; generating runs in the quick lane."
+    )
+    out.notes.append(
+        "Browser: from the click to the result on the page, as the headless visitor saw it. Server: the click's "
+        "script run, from the server starting it to its last element sent (`bench/stamped_server.py`). The "
+        f"{visitors} browsers stand in for the visitors' own machines but share the server's 2 cores: at the "
+        f"same priority their renderers took most of the CPU (sampled: ~1.8 of 2 cores, the server ~0.2), so "
+        f"they run at niceness {BROWSER_NICENESS} (their autogroup's: Linux shares the CPU between sessions "
+        "first, and Playwright starts the browser in a session of its own); the browser figure therefore "
+        "includes slow rendering on a busy machine, and the server figure is what the target is judged on."
     )
     out.notes.append(
         "Jobs: a fresh process (`bench/jobs_child.py`) on a local Ray with the machine's cores, 2,000 games "
@@ -302,6 +404,31 @@ def load(ctx: Context) -> StageResult:
     )
     out.data = {"visitors": results, "server_peak_rss": peak, "wall": wall, "jobs": costs}
     return out
+
+
+#: Which job a step's script run holds (``run_job``'s function name).
+_STEP_OF_JOB = {"generate": "generate", "train_job": "train", "play_job": "play"}
+
+
+def _server_steps(stamps: str) -> dict[str, Any]:
+    """Seconds of each step's script run on the server (from :mod:`bench.stamped_server`'s log),
+    and how many generate runs overlapped another session's training job."""
+    runs = []
+    with contextlib.suppress(OSError), open(stamps) as log:
+        runs = [json.loads(line) for line in log if line.strip()]
+    seconds: dict[str, list[float]] = {}
+    trainings = [(r["session"], j) for r in runs for j in r["jobs"] if j["fn"] == "train_job"]
+    beside = 0
+    for run in runs:
+        steps = {_STEP_OF_JOB[j["fn"]] for j in run["jobs"] if j["fn"] in _STEP_OF_JOB}
+        for step in steps:
+            seconds.setdefault(step, []).append(run["end"] - run["start"])
+        if "generate" in steps:
+            beside += any(
+                session != run["session"] and j["start"] < run["end"] and j["end"] > run["start"]
+                for session, j in trainings
+            )
+    return {"seconds": seconds, "beside_training": beside}
 
 
 def _job_costs(ctx: Context) -> dict[str, Any]:
