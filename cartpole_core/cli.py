@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from cartpole_core import __version__
 from cartpole_core.envs import DEFAULT_ENV_ID, PLAYERS, selection_words
-from cartpole_core.errors import UserError
+from cartpole_core.errors import UserError, default
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate, record_episode
 from cartpole_core.generate import GenerationConfig, GenerationResult, generate
 from cartpole_core.progress import Progress, ProgressCallback
@@ -147,15 +147,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from cartpole_core.storage import load_dataset
+    from cartpole_core.model import ModelConfig, parse_hidden  # settings only: no TensorFlow yet
+    from cartpole_core.training import TrainingConfig
 
-    dataset = load_dataset(args.data)
-    _import_tensorflow()
-    from cartpole_core.model import ModelConfig, build_model, parse_hidden
-    from cartpole_core.storage import save_model
-    from cartpole_core.training import TrainingConfig, train
-
-    model_cfg = ModelConfig(hidden=parse_hidden(args.hidden), dropout=args.dropout, learning_rate=args.lr)
+    model_cfg = ModelConfig(hidden=parse_hidden(args.hidden), dropout=args.dropout, learning_rate=args.lr).validate()
     train_cfg = TrainingConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -166,6 +161,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_cfg.validate()
     if args.out and Path(args.out).suffix != ".keras":
         raise UserError(f"Models are saved as .keras files: use --out {Path(args.out).with_suffix('.keras')}.")
+    from cartpole_core.storage import load_dataset
+
+    dataset = load_dataset(args.data)  # after the settings: a wrong one is said before any work
+    _import_tensorflow()
+    from cartpole_core.model import build_model
+    from cartpole_core.storage import save_model
+    from cartpole_core.training import train
+
     model = build_model(dataset.obs_dim, dataset.n_actions, model_cfg, seed=args.seed)
     result = train(model, dataset, train_cfg, _bar(args.quiet))
     if args.out:
@@ -485,11 +488,17 @@ def _generation_args(p: argparse.ArgumentParser, seed: bool = True) -> None:
         help="keep the best SHARE of games instead of a fixed score, e.g. 0.05 for the best 5 %%",
     )
     if seed:
-        p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        p.add_argument("--seed", type=int, default=d.seed, help="seed (default %(default)s)")
 
 
 def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentParser:
-    from cartpole_core.improve import DATA_MODES, ImproveConfig  # settings only: no TensorFlow
+    # settings only: none of these imports TensorFlow; every default below is its dataclass's
+    from cartpole_core.ensemble import EnsembleConfig
+    from cartpole_core.improve import DATA_MODES, ImproveConfig
+    from cartpole_core.model import ModelConfig
+    from cartpole_core.pipeline import NotebookConfig
+    from cartpole_core.sweep import SweepConfig
+    from cartpole_core.training import TrainingConfig
 
     parser = _Parser(
         prog=prog,
@@ -506,14 +515,22 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
 
     p = sub.add_parser("train", help="train a network on a dataset")
     p.add_argument("--data", required=True, help="dataset .npz made by generate (or a run .zip)")
-    p.add_argument("--epochs", type=int, default=4, help="passes over the data (default 4)")
-    p.add_argument("--batch-size", type=int, default=64, help="rows per step (default 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--hidden", default="128,256,512,256,128", help="hidden layer sizes (default 128,256,512,256,128)")
-    p.add_argument("--dropout", type=float, default=0.2, help="dropout rate (default 0.2)")
-    p.add_argument("--validation-split", type=float, default=0.0, help="share of games held out (default 0)")
+    model, training = ModelConfig(), TrainingConfig()
+    p.add_argument("--epochs", type=int, default=training.epochs, help="passes over the data (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=training.batch_size, help="rows per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=model.learning_rate, help="Adam learning rate (default %(default)s)")
+    p.add_argument(
+        "--hidden", default=",".join(map(str, model.hidden)), help="hidden layer sizes (default %(default)s)"
+    )
+    p.add_argument("--dropout", type=float, default=model.dropout, help="dropout rate (default %(default)s)")
+    p.add_argument(
+        "--validation-split",
+        type=float,
+        default=training.validation_split,
+        help="share of games held out (default %(default)s)",
+    )
     p.add_argument("--tensorboard", help="write TensorBoard logs to this folder")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=int, default=training.seed, help="seed (default %(default)s)")
     p.add_argument("--out", help="save the model to this .keras file")
     _common(p)
     p.set_defaults(func=cmd_train)
@@ -522,11 +539,17 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
     p.add_argument(
         "--model", action="append", help="a .keras file (or a run .zip), or 'random'; repeat for an ensemble"
     )
-    p.add_argument("--vote", choices=("soft", "hard"), default="soft", help="how an ensemble votes (default soft)")
+    p.add_argument(
+        "--vote",
+        choices=("soft", "hard"),
+        default=EnsembleConfig().vote,
+        help="how an ensemble votes (default %(default)s)",
+    )
     p.add_argument("--env", default=DEFAULT_ENV_ID, help=f"Gymnasium env id (default {DEFAULT_ENV_ID})")
-    p.add_argument("--games", type=int, default=10, help="games to play (default 10)")
+    evaluation = EvaluationConfig()
+    p.add_argument("--games", type=int, default=evaluation.games, help="games to play (default %(default)s)")
     p.add_argument("--goal-steps", type=int, help="most steps a game lasts (default: the env's own limit)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the games (default 0)")
+    p.add_argument("--seed", type=int, default=evaluation.seed, help="seed of the games (default %(default)s)")
     p.add_argument("--gif", help="save the best game as an animated GIF here")
     p.add_argument("--gif-stride", type=int, default=2, help="keep every k-th frame in the GIF (default 2)")
     _common(p)
@@ -534,7 +557,12 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
 
     p = sub.add_parser("run", help="the whole notebook with its defaults")
     _generation_args(p)
-    p.add_argument("--eval-games", type=int, default=10, help="games the network plays (default 10)")
+    p.add_argument(
+        "--eval-games",
+        type=int,
+        default=default(NotebookConfig, "evaluation_games"),
+        help="games the network plays (default %(default)s)",
+    )
     _common(p)
     p.set_defaults(func=cmd_run)
 
@@ -613,8 +641,19 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
         metavar="SETTING=V1,V2",
         help="a setting and its values, e.g. score_requirement=40,50,60 or hidden=64x64,128x128; repeat (up to 3)",
     )
-    p.add_argument("--seeds", default="0-2", help="seeds of every combination, e.g. 0-4 or 0,3,7 (default 0-2)")
-    p.add_argument("--eval-games", type=int, default=100, help="games each trained network plays (default 100)")
+    sweep_defaults = SweepConfig()
+    sweep_base = sweep_defaults.base  # the notebook pipeline by default
+    p.add_argument(
+        "--seeds",
+        default=f"{sweep_defaults.seeds[0]}-{sweep_defaults.seeds[-1]}",
+        help="seeds of every combination, e.g. 0-4 or 0,3,7 (default %(default)s)",
+    )
+    p.add_argument(
+        "--eval-games",
+        type=int,
+        default=sweep_base.evaluation_games if isinstance(sweep_base, NotebookConfig) else sweep_base.eval_games,
+        help="games each trained network plays (default %(default)s)",
+    )
     p.add_argument("--improve", action="store_true", help="each trial runs generations (improve) instead")
     _common(p)
     p.set_defaults(func=cmd_sweep)

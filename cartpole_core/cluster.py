@@ -21,7 +21,7 @@ never load it (~0.6 s import, ~3 s start, ~700 MB for Ray's own processes and 2 
 Each worker process caps TensorFlow's and BLAS's threads to the one CPU a task holds, so
 two workers on two cores do not fight over them. Inputs and outputs are plain dataclasses
 and NumPy arrays (zero-copy from Ray's object store); networks travel as
-:class:`~cartpole_core.model.Network` (a ``.keras`` file and NumPy layers).
+:class:`~cartpole_core.network.Network` (a ``.keras`` file and NumPy layers).
 """
 
 from __future__ import annotations
@@ -723,7 +723,7 @@ def run_job(
     result, silence and a dead engine).
 
     ``fn`` is a module-level function of plain data (settings, NumPy arrays, a
-    :class:`~cartpole_core.model.Network`) taking a ``progress`` callback, like every stage of
+    :class:`~cartpole_core.network.Network`) taking a ``progress`` callback, like every stage of
     ``cartpole_core``. It runs as a Ray task holding one CPU, in Ray's queue; worker processes
     are replaced after :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind does not pile
     up. ``quick``: a job of well under a second (a CartPole generation, random play) runs in

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cartpole_core.dataset import Dataset
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
-from cartpole_core.model import ModelConfig, Network, build_model
+from cartpole_core.model import ModelConfig, build_model
+from cartpole_core.network import Network
 from cartpole_core.policies import ModelPolicy, Policy
 from cartpole_core.progress import Progress, ProgressCallback, report
 from cartpole_core.training import TrainingConfig, TrainingResult, train
@@ -34,21 +35,20 @@ MAX_MEMBERS = 50
 class EnsembleConfig:
     """How many members, how they are trained and how they vote."""
 
-    members: int = 5
+    members: int = field(default=5, metadata=within(1, MAX_MEMBERS))
     """Networks in the ensemble."""
     vote: str = "soft"
     """``soft``: average probabilities; ``hard``: majority of argmax."""
     bootstrap: bool = True
     """Train each member on a resample of the games drawn with replacement."""
-    epochs: int = 1
+    epochs: int = field(default=1, metadata=within(1, 1000))
     """Epochs per member (weak members: 1 by default)."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=within(0, 2**31 - 1 - MAX_MEMBERS))
     """Member i uses seed ``seed + i`` for its weights, resample and shuffling."""
 
     def validate(self) -> EnsembleConfig:
-        check_range("members", self.members, 1, MAX_MEMBERS)
-        check_range("epochs", self.epochs, 1, 1000)
-        check_range("seed", self.seed, 0, 2**31 - 1 - MAX_MEMBERS)
+        for name in ("members", "epochs", "seed"):
+            check_range(name, getattr(self, name), *bounds(self, name))
         if self.vote not in VOTES:
             raise UserError(f"vote must be 'soft' or 'hard', got {self.vote!r}.")
         return self

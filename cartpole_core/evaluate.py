@@ -19,14 +19,14 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info, make_env, make_vector_env, score_range
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
 from cartpole_core.policies import Policy, choose_actions
 from cartpole_core.progress import ProgressCallback, report
 from cartpole_core.stats import MeanInterval, mean_interval
@@ -47,19 +47,19 @@ class EvaluationConfig:
 
     env_id: str = DEFAULT_ENV_ID
     """Gymnasium environment id."""
-    games: int = 10
+    games: int = field(default=10, metadata=within(1, MAX_EVAL_GAMES))
     """Games to play."""
-    goal_steps: int = 500
+    goal_steps: int = field(default=500, metadata=within(1, 100_000))
     """Most steps a game may last."""
-    seed: int | None = 0
+    seed: int | None = field(default=0, metadata=within(0, 2**32 - 1))
     """Seed of the games' starts (and of any random choices); None for fresh ones."""
     sample_actions: bool = False
     """Draw each action from the policy's probabilities instead of taking the most
     probable one (random play always draws)."""
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=within(0.01, 100.0))
     """When drawing actions, sharpen (below 1) or flatten (above 1) the probabilities:
     each is raised to ``1 / temperature`` and renormalised."""
-    epsilon: float = 0.0
+    epsilon: float = field(default=0.0, metadata=within(0.0, 1.0))
     """Share of steps on which a uniformly random action replaces the policy's."""
     keep_observations: bool = False
     """Keep every visited observation and action (for maps and disagreement figures)."""
@@ -72,12 +72,12 @@ class EvaluationConfig:
 
     def validate(self) -> EvaluationConfig:
         env_info(self.env_id)
-        check_range("games", self.games, 1, MAX_EVAL_GAMES)
-        check_range("goal_steps", self.goal_steps, 1, 100_000)
-        check_range("epsilon", self.epsilon, 0.0, 1.0)
-        check_range("temperature", self.temperature, 0.01, 100.0)
+        check_range("games", self.games, *bounds(self, "games"))
+        check_range("goal_steps", self.goal_steps, *bounds(self, "goal_steps"))
+        check_range("epsilon", self.epsilon, *bounds(self, "epsilon"))
+        check_range("temperature", self.temperature, *bounds(self, "temperature"))
         if self.seed is not None:
-            check_range("seed", self.seed, 0, 2**32 - 1)
+            check_range("seed", self.seed, *bounds(self, "seed"))
         return self
 
     def game_seeds(self) -> np.ndarray:
@@ -499,7 +499,7 @@ def evaluate(
     The same config (integer seed) gives the same games to every policy. ``parallel=None``
     splits the games of an env without a native vector env into chunks played as Ray tasks
     (:data:`GAMES_PER_CHUNK` each; the policy must pickle, as one made from a
-    :class:`~cartpole_core.model.Network` or a Dense Keras stack does); ``False`` plays them
+    :class:`~cartpole_core.network.Network` or a Dense Keras stack does); ``False`` plays them
     here. Either way the result is the same, game for game.
     """
     config.validate()

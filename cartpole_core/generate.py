@@ -24,7 +24,7 @@ import numpy as np
 from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, empty_dataset
 from cartpole_core.envs import DEFAULT_ENV_ID, env_defaults, env_info, make_vector_env
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
 from cartpole_core.progress import Progress, ProgressCallback, report
 
 #: Games each env of a native vector env plays on average (sets the vector's width):
@@ -49,15 +49,15 @@ class GenerationConfig:
 
     env_id: str = DEFAULT_ENV_ID
     """Gymnasium environment id."""
-    games: int = 10_000
+    games: int = field(default=10_000, metadata=within(1, MAX_GAMES))
     """Random games to play (the notebook's ``initial_games``)."""
-    goal_steps: int = 500
+    goal_steps: int = field(default=500, metadata=within(1, MAX_GOAL_STEPS))
     """Most steps a game may last; a game still going then is cut (truncated)."""
-    score_requirement: float = 50.0
+    score_requirement: float = field(default=50.0, metadata=within(-1e9, 1e9))
     """A game is kept when its score (sum of rewards) is at least this (unless ``keep_top``)."""
-    seed: int | None = 0
+    seed: int | None = field(default=0, metadata=within(0, 2**32 - 1))
     """Seed of the env starts and the random actions; None for fresh randomness."""
-    keep_top: float | None = None
+    keep_top: float | None = field(default=None, metadata=within(0.0001, 1.0))
     """Keep the best share of this run's games instead (0.05: the best 5 %), for games whose
     score scale you do not know; ``score_requirement`` is then ignored. Games tied at the
     cut are all kept or all left out, whichever is nearer the share (see :func:`top_share_cut`)."""
@@ -85,13 +85,13 @@ class GenerationConfig:
     def validate(self) -> GenerationConfig:
         """Raise :class:`UserError` for settings out of range; return self."""
         env_info(self.env_id)
-        check_range("games", self.games, 1, MAX_GAMES)
-        check_range("goal_steps", self.goal_steps, 1, MAX_GOAL_STEPS)
+        check_range("games", self.games, *bounds(self, "games"))
+        check_range("goal_steps", self.goal_steps, *bounds(self, "goal_steps"))
         if not isinstance(self.games, int) or not isinstance(self.goal_steps, int):
             raise UserError("games and goal_steps must be whole numbers.")
-        check_range("score_requirement", self.score_requirement, -1e9, 1e9)
+        check_range("score_requirement", self.score_requirement, *bounds(self, "score_requirement"))
         if self.keep_top is not None:
-            check_range("keep_top", self.keep_top, 0.0001, 1.0, "0.05 keeps the best 5 % of games.")
+            check_range("keep_top", self.keep_top, *bounds(self, "keep_top"), "0.05 keeps the best 5 % of games.")
         if self.progress_dim is not None:
             obs_dim = env_info(self.env_id).obs_dim
             if not 0 <= self.progress_dim < obs_dim:
@@ -100,7 +100,7 @@ class GenerationConfig:
                     "or be empty to rank games by score alone."
                 )
         if self.seed is not None:
-            check_range("seed", self.seed, 0, 2**32 - 1)
+            check_range("seed", self.seed, *bounds(self, "seed"))
         return self
 
     def keeping(self) -> str:

@@ -38,10 +38,11 @@ import numpy as np
 from cartpole_core import __version__
 from cartpole_core.dataset import Dataset, concat_datasets
 from cartpole_core.envs import DEFAULT_ENV_ID, PLAYERS, env_defaults, env_info
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate, evaluate_players
-from cartpole_core.generate import MAX_GAMES, GenerationConfig, generate
-from cartpole_core.model import ModelConfig, Network, build_model
+from cartpole_core.generate import MAX_GAMES, MAX_GOAL_STEPS, GenerationConfig, generate
+from cartpole_core.model import ModelConfig, build_model
+from cartpole_core.network import Network
 from cartpole_core.policies import ModelPolicy
 from cartpole_core.progress import Progress, ProgressCallback, report
 from cartpole_core.training import TrainingConfig, TrainingResult, train
@@ -61,22 +62,22 @@ class ImproveConfig:
 
     env_id: str = DEFAULT_ENV_ID
     """Gymnasium environment id."""
-    goal_steps: int = 500
+    goal_steps: int = field(default=500, metadata=within(1, MAX_GOAL_STEPS))
     """Most steps a game may last."""
-    first_games: int = 2_000
+    first_games: int = field(default=2_000, metadata=within(1, MAX_GAMES))
     """Random games played for generation 0, kept by the env's rule (CartPole: score ≥ 50)."""
-    first_epochs: int = 1
+    first_epochs: int = field(default=1, metadata=within(1, 100))
     """Epochs of generation 0's training on the kept random games."""
     hidden: tuple[int, ...] = (64, 64)
     """Hidden layer sizes of the network built for generation 0 (ReLU; no dropout). Smaller
     than the notebook's: it learns the game as well here, and plays and trains far faster."""
-    learning_rate: float = 1e-3
+    learning_rate: float = field(default=1e-3, metadata=within(*bounds(ModelConfig, "learning_rate")))
     """Adam's step size for the network built for generation 0."""
-    max_generations: int = 50
+    max_generations: int = field(default=50, metadata=within(0, 1000))
     """Generations to run at most."""
-    games_per_generation: int = 200
+    games_per_generation: int = field(default=200, metadata=within(1, 100_000))
     """Games the network plays each generation to find its best ones."""
-    keep_top: float = 0.2
+    keep_top: float = field(default=0.2, metadata=within(0.001, 1.0))
     """Share of each generation's games kept as training data (the best ones)."""
     min_score: float | None = None
     """If set, keep only games scoring at least this (on top of ``keep_top``)."""
@@ -86,15 +87,15 @@ class ImproveConfig:
     fallback: bool = True
     """A generation whose network measures clearly below the best so far (by more than twice
     the standard error of the difference) hands the best network, not its own, to the next."""
-    epochs: int = 2
+    epochs: int = field(default=2, metadata=within(1, 100))
     """Fine-tuning epochs per generation."""
-    batch_size: int = 128
+    batch_size: int = field(default=128, metadata=within(*bounds(TrainingConfig, "batch_size")))
     """Rows per gradient step."""
     sample_actions: bool = True
     """While collecting games, draw actions from the network's probabilities."""
-    temperature: float = 1.0
+    temperature: float = field(default=1.0, metadata=within(0.01, 100.0))
     """While collecting games, sharpen (below 1) the network's probabilities before drawing."""
-    epsilon: float = 0.0
+    epsilon: float = field(default=0.0, metadata=within(0.0, 1.0))
     """While collecting games, share of steps taking a random action instead."""
     player: str = "greedy"
     """Which player's evaluation mean counts for the target and for the best network:
@@ -103,19 +104,19 @@ class ImproveConfig:
     progress_dim: int | None = None
     """Observation dimension whose highest value in a game breaks ties between equal scores
     when picking the best games (None: the score alone)."""
-    play_steps: int | None = None
+    play_steps: int | None = field(default=None, metadata=within(1, 100_000))
     """Most steps of the games played to collect data (None: ``goal_steps``, the env's own).
     Longer games let a weak player reach a far goal while collecting (MountainCar), while
     every measurement keeps the env's own limit."""
-    eval_games: int = 100
+    eval_games: int = field(default=100, metadata=within(1, 100_000))
     """Games each generation is measured on (fixed seeds, both players)."""
     target_mean: float | None = 500.0
     """Stop once the counted player's evaluation mean reaches this (None: run every generation)."""
-    confirm_games: int = 1000
+    confirm_games: int = field(default=1000, metadata=within(0, 100_000))
     """Fresh games the final model plays to confirm its level (0 to skip)."""
-    max_seconds: float = 600.0
+    max_seconds: float = field(default=600.0, metadata=within(1.0, 86_400.0))
     """Stop starting new generations after this long."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=within(0, 2**31 - 1))
     """Seed of everything: the first random games, the network, the games played."""
 
     @classmethod
@@ -154,22 +155,12 @@ class ImproveConfig:
 
     def validate(self) -> ImproveConfig:
         info = env_info(self.env_id)
-        check_range("first_games", self.first_games, 1, MAX_GAMES)
-        check_range("first_epochs", self.first_epochs, 1, 100)
         self.model_config().validate()
-        check_range("max_generations", self.max_generations, 0, 1000)
-        check_range("games_per_generation", self.games_per_generation, 1, 100_000)
-        check_range("keep_top", self.keep_top, 0.001, 1.0)
-        check_range("epochs", self.epochs, 1, 100)
-        check_range("batch_size", self.batch_size, 1, 65536)
-        check_range("epsilon", self.epsilon, 0.0, 1.0)
-        check_range("temperature", self.temperature, 0.01, 100.0)
-        if self.play_steps is not None:
-            check_range("play_steps", self.play_steps, 1, 100_000)
-        check_range("eval_games", self.eval_games, 1, 100_000)
-        check_range("confirm_games", self.confirm_games, 0, 100_000)
-        check_range("max_seconds", self.max_seconds, 1.0, 86_400.0)
-        check_range("seed", self.seed, 0, 2**31 - 1)
+        for name in ("first_games", "first_epochs", "goal_steps", "max_generations", "games_per_generation",
+                     "keep_top", "epochs", "batch_size", "epsilon", "temperature", "play_steps", "eval_games",
+                     "confirm_games", "max_seconds", "seed"):  # fmt: skip
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), *bounds(self, name))
         if self.data not in DATA_MODES:
             raise UserError(f"data must be one of {', '.join(DATA_MODES)}; got {self.data!r}.")
         if self.player not in PLAYERS:

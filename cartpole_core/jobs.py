@@ -1,7 +1,7 @@
 """Dashboard jobs: each heavy stage as a function of plain data, to run as a Ray task.
 
 The dashboard's web server holds no TensorFlow: a session keeps its networks as
-:class:`~cartpole_core.model.Network` (a ``.keras`` file and NumPy layers), and everything
+:class:`~cartpole_core.network.Network` (a ``.keras`` file and NumPy layers), and everything
 that builds, trains or loads a Keras model runs through :func:`cluster.run_job` on a Ray
 worker (the local Ray, or a cluster's). Each function here takes settings, datasets and
 Networks, calls the stage itself, and returns the stage's own result dataclass with its
@@ -20,7 +20,8 @@ from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.gif import gif_stride
 from cartpole_core.human import HumanGame
 from cartpole_core.improve import GenerationRecord, ImproveConfig, ImproveResult
-from cartpole_core.model import ModelConfig, Network
+from cartpole_core.model import ModelConfig, from_network, to_network
+from cartpole_core.network import Network
 from cartpole_core.pipeline import NotebookConfig, NotebookResult
 from cartpole_core.policies import Policy
 from cartpole_core.progress import Progress, ProgressCallback
@@ -52,7 +53,7 @@ def train_job(
     training_config.validate()
     model = build_model(dataset.obs_dim, dataset.n_actions, model_config, seed=seed)
     result = train(model, dataset, training_config, progress)
-    return Trained(Network.of(model), result)
+    return Trained(to_network(model), result)
 
 
 def ensemble_job(
@@ -66,7 +67,7 @@ def ensemble_job(
     from cartpole_core.ensemble import train_ensemble
 
     result = train_ensemble(dataset, model_config, training_config, config, progress)
-    return replace(result, models=[Network.of(m) for m in result.models])
+    return replace(result, models=[to_network(m) for m in result.models])
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,12 @@ def improve_job(
 
     def on_generation(record: GenerationRecord, model: object) -> None:
         if progress is not None:
-            done = GenerationDone(record, Network.of(model, keep_file=False))
+            done = GenerationDone(record, to_network(model, keep_file=False))
             fraction = min(1.0, (record.generation + 1) / span)
             progress(Progress(fraction, f"generation {record.generation}: mean {record.mean:.1f}", {}, done))
 
-    result = improve(config, None if start is None else start.to_keras(), progress, on_generation)
-    return replace(result, model=Network.of(result.model))
+    result = improve(config, None if start is None else from_network(start), progress, on_generation)
+    return replace(result, model=to_network(result.model))
 
 
 def notebook_job(config: NotebookConfig, progress: ProgressCallback | None = None) -> NotebookResult:
@@ -103,7 +104,7 @@ def notebook_job(config: NotebookConfig, progress: ProgressCallback | None = Non
     from cartpole_core.pipeline import run_notebook
 
     result = run_notebook(config, progress)
-    return replace(result, model=Network.of(result.model))
+    return replace(result, model=to_network(result.model))
 
 
 def load_network_job(keras_file: bytes, progress: ProgressCallback | None = None) -> Network:
@@ -112,7 +113,7 @@ def load_network_job(keras_file: bytes, progress: ProgressCallback | None = None
     action probabilities."""
     from cartpole_core.storage import model_from_bytes
 
-    return Network.of(model_from_bytes(keras_file))
+    return to_network(model_from_bytes(keras_file))
 
 
 @dataclass(frozen=True)

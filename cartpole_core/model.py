@@ -8,18 +8,24 @@ was a tflearn habit; here the input is the flat observation, shape (obs_dim,).
 TensorFlow is imported when a model is first built (a few seconds, once per process), not
 with this module: its settings are read by processes that never train (the web server, a
 sweep's driver).
+
+A trained model travels as a :class:`~cartpole_core.network.Network` (plain data, no
+TensorFlow): :func:`to_network` makes one, :func:`from_network` rebuilds the Keras model.
+``Network`` and ``model_shape`` are also importable from here, as before.
 """
 
 from __future__ import annotations
 
 import os
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
+from cartpole_core.network import NUMPY_ACTIVATIONS, DenseLayer, Network, model_shape
+from cartpole_core.storage import model_from_bytes, model_to_bytes
 
 if TYPE_CHECKING:
     import keras
@@ -46,9 +52,9 @@ class ModelConfig:
 
     hidden: tuple[int, ...] = (128, 256, 512, 256, 128)
     """Units of each hidden Dense+ReLU layer, input side first."""
-    dropout: float = 0.2
+    dropout: float = field(default=0.2, metadata=within(0.0, 0.9))
     """Share of units dropped after each hidden layer while training (0 = none)."""
-    learning_rate: float = 1e-3
+    learning_rate: float = field(default=1e-3, metadata=within(1e-6, 1.0))
     """Adam's step size."""
 
     def validate(self) -> ModelConfig:
@@ -57,8 +63,8 @@ class ModelConfig:
             raise UserError(f"The network needs 1 to {MAX_LAYERS} hidden layers, got {len(self.hidden)}.")
         for units in self.hidden:
             check_range("hidden layer units", units, 1, MAX_UNITS)
-        check_range("dropout", self.dropout, 0.0, 0.9, "0.2 is the notebook's.")
-        check_range("learning rate", self.learning_rate, 1e-6, 1.0, "1e-3 is the notebook's.")
+        check_range("dropout", self.dropout, *bounds(self, "dropout"), "0.2 is the notebook's.")
+        check_range("learning rate", self.learning_rate, *bounds(self, "learning_rate"), "1e-3 is the notebook's.")
         return self
 
 
@@ -125,65 +131,44 @@ def compile_model(model: keras.Model, learning_rate: float = ModelConfig.learnin
     return model
 
 
-def model_shape(model: keras.Model) -> tuple[int, int]:
-    """``(obs_dim, n_actions)`` of a model that maps observations to action probabilities."""
-    try:
-        obs_dim = int(model.input_shape[-1])
-        n_actions = int(model.output_shape[-1])
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise UserError("This model does not map one observation vector to action probabilities.") from exc
-    return obs_dim, n_actions
+def numpy_layers(model: keras.Model) -> list[DenseLayer] | None:
+    """The model's (kernel, bias, activation) per Dense layer, or None when it is not a
+    plain Dense/Dropout stack with activations NumPy can compute (see
+    :data:`cartpole_core.network.NUMPY_ACTIVATIONS`)."""
+    import keras
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
+            continue
+        if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
+            return None
+        activation = keras.activations.serialize(layer.activation)
+        if isinstance(activation, dict):
+            activation = activation.get("config", {}).get("name", activation.get("class_name"))
+        if activation not in NUMPY_ACTIVATIONS:
+            return None
+        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
+        layers.append((kernel, bias, str(activation)))
+    return layers or None
 
 
-DenseLayer = tuple[np.ndarray, np.ndarray, str]
-"""One Dense layer as NumPy: kernel float32 (inputs, units), bias float32 (units,), activation name."""
-
-
-@dataclass(frozen=True, eq=False)
-class Network:
-    """A network as plain data: what a browser session keeps and what travels to and from a
-    Ray task. Needs no TensorFlow to hold, to play (a plain Dense stack runs in NumPy), to
-    download or to save; :meth:`to_keras` rebuilds the Keras model where one is trained.
-
-    Made by :meth:`of` from a Keras model in the process that trained or loaded it.
-    """
-
-    obs_dim: int
-    n_actions: int
-    layers: tuple[DenseLayer, ...] | None
-    """Each Dense layer in NumPy for a plain Dense/Dropout stack with activations NumPy can
-    compute (every network this app builds); None for any other model."""
-    keras_file: bytes | None
-    """The whole model as a ``.keras`` file: architecture, weights and optimiser state
-    (~4 MB for the notebook's network). None for a copy kept only to play (see :meth:`of`)."""
-    gradient_steps: int = 0
-    """Optimiser steps the network has learned."""
-
-    @classmethod
-    def of(cls, model: keras.Model, keep_file: bool = True) -> Network:
-        """The network of a Keras model. ``keep_file=False`` drops the ``.keras`` file when the
-        layers alone can play it (a light snapshot, e.g. one per generation for a time-lapse)."""
-        from cartpole_core.policies import numpy_layers
-        from cartpole_core.storage import model_to_bytes
-
-        obs_dim, n_actions = model_shape(model)
-        layers = numpy_layers(model)
-        optimizer = getattr(model, "optimizer", None)
-        steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
-        keep = keep_file or layers is None
-        return cls(obs_dim, n_actions, None if layers is None else tuple(layers),
+def to_network(model: keras.Model, keep_file: bool = True) -> Network:
+    """The :class:`~cartpole_core.network.Network` of a Keras model, made in the process that
+    trained or loaded it. ``keep_file=False`` drops the ``.keras`` file when the layers alone
+    can play it (a light snapshot, e.g. one per generation for a time-lapse)."""
+    obs_dim, n_actions = model_shape(model)
+    layers = numpy_layers(model)
+    optimizer = getattr(model, "optimizer", None)
+    steps = int(np.asarray(optimizer.iterations)) if optimizer is not None and optimizer.built else 0
+    keep = keep_file or layers is None
+    return Network(obs_dim, n_actions, None if layers is None else tuple(layers),
                    model_to_bytes(model) if keep else None, steps)  # fmt: skip
 
-    def to_keras(self) -> keras.Model:
-        """The Keras model (loaded in safe mode from :attr:`keras_file`; imports TensorFlow)."""
-        from cartpole_core.storage import model_from_bytes
 
-        if self.keras_file is None:
-            raise ValueError("this network was kept only to play: it has no .keras file to rebuild")
-        return model_from_bytes(self.keras_file)
-
-    def describe(self) -> str:
-        """E.g. ``"Dense 128-256-512-256-128 → 2"`` or ``"a custom Keras model"``."""
-        if self.layers is None:
-            return "a custom Keras model"
-        return "Dense " + "-".join(str(k.shape[1]) for k, _, _ in self.layers[:-1]) + f" → {self.n_actions}"
+def from_network(network: Network) -> keras.Model:
+    """The Keras model of a Network (loaded in safe mode from its ``keras_file``; imports
+    TensorFlow). A ``ValueError`` for a network kept only to play."""
+    if network.keras_file is None:
+        raise ValueError("this network was kept only to play: it has no .keras file to rebuild")
+    return model_from_bytes(network.keras_file)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cartpole_core.errors import within
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult, evaluate
 from cartpole_core.generate import GenerationConfig, GenerationResult, generate
 from cartpole_core.policies import RandomPolicy
@@ -18,7 +19,8 @@ from cartpole_core.progress import ProgressCallback, report
 if TYPE_CHECKING:
     import keras
 
-    from cartpole_core.model import ModelConfig, Network
+    from cartpole_core.model import ModelConfig
+    from cartpole_core.network import Network
     from cartpole_core.training import TrainingConfig, TrainingResult
 
 #: Share of the progress bar each stage takes (training dominates the time).
@@ -34,7 +36,7 @@ class NotebookConfig:
     """None: the notebook's network."""
     training: TrainingConfig | None = None
     """None: the notebook's training settings (with the generation's seed)."""
-    evaluation_games: int = 10
+    evaluation_games: int = field(default=10, metadata=within(1, 100_000))
     """Games the trained network (and random play) plays (the notebook: 10)."""
 
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from cartpole_core.errors import UserError, check_range
+from cartpole_core.model import from_network, numpy_layers
+from cartpole_core.network import Network, dense_forward, model_shape
 
 if TYPE_CHECKING:
     import keras
-
-    from cartpole_core.model import Network
 
 
 @runtime_checkable
@@ -53,45 +53,10 @@ class RandomPolicy:
         return np.full((observations.shape[0], self.n_actions), 1.0 / self.n_actions, dtype=np.float32)
 
 
-_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda z: np.maximum(z, 0.0),
-    "linear": lambda z: z,
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-}
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def numpy_layers(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, str]] | None:
-    """The model's (kernel, bias, activation) per Dense layer, or None when it is not a
-    plain Dense/Dropout stack with activations NumPy can compute."""
-    import keras
-
-    layers = []
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Dropout, keras.layers.InputLayer)):
-            continue
-        if not isinstance(layer, keras.layers.Dense) or not layer.use_bias:
-            return None
-        activation = keras.activations.serialize(layer.activation)
-        if isinstance(activation, dict):
-            activation = activation.get("config", {}).get("name", activation.get("class_name"))
-        if activation not in _ACTIVATIONS and activation != "softmax":
-            return None
-        kernel, bias = (np.asarray(w, dtype=np.float32) for w in layer.get_weights())
-        layers.append((kernel, bias, str(activation)))
-    return layers or None
-
-
 class ModelPolicy:
     """A network's action probabilities, computed on whole batches.
 
-    ``model`` is a Keras model or a :class:`~cartpole_core.model.Network`. A Network of a
+    ``model`` is a Keras model or a :class:`~cartpole_core.network.Network`. A Network of a
     plain Dense stack plays in NumPy without importing TensorFlow; any other Network is
     rebuilt in Keras where it first plays (so a policy made in the web server and sent to a
     Ray task loads TensorFlow in the task's worker, not in the server). A policy made from a
@@ -101,8 +66,6 @@ class ModelPolicy:
     deterministic = True
 
     def __init__(self, model: keras.Model | Network, name: str = "model"):
-        from cartpole_core.model import Network, model_shape
-
         self.name = name
         self._network: Network | None = None
         self._compiled: Callable[[np.ndarray], np.ndarray] | None = None
@@ -141,13 +104,10 @@ class ModelPolicy:
         if self._layers is None:
             if self._compiled is None:
                 assert self._network is not None
-                self._compile(self._network.to_keras())
+                self._compile(from_network(self._network))
             assert self._compiled is not None
             return np.asarray(self._compiled(x), dtype=np.float32)
-        for kernel, bias, activation in self._layers:
-            z = x @ kernel + bias
-            x = _softmax(z) if activation == "softmax" else _ACTIVATIONS[activation](z)
-        return x.astype(np.float32, copy=False)
+        return dense_forward(self._layers, x)
 
 
 def choose_actions(probabilities: np.ndarray, deterministic: bool, uniforms: np.ndarray | None = None) -> np.ndarray:

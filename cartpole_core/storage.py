@@ -28,7 +28,7 @@ import numpy as np
 
 from cartpole_core.dataset import Dataset, validate_arrays
 from cartpole_core.errors import UserError
-from cartpole_core.model import Network
+from cartpole_core.network import Network, model_shape
 
 if TYPE_CHECKING:
     import keras
@@ -188,9 +188,8 @@ def model_from_bytes(data: bytes) -> keras.Model:
         raise UserError(f"Pickled files are refused: loading them runs code. {fix}")
     if not data.startswith(b"PK"):
         raise UserError(f"This is not a .keras model file. {fix}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as cartpole_core.model: TensorFlow's C++ chatter off stderr
     import keras
-
-    from cartpole_core.model import model_shape
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / MODEL_FILE

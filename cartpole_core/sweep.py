@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from cartpole_core.envs import env_info, score_range
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range
 from cartpole_core.generate import GenerationConfig
 from cartpole_core.improve import ImproveConfig
 from cartpole_core.model import ModelConfig
@@ -105,7 +105,7 @@ class SweepConfig:
         if not self.seeds:
             raise UserError("Give at least one seed (e.g. --seeds 0-4).")
         for seed in self.seeds:
-            check_range("seed", seed, 0, 2**31 - 1)
+            check_range("seed", seed, *bounds(ImproveConfig, "seed"))
         trials = math.prod(len(v) for _, v in self.vary) * len(self.seeds)
         if trials > max_trials:
             raise UserError(
@@ -185,7 +185,7 @@ def trial_config(base: Base, settings: dict[str, Any], seed: int) -> Base:
     model = part(ModelConfig, base.model or ModelConfig()).validate()
     training = replace(part(TrainingConfig, base.training or TrainingConfig()), seed=seed).validate()
     config = NotebookConfig(generation, model, training, settings.get("evaluation_games", base.evaluation_games))
-    check_range("evaluation_games", config.evaluation_games, 1, 100_000)
+    check_range("evaluation_games", config.evaluation_games, *bounds(NotebookConfig, "evaluation_games"))
     return config
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cartpole_core.dataset import Dataset
-from cartpole_core.errors import UserError, check_range
+from cartpole_core.errors import UserError, bounds, check_range, within
 from cartpole_core.model import compile_model, model_shape
 from cartpole_core.progress import ProgressCallback, report
 
@@ -59,24 +59,24 @@ VALIDATION_BATCH = 4096
 class TrainingConfig:
     """How to fit; defaults are the notebook's."""
 
-    epochs: int = 4
+    epochs: int = field(default=4, metadata=within(1, MAX_EPOCHS))
     """Passes over the data (the notebook: more would overfit)."""
-    batch_size: int = 64
+    batch_size: int = field(default=64, metadata=within(1, 65536))
     """Rows per gradient step (tflearn's default, which the notebook used)."""
-    validation_split: float = 0.0
+    validation_split: float = field(default=0.0, metadata=within(0.0, 0.5))
     """Share of games held out to measure validation loss/accuracy (0 = none)."""
-    seed: int | None = 0
+    seed: int | None = field(default=0, metadata=within(0, 2**31 - 1))
     """Seed of the shuffling and the validation split."""
     tensorboard_dir: str | None = None
     """If set, TensorBoard logs are written there (the notebook's ``logs/``)."""
 
     def validate(self) -> TrainingConfig:
         """Raise :class:`UserError` for settings out of range; return self."""
-        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
-        check_range("batch_size", self.batch_size, 1, 65536)
-        check_range("validation_split", self.validation_split, 0.0, 0.5)
+        check_range("epochs", self.epochs, *bounds(self, "epochs"))
+        check_range("batch_size", self.batch_size, *bounds(self, "batch_size"))
+        check_range("validation_split", self.validation_split, *bounds(self, "validation_split"))
         if self.seed is not None:
-            check_range("seed", self.seed, 0, 2**31 - 1)
+            check_range("seed", self.seed, *bounds(self, "seed"))
         if self.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
             raise UserError(
                 "TensorBoard logs need the tensorboard package: run 'pip install tensorboard', "

@@ -6,6 +6,8 @@ call -> these charts.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import re
 import sys
 import time
@@ -20,7 +22,8 @@ import pandas as pd
 import streamlit as st
 
 from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, EnvInfo, env_info, target_words
-from cartpole_core.errors import UserError
+from cartpole_core.errors import UserError, bounds
+from cartpole_core.errors import default as default_of
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import RunRecord, save_run
 from pages.server import LIMITS, ray_job  # noqa: F401  (re-exported for the pages)
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from cartpole_core.improve import ImproveResult
     from cartpole_core.model import Network
     from cartpole_core.pipeline import NotebookResult
+    from cartpole_core.recipes import Recipe
     from cartpole_core.sweep import SweepResult
     from cartpole_core.training import TrainingResult
 
@@ -69,6 +73,19 @@ def _leave_legacy_page_mode() -> None:
 ACCENT = "#d1495b"
 RANDOM_COLOR = "#8d99ae"
 MODEL_COLOR = "#00798c"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A result's code (its :class:`~cartpole_core.recipes.Recipe`) and what that code reads:
+    the dataset or model the page started from, offered as files beside it."""
+
+    page: str
+    recipe: Recipe
+    made: Any
+    """The result it reproduces (the page shows the code only beside this very result)."""
+    dataset: Dataset | None = None
+    model: Network | None = None
 
 
 @dataclass
@@ -107,6 +124,8 @@ class Lab:
     """Every page's widget values as last drawn (:func:`remember_settings`)."""
     notebook_source: str = ""
     """What made :attr:`notebook`, e.g. ``"Home, seed 0"`` or the Sweep's best settings."""
+    steps: list[Step] = field(default_factory=list)
+    """Every result this session made, in order, with its code (the session's notebook)."""
     undo: tuple[str, Lab] | None = None
     """The last replacement of the session's dataset or model: what it did, and a copy of this
     Lab from before it (:func:`undo_last`)."""
@@ -146,6 +165,56 @@ def use_notebook_result(result: NotebookResult, dataset_source: str, model_sourc
     set_model(result.model, model_source, result.training)  # a Network: the result came from a job
     state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
     state.env_id = result.generation.config.env_id
+
+
+def record_step(
+    page: str, recipe: Recipe, made: Any, dataset: Dataset | None = None, model: Network | None = None
+) -> None:
+    """``page`` made the result ``made``: keep its code (and what the code reads) for the
+    page's "Show the code" and the session's notebook."""
+    lab().steps.append(Step(page, recipe, made, dataset, model))
+
+
+def shown_step(page: str, made: Any) -> Step | None:
+    """The step of ``page`` that made ``made``, or None (e.g. a stopped training: its code
+    would not stop at the same batch)."""
+    return next((step for step in reversed(lab().steps) if step.page == page and step.made is made), None)
+
+
+def show_code(page: str, made: Any) -> None:
+    """ "Show the code": the Python that reproduces ``made`` (the page's result on show), the
+    files it reads, and the ``cartpole-lab`` command where there is one."""
+    step = shown_step(page, made)
+    if step is None:
+        return
+    from cartpole_core.recipes import DATASET_FILE, MODEL_FILE
+    from cartpole_core.storage import dataset_to_bytes
+
+    recipe = step.recipe
+    with st.expander("Show the code", icon=":material/code:"):
+        st.caption(
+            "Python that reproduces this result with the same settings and seeds, using this project's "
+            "library (`pip install .` in the project; `import cartpole_core as cl`)."
+            + (" Download what it reads into the folder you run it from:" if recipe.files() else "")
+        )
+        if recipe.files():
+            cols = st.columns(len(recipe.files()))
+            for col, name in zip(cols, recipe.files(), strict=True):
+                if name == DATASET_FILE and step.dataset is not None:
+                    col.download_button(
+                        name, data=functools.partial(dataset_to_bytes, step.dataset), file_name=name,
+                        key=f"{page}_code_{name}", icon=":material/download:", on_click="ignore",
+                        mime="application/octet-stream",
+                    )  # fmt: skip
+                elif name == MODEL_FILE and step.model is not None and step.model.keras_file:
+                    col.download_button(
+                        name, data=step.model.keras_file, file_name=name, key=f"{page}_code_{name}",
+                        icon=":material/download:", on_click="ignore", mime="application/octet-stream",
+                    )  # fmt: skip
+        st.code(recipe.python(), language="python")
+        if recipe.command:
+            st.caption("The same on the command line:")
+            st.code(recipe.command, language="bash", wrap_lines=True)
 
 
 def set_dataset(dataset: Dataset, source: str) -> None:
@@ -249,6 +318,22 @@ def url_slider(where: Any, label: str, low: float, high: float, default: float, 
     return where.slider(label, low, high, from_url(key, default, low, high), key=key, **kwargs)
 
 
+def setting(config: Any, name: str, *, cap: float | None = None, scale: float = 1) -> tuple[Any, Any, Any]:
+    """``(low, high, default)`` of setting ``name`` of a config dataclass, for a field: the
+    library's own range (:func:`cartpole_core.errors.bounds`) and the config's value (pass the
+    class for its default, or an instance such as ``GenerationConfig.for_env(...)``), times
+    ``scale`` (100 for a share shown in %); ``cap`` lowers the high end to this server's limit
+    (``cap=LIMITS["epochs"]``), and the default with it. Use it as ``url_number(where, label,
+    *setting(TrainingConfig, "epochs", cap=LIMITS["epochs"]), key=...)``."""
+    low, high = bounds(config, name)
+    value = default_of(config, name) if isinstance(config, type) else getattr(config, name)
+    if cap is not None:
+        high = min(high, cap)
+    if scale != 1:  # 0.07 * 100 is 7.000000000000001
+        low, high, value = (None if v is None else round(v * scale, 9) for v in (low, high, value))
+    return low, high, None if value is None else min(value, high)
+
+
 def url_score(where: Any, label: str, default: float, *, key: str, help: str) -> float:
     """``where.number_input`` for a score a game must reach, first value from the page's link
     (no bounds: every game has its own scale)."""
@@ -283,8 +368,14 @@ def share_settings(keys: list[str]) -> None:
         st.code(f"{st.context.url or ''}?{urlencode(params)}", language=None)
 
 
-def save_as_run(record: RunRecord, dataset: Dataset | None = None, model: Network | None = None) -> None:
-    """Save a run (pruning the oldest beyond this server's limit) and say so, or show why not."""
+def save_as_run(
+    record: RunRecord, dataset: Dataset | None = None, model: Network | None = None, code: Step | None = None
+) -> None:
+    """Save a run (pruning the oldest beyond this server's limit) and say so, or show why not.
+    ``code``: the step that made the result, whose recipe the run keeps (Runs offers it as a
+    notebook when the run holds the files the code reads)."""
+    if code is not None:
+        record = dataclasses.replace(record, results={**record.results, "code": dataclasses.asdict(code.recipe)})
     try:
         saved = save_run(record, dataset=dataset, model=model, keep=LIMITS["runs_kept"])
     except Exception as exc:  # a full disk or a bad record: the session keeps what it had

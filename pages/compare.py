@@ -22,6 +22,7 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    setting,
     share_settings,
     show_error,
     url_number,
@@ -58,9 +59,8 @@ n_seeds = url_number(c[1], "Seeds", 2, 20, 5, key="cmp_seeds", help="Each seed i
 games = url_number(
     c[2],
     "Games per seed",
-    1,
-    LIMITS["eval_games"] // 5,
-    20,
+    *setting(EvaluationConfig, "games", cap=LIMITS["eval_games"] // 5)[:2],
+    20,  # the page's own default: 5 seeds × 20 games per player
     key="cmp_games",
     help="Games each player plays on each seed.",
 )

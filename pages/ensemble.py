@@ -7,6 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cartpole_core.ensemble import EnsembleConfig
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.progress import Progress
 from pages.common import (
@@ -17,7 +18,10 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    record_step,
+    setting,
     share_settings,
+    show_code,
     show_error,
     url_number,
     url_select,
@@ -44,11 +48,9 @@ with st.form("ensemble_form"):
     members = url_number(
         c[0],
         "Members",
-        2,
-        LIMITS["members"],
-        5,
+        *(members_range := setting(EnsembleConfig, "members", cap=LIMITS["members"])),
         key="ens_members",
-        help=f"Networks that vote (at most {LIMITS['members']}).",
+        help=f"Networks that vote (at most {members_range[1]} here).",
     )
     vote = url_select(
         c[1],
@@ -61,27 +63,24 @@ with st.form("ensemble_form"):
     epochs = url_number(
         c[2],
         "Epochs per member",
-        1,
-        LIMITS["epochs"],
-        1,
+        *setting(EnsembleConfig, "epochs", cap=LIMITS["epochs"]),
         key="ens_epochs",
         help="Weak members: 1 epoch each by default.",
     )
     games = url_number(
         c[3],
         "Evaluation games",
-        1,
-        LIMITS["eval_games"],
-        100,
+        *setting(EvaluationConfig, "games", cap=LIMITS["eval_games"])[:2],
+        100,  # the page's own default: members differ little, 10 games would not tell them apart
         key="ens_games",
         help="Games every member and the ensemble play.",
     )
-    seed = url_number(c[4], "Seed", 0, 2**31 - 1 - 50, 0, key="ens_seed", help="Member i uses seed + i.")
+    seed = url_number(c[4], "Seed", *setting(EnsembleConfig, "seed"), key="ens_seed", help="Member i uses seed + i.")
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
 share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
 if submitted and checked(members, epochs, games, seed):
-    from cartpole_core.ensemble import EnsembleConfig, evaluate_ensemble
+    from cartpole_core.ensemble import evaluate_ensemble
     from cartpole_core.jobs import ensemble_job
     from cartpole_core.model import ModelConfig
     from cartpole_core.training import TrainingConfig
@@ -105,7 +104,11 @@ if submitted and checked(members, epochs, games, seed):
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:
+        from cartpole_core.recipes import ensemble_recipe
+
         state.ensemble, state.ensemble_eval = trained, evaluation
+        recipe = ensemble_recipe(ModelConfig(), TrainingConfig(), cfg, config, evaluation)
+        record_step("ensemble", recipe, evaluation, dataset=dataset)
     finally:
         bar.empty()
         status.empty()
@@ -144,6 +147,7 @@ if ens is not None and ev is not None:
         + f" · trained in {ens.seconds:.1f} s"
         + (" · stopped early" if ens.stopped_early else "")
     )
+    show_code("ensemble", ev)
     st.page_link(
         "pages/play.py", label="Watch the ensemble play (choose 'ensemble') →", icon=":material/sports_esports:"
     )

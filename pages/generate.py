@@ -8,6 +8,7 @@ import streamlit as st
 
 from cartpole_core.errors import UserError
 from cartpole_core.generate import GenerationConfig, generate
+from cartpole_core.recipes import generate_recipe
 from cartpole_core.storage import RunRecord, dataset_from_bytes, dataset_to_bytes
 from pages.common import (
     LIMITS,
@@ -20,12 +21,16 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    record_step,
     save_as_run,
     score_histogram,
     set_dataset,
+    setting,
     settings_follow_env,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
     url_score,
 )
@@ -49,7 +54,7 @@ settings_follow_env(  # a new game starts from its own defaults: its scores use 
     "gen",
     fitted.env_id,
     {
-        "gen_games": min(fitted.games, LIMITS["games"]),
+        "gen_games": setting(fitted, "games", cap=LIMITS["games"])[2],
         "gen_goal_steps": fitted.goal_steps,
         "gen_rule": "share" if fitted.keep_top else "score",
         "gen_requirement": float(fitted.score_requirement),
@@ -71,19 +76,15 @@ with st.form("generate_form"):
     games = url_number(
         c[0],
         "Games",
-        1,
-        LIMITS["games"],
-        min(fitted.games, LIMITS["games"]),
+        *(games_range := setting(fitted, "games", cap=LIMITS["games"])),
         step=1000,
         key="gen_games",
-        help=f"Random games to play (the notebook: 10,000; at most {LIMITS['games']:,} here).",
+        help=f"Random games to play (the notebook: 10,000; at most {games_range[1]:,} here).",
     )
     goal_steps = url_number(
         c[1],
         "Goal steps",
-        1,
-        10_000,
-        fitted.goal_steps,
+        *setting(fitted, "goal_steps"),
         key="gen_goal_steps",
         help="Most steps a game may last; a game still going then is stopped (500 in CartPole-v1).",
     )
@@ -100,8 +101,7 @@ with st.form("generate_form"):
         keep_top = url_number(
             c[2],
             "Best share (%)",
-            0.1,
-            100.0,
+            *setting(fitted, "keep_top", scale=100)[:2],
             100 * (fitted.keep_top or 0.05),
             step=1.0,
             format="%.1f",
@@ -116,7 +116,9 @@ with st.form("generate_form"):
             ),
         )
         requirement = fitted.score_requirement
-    seed = url_number(c[3], "Seed", 0, 2**31 - 1, 0, key="gen_seed", help="Same seed, same games, same dataset.")
+    seed = url_number(
+        c[3], "Seed", *setting(GenerationConfig, "seed"), key="gen_seed", help="Same seed, same games, same dataset."
+    )
     submitted = st.form_submit_button("Play and keep the good games", icon=":material/dataset:", type="primary")
 
 share_settings(["gen_env", "gen_games", "gen_goal_steps", "gen_rule", "gen_requirement", "gen_keep_top", "gen_seed"])
@@ -138,6 +140,7 @@ if submitted and info is not None and checked(games, goal_steps, keep_top if rul
         show_error(exc)
     else:
         state.generation = result
+        record_step("generate", generate_recipe(config, result), result)
         if result.accepted:
             set_dataset(result.dataset, f"{result.games:,} random games, seed {config.seed}")
     finally:
@@ -175,6 +178,7 @@ if result is not None:
         f"{result.env_steps:,} steps played in {result.seconds:.2f} s "
         f"({result.env_steps / max(result.seconds, 1e-9):,.0f} steps a second)."
     )
+    show_code("generate", result)
     if st.button(
         "Save as a run",
         icon=":material/save:",
@@ -198,6 +202,7 @@ if result is not None:
                 },
             ),
             dataset=result.dataset,
+            code=shown_step("generate", result),
         )
 
 dataset = state.dataset

@@ -23,12 +23,16 @@ from pages.common import (
     from_url,
     lab,
     ray_job,
+    record_step,
     run_with_stop,
     save_as_run,
     set_model,
+    setting,
     settings_follow_env,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
     url_select,
     url_slider,
@@ -165,18 +169,14 @@ with st.form("improve_form"):
     generations = url_number(
         c[0],
         "Most generations",
-        1,
-        LIMITS["generations"],
-        min(DEFAULTS.max_generations, LIMITS["generations"]),
+        *(generations_range := setting(ImproveConfig, "max_generations", cap=LIMITS["generations"])),
         key="imp_generations",
-        help=f"Stop after this many generations at most (at most {LIMITS['generations']} here).",
+        help=f"Stop after this many generations at most (at most {generations_range[1]} here).",
     )
     games = url_number(
         c[1],
         "Games per generation",
-        10,
-        LIMITS["games_per_generation"],
-        DEFAULTS.games_per_generation,
+        *setting(ImproveConfig, "games_per_generation", cap=LIMITS["games_per_generation"]),
         step=50,
         key="imp_games",
         help="Games the network plays each generation to find its best ones.",
@@ -184,18 +184,15 @@ with st.form("improve_form"):
     keep_top = url_slider(
         c[2],
         "Keep the best (%)",
-        1,
-        100,
-        round(100 * DEFAULTS.keep_top),
+        *setting(ImproveConfig, "keep_top", scale=100),
+        step=0.1,
         key="imp_keep",
         help="Share of those games that becomes the training data.",
     )
     epochs = url_number(
         c[3],
         "Epochs per generation",
-        1,
-        20,
-        DEFAULTS.epochs,
+        *setting(ImproveConfig, "epochs", cap=LIMITS["epochs"]),
         key="imp_epochs",
         help="Fine-tuning passes over the kept games.",
     )
@@ -221,18 +218,15 @@ with st.form("improve_form"):
         epsilon = url_slider(
             c[2],
             "Random actions (%)",
-            0,
-            50,
-            0,
+            *setting(ImproveConfig, "epsilon", scale=100),
+            step=1.0,
             key="imp_epsilon",
             help="Share of steps on which a random action is taken instead.",
         )
         eval_games = url_number(
             c[3],
             "Evaluation games",
-            10,
-            500,
-            DEFAULTS.eval_games,
+            *setting(ImproveConfig, "eval_games", cap=LIMITS["eval_games"]),
             key="imp_eval",
             help="Fixed games each generation is measured on.",
         )
@@ -247,21 +241,18 @@ with st.form("improve_form"):
         confirm = url_number(
             c[1],
             "Confirmation games",
-            0,
-            LIMITS["eval_games"],
-            200,
+            *setting(ImproveConfig, "confirm_games", cap=LIMITS["eval_games"])[:2],
+            200,  # the page's own default: a shared server confirms on fewer games than the library's 1,000
             key="imp_confirm",
             help="Fresh games the best network plays at the end: a lucky evaluation flatters, these do not.",
         )
         seed = url_number(
-            c[2], "Seed", 0, 2**31 - 1, DEFAULTS.seed, key="imp_seed", help="Same seed, same generations."
+            c[2], "Seed", *setting(ImproveConfig, "seed"), key="imp_seed", help="Same seed, same generations."
         )
         temperature = url_number(
             c[3],
             "Sampling temperature",
-            0.05,
-            5.0,
-            1.0,
+            *setting(ImproveConfig, "temperature"),
             step=0.05,
             key="imp_temperature",
             help="Below 1 the network's favourite action is drawn more often while collecting games; 1 draws "
@@ -288,9 +279,7 @@ with st.form("improve_form"):
         first_games = url_number(
             c[0],
             "Random games first",
-            100,
-            LIMITS["games"],
-            DEFAULTS.first_games,
+            *setting(ImproveConfig, "first_games", cap=LIMITS["games"]),
             step=500,
             key="imp_first_games",
             help="Random games whose best ones (the env's keep rule) train the first network, generation 0. "
@@ -299,18 +288,14 @@ with st.form("improve_form"):
         first_epochs = url_number(
             c[1],
             "Their epochs",
-            1,
-            20,
-            DEFAULTS.first_epochs,
+            *setting(ImproveConfig, "first_epochs", cap=LIMITS["epochs"]),
             key="imp_first_epochs",
             help="Passes of the first network over them (the notebook: 4).",
         )
         batch_size = url_number(
             c[2],
             "Batch size",
-            1,
-            4096,
-            DEFAULTS.batch_size,
+            *setting(ImproveConfig, "batch_size"),
             key="imp_batch",
             help="Rows per learning step, for the first network and every generation.",
         )
@@ -374,7 +359,11 @@ if submitted and checked(generations, games, epochs, eval_games, confirm, seed, 
         )
         chart.empty()
         if result is not None:
+            from cartpole_core.recipes import improve_recipe
+
             state.improve = result
+            recipe = improve_recipe(config, start_model is not None, result)
+            record_step("generations", recipe, result, model=start_model)
             set_model(result.model, f"generation {result.best_generation}, mean {result.best_mean:.1f}")
 
 result = state.improve
@@ -435,12 +424,14 @@ if live and live["records"]:
             width="stretch",
         )
     st.dataframe(df.round(3), hide_index=True, width="stretch")
+    show_code("generations", result)
     if result is not None and st.button(
         "Save as a run",
         icon=":material/save:",
         key="imp_save_run",
         help="Keep the settings, every generation's figures and the best model on the server (see Runs).",
     ):
+        start = shown_step("generations", result)
         save_as_run(
             RunRecord(
                 kind="improve",
@@ -456,6 +447,9 @@ if live and live["records"]:
                 },
             ),
             model=result.model,
+            # The run keeps the best network, not the one it started from: code that starts
+            # from a network is shown on the page but not kept with the run.
+            code=None if start is None or start.recipe.needs else start,
         )
 
     if st.button(

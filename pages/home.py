@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from cartpole_core.generate import GenerationConfig
 from cartpole_core.pipeline import NotebookConfig, NotebookResult
+from cartpole_core.training import TrainingConfig
 from pages.common import (
     checked,
     lab,
     progress_bar,
     ray_job,
+    record_step,
+    setting,
     share_settings,
+    show_code,
     show_error,
     url_number,
     use_notebook_result,
@@ -63,6 +69,32 @@ for col, (title, path, what, done) in zip(cols, steps, strict=True):
         )
         st.page_link(path, label="Open", icon=":material/arrow_forward:")
 
+take_home = st.container(border=True)
+take_home.markdown("**Take it home**")
+if state.steps:
+    from cartpole_core.recipes import notebook_bytes
+
+    take_home.caption(
+        f"This session's {len(state.steps)} result(s), in order, as a Jupyter notebook: each step's code with the "
+        "same settings and seeds, after a note saying what it does and the numbers this dashboard showed. It "
+        "runs with this project's library installed (`pip install .`). Each page's **Show the code** has the "
+        "code of its own result."
+    )
+    take_home.download_button(
+        "Download as a Jupyter notebook",
+        icon=":material/download:",
+        data=functools.partial(notebook_bytes, [step.recipe for step in state.steps]),
+        file_name="cartpole-lab-session.ipynb",
+        mime="application/x-ipynb+json",
+        key="home_notebook",
+        on_click="ignore",
+    )
+else:
+    take_home.caption(
+        "Once a page has made a result, this session can be downloaded here as a Jupyter notebook, and each "
+        "page's **Show the code** gives the Python behind its result."
+    )
+
 st.subheader("The whole notebook in one click")
 st.markdown(
     "10,000 random CartPole-v1 games, keep those scoring ≥ 50, train the notebook's network "
@@ -72,9 +104,7 @@ left, right = st.columns([1, 3], vertical_alignment="bottom")
 seed = url_number(
     left,
     "Seed",
-    0,
-    2**31 - 1,
-    0,
+    *setting(TrainingConfig, "seed"),  # the seed of every stage: training's range is the narrowest
     step=1,
     key="home_seed",
     help="Same seed, same games, same network. Results vary a lot between seeds: try several.",
@@ -99,6 +129,9 @@ if right.button(
     else:
         bar.empty()
         use_notebook_result(result, f"notebook run, seed {seed}", f"notebook network, seed {seed}")
+        from cartpole_core.recipes import notebook_recipe
+
+        record_step("home", notebook_recipe(config, result), result)
         st.rerun()  # redraw the step cards above with the new state
 
 
@@ -134,4 +167,5 @@ if state.notebook is not None:
         + " · seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
     )
+    show_code("home", r)
     st.page_link("pages/play.py", label="See the network play (GIFs, charts) →", icon=":material/sports_esports:")

@@ -17,10 +17,14 @@ from pages.common import (
     metrics_row,
     progress_bar,
     ray_job,
+    record_step,
     save_as_run,
     scores_by_game_chart,
+    setting,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
     url_select,
 )
@@ -54,13 +58,13 @@ policy_choice = url_select(
 games = url_number(
     c[1],
     "Games",
-    1,
-    LIMITS["eval_games"],
-    10,
+    *(games_range := setting(EvaluationConfig, "games", cap=LIMITS["eval_games"])),
     key="play_games",
-    help=f"Games to play (the notebook: 10; at most {LIMITS['eval_games']:,} here). More games, steadier figures.",
+    help=f"Games to play (the notebook: 10; at most {games_range[1]:,} here). More games, steadier figures.",
 )
-seed = url_number(c[2], "Seed", 0, 2**31 - 1, 0, key="play_seed", help="Same seed, same starting positions.")
+seed = url_number(
+    c[2], "Seed", *setting(EvaluationConfig, "seed"), key="play_seed", help="Same seed, same starting positions."
+)
 play_mode = url_select(
     c[3],
     "How the network plays",
@@ -111,6 +115,10 @@ if st.button(
         show_error(exc)
     else:
         state.evaluation, state.evaluation_random, state.evaluation_gifs = played.result, played.baseline, played.gifs
+        if policy_choice == "current model":
+            from cartpole_core.recipes import play_recipe
+
+            record_step("play", play_recipe(config, played.result, played.baseline), played.result, model=state.model)
     finally:
         bar.empty()
 
@@ -171,6 +179,7 @@ if result is not None and baseline is not None:
         f"{result.steps_played:,} steps in {result.seconds:.2f} s "
         f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once)."
     )
+    show_code("play", result)
     if st.button(
         "Save as a run",
         icon=":material/save:",
@@ -192,4 +201,5 @@ if result is not None and baseline is not None:
                 },
             ),
             model=state.model if result.policy_name == "network" else None,
+            code=shown_step("play", result),
         )

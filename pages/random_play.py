@@ -13,8 +13,11 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    record_step,
     score_histogram,
+    setting,
     share_settings,
+    show_code,
     show_error,
     url_number,
 )
@@ -33,19 +36,16 @@ c1, c2 = st.columns(2)
 games = url_number(
     c1,
     "Games",
-    1,
-    LIMITS["eval_games"],
-    100,
+    *(games_range := setting(EvaluationConfig, "games", cap=LIMITS["eval_games"]))[:2],
+    100,  # the page's own default: random scores spread widely, 10 games would say little
     step=10,
     key="random_games",
-    help=f"How many random games to play (at most {LIMITS['eval_games']:,} here).",
+    help=f"How many random games to play (at most {games_range[1]:,} here).",
 )
 seed = url_number(
     c2,
     "Seed",
-    0,
-    2**31 - 1,
-    0,
+    *setting(EvaluationConfig, "seed"),
     key="random_seed",
     help="Same seed, same starting positions and same random pushes.",
 )
@@ -71,6 +71,9 @@ if info is not None:
             show_error(exc)
         else:
             state.random_play, state.random_gif = result, gif
+            from cartpole_core.recipes import random_play_recipe
+
+            record_step("random_play", random_play_recipe(config, info.n_actions, result), result)
         finally:
             bar.empty()
 
@@ -89,3 +92,4 @@ if result is not None:
         m[3].metric("Worst", f"{result.min:g}")
         st.altair_chart(score_histogram(result.scores, "Scores of random play"), width="stretch")
     st.caption(f"Played in {result.seconds:.2f} s.")
+    show_code("random_play", result)

@@ -119,6 +119,36 @@ try:
     )
 except Exception as exc:
     show_error(exc)
+if isinstance(record.results.get("code"), dict):
+    from cartpole_core.recipes import DATASET_FILE, notebook_bytes, recipe_from_json
+    from cartpole_core.storage import dataset_to_bytes
+
+    recipe = recipe_from_json(record.results["code"])
+    with st.container(border=True):
+        st.markdown("**Take it home**")
+        st.caption(
+            "This run's result as a Jupyter notebook: its code with the same settings and seeds, and the numbers "
+            "the dashboard showed. "
+            + ("Download what it reads into the notebook's folder too." if recipe.files() else "")
+        )
+        files = st.columns(1 + len(recipe.files()))
+        files[0].download_button(
+            "Download as a Jupyter notebook",
+            icon=":material/download:",
+            data=lambda: notebook_bytes([recipe]),
+            file_name=f"{chosen}.ipynb",
+            mime="application/x-ipynb+json",
+            key="runs_notebook",
+            on_click="ignore",
+        )
+        for col, name in zip(files[1:], recipe.files(), strict=True):
+            read = (lambda: dataset_to_bytes(load_run_dataset(chosen))) if name == DATASET_FILE else None
+            read = read or (lambda: run_model_file(chosen))
+            held = record.has_dataset if name == DATASET_FILE else record.has_model
+            col.download_button(
+                name, data=read, file_name=name, key=f"runs_code_{name}", icon=":material/download:",
+                on_click="ignore", mime="application/octet-stream", disabled=not held,
+            )  # fmt: skip
 with c[3].popover("Delete", icon=":material/delete:", help="Remove this run from the server, for everyone."):
     st.markdown(f"Delete **{record.name}** ({chosen}) from this server? Every visitor loses it; it cannot be undone.")
     if st.button("Yes, delete it for everyone", icon=":material/delete_forever:", type="primary", key="runs_delete"):

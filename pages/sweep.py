@@ -30,11 +30,15 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    record_step,
     run_with_stop,
     save_as_run,
+    setting,
     settings_follow_env,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
     url_score,
     use_notebook_result,
@@ -160,12 +164,10 @@ def base_settings(mode: str, env_id: str, eval_games: int, refused: list[str]) -
             games = url_number(
                 c[0],
                 "Random games",
-                1,
-                LIMITS["games"],
-                min(fitted.games, LIMITS["games"]),
+                *(games_range := setting(fitted, "games", cap=LIMITS["games"])),
                 step=1000,
                 key="sweep_games",
-                help=f"Random games each trial plays to find good ones (at most {LIMITS['games']:,} here).",
+                help=f"Random games each trial plays to find good ones (at most {games_range[1]:,} here).",
             )
             if fitted.keep_top is None:
                 requirement = url_score(
@@ -186,18 +188,15 @@ def base_settings(mode: str, env_id: str, eval_games: int, refused: list[str]) -
         generations = url_number(
             c[0],
             "Most generations",
-            1,
-            LIMITS["generations"],
-            3,
+            *(generations_range := setting(ImproveConfig, "max_generations", cap=LIMITS["generations"]))[:2],
+            3,  # the page's own default: many trials share the server, each runs few generations
             key="sweep_generations",
-            help=f"Generations each trial runs at most (at most {LIMITS['generations']} here).",
+            help=f"Generations each trial runs at most (at most {generations_range[1]} here).",
         )
         games_per_generation = url_number(
             c[1],
             "Games per generation",
-            10,
-            LIMITS["games_per_generation"],
-            200,
+            *setting(ImproveConfig, "games_per_generation", cap=LIMITS["games_per_generation"]),
             step=50,
             key="sweep_games_per_generation",
             help="Games the network plays each generation to find its best ones.",
@@ -245,7 +244,10 @@ def sweep_form() -> SweepConfig | None:
     settings_follow_env(
         "sweep",
         env_id,
-        {"sweep_games": min(fitted.games, LIMITS["games"]), "sweep_requirement": float(fitted.score_requirement)},
+        {
+            "sweep_games": setting(fitted, "games", cap=LIMITS["games"])[2],
+            "sweep_requirement": float(fitted.score_requirement),
+        },
     )
     with st.form("sweep_form"):
         c = st.columns(2)
@@ -259,9 +261,8 @@ def sweep_form() -> SweepConfig | None:
         eval_games = url_number(
             c[1],
             "Evaluation games",
-            1,
-            LIMITS["eval_games"],
-            20,
+            *setting(NotebookConfig, "evaluation_games", cap=LIMITS["eval_games"])[:2],
+            20,  # the page's own default: many trials share the server, each plays few games
             key="sweep_eval",
             help="Games each trained network plays to score its trial (with generations: each generation).",
         )
@@ -326,7 +327,10 @@ def run_sweep(config: SweepConfig) -> None:
     )
     table.empty()
     if result is not None:
+        from cartpole_core.recipes import sweep_recipe
+
         state.sweep = result
+        record_step("sweep", sweep_recipe(config, result), result)
 
 
 # ---------------------------------------------------------------- results
@@ -499,7 +503,8 @@ def save_sweep(result: SweepResult) -> None:
                 "seconds": result.seconds,
                 "stopped": result.stopped,
             },
-        )
+        ),
+        code=shown_step("sweep", result),
     )
 
 
@@ -575,6 +580,7 @@ def show_result(result: SweepResult) -> None:
         summary_table(df, names)
     st.markdown("**Every trial**")
     show_trials(st, trials, result.config.mode == "improve")
+    show_code("sweep", result)
 
 
 finish_stopped(state.sweep_live, keep_stopped_sweep, "Sweep stopped before any trial finished: nothing to show.")

@@ -10,8 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from cartpole_core.errors import UserError
+from cartpole_core.model import ModelConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord, folder_zip, new_log_folder
+from cartpole_core.training import TrainingConfig
 from pages.common import (
     LIMITS,
     batch_curves,
@@ -22,11 +24,15 @@ from pages.common import (
     from_url,
     lab,
     ray_job,
+    record_step,
     run_with_stop,
     save_as_run,
     set_model,
+    setting,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
 )
 from pages.learn import what_to_notice
@@ -94,16 +100,14 @@ else:
         c = st.columns(3)
         hidden = c[0].text_input(
             "Hidden layers",
-            from_url("train_hidden", "128,256,512,256,128"),
+            from_url("train_hidden", ",".join(map(str, ModelConfig().hidden))),
             key="train_hidden",
             help="Units of each hidden layer, input side first, separated by commas.",
         )
         dropout = url_number(
             c[1],
             "Dropout",
-            0.0,
-            0.9,
-            0.2,
+            *setting(ModelConfig, "dropout"),
             step=0.05,
             key="train_dropout",
             help="Share of units switched off at random while training (the notebook keeps 80 %).",
@@ -111,9 +115,7 @@ else:
         lr = url_number(
             c[2],
             "Learning rate",
-            1e-6,
-            1.0,
-            1e-3,
+            *setting(ModelConfig, "learning_rate"),
             step=1e-4,
             format="%.4f",
             key="train_lr",
@@ -124,27 +126,31 @@ else:
         epochs = url_number(
             c[0],
             "Epochs",
-            1,
-            LIMITS["epochs"],
-            4,
+            *(epochs_range := setting(TrainingConfig, "epochs", cap=LIMITS["epochs"])),
             key="train_epochs",
-            help=f"Passes over the data (the notebook: 4; at most {LIMITS['epochs']} here).",
+            help=f"Passes over the data (the notebook: 4; at most {epochs_range[1]} here).",
         )
         batch = url_number(
-            c[1], "Batch size", 1, 4096, 64, key="train_batch", help="Rows per learning step (the notebook: 64)."
+            c[1],
+            "Batch size",
+            *setting(TrainingConfig, "batch_size"),
+            key="train_batch",
+            help="Rows per learning step (the notebook: 64).",
         )
         split = url_number(
             c[2],
             "Validation share",
-            0.0,
-            0.5,
-            0.0,
+            *setting(TrainingConfig, "validation_split"),
             step=0.05,
             key="train_split",
             help="Share of games held out to check the network on games it never saw (0 = none).",
         )
         seed = url_number(
-            c[3], "Seed", 0, 2**31 - 1, 0, key="train_seed", help="Same seed, same starting weights, same shuffling."
+            c[3],
+            "Seed",
+            *setting(TrainingConfig, "seed"),
+            key="train_seed",
+            help="Same seed, same starting weights, same shuffling.",
         )
         tensorboard = st.checkbox(
             "Write TensorBoard logs",
@@ -160,8 +166,7 @@ else:
     )
     if submitted and checked(dropout, lr, epochs, batch, split, seed):
         from cartpole_core.jobs import train_job
-        from cartpole_core.model import ModelConfig, parse_hidden
-        from cartpole_core.training import TrainingConfig
+        from cartpole_core.model import parse_hidden
 
         try:
             model_cfg = ModelConfig(
@@ -205,6 +210,13 @@ else:
             chart.empty()
             if trained is not None:
                 set_model(trained.network, source, trained.training)
+                from dataclasses import replace
+
+                from cartpole_core.recipes import train_recipe
+
+                shown_cfg = replace(train_cfg, tensorboard_dir=None)  # logs change no number
+                recipe = train_recipe(model_cfg, shown_cfg, int(seed), trained.training)
+                record_step("train", recipe, trained.training, dataset=dataset)
 
     result = state.training
     if state.model is not None and result is not None:
@@ -227,6 +239,7 @@ else:
             st.altair_chart(curves_chart(smooth, "step", title, "batch"))
         steps = state.model.gradient_steps
         st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
+        show_code("train", result)
         if result.config.tensorboard_dir:
             show_tensorboard_logs(Path(result.config.tensorboard_dir))
 
@@ -260,6 +273,7 @@ if state.model is not None:
             ),
             dataset=state.dataset,
             model=state.model,
+            code=shown_step("train", state.training),
         )
 
 st.subheader("Upload a model")

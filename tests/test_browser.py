@@ -782,3 +782,34 @@ def test_play_it_yourself_and_a_network_learns_from_you(server: str, browser, sh
     assert page.locator("h3", has_text="you vs").count() == 1
     screenshot(page, shots / "play_you.png")
     page.close()
+
+
+def open_the_code(page, shot: Path | None = None) -> str:
+    """Open the page's "Show the code" expander; its Python, as the page shows it."""
+    page.get_by_text("Show the code", exact=True).first.click()
+    block = page.locator('[data-testid="stExpander"] [data-testid="stCode"]').filter(has_text="import cartpole_core")
+    block.first.wait_for(timeout=30_000)
+    block.first.scroll_into_view_if_needed()
+    page.wait_for_timeout(400)
+    if shot is not None:
+        page.mouse.move(1, 1)
+        block.first.locator("xpath=ancestor::*[@data-testid='stExpander']").screenshot(path=shot)
+    return block.first.inner_text()
+
+
+def test_show_the_code_on_generate_and_train(server: str, browser, shots: Path) -> None:
+    """Issue 23: the code behind a result, beside it, with the files it reads to download."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(server)
+    settle(page)
+    generate(page, 3000, Seed=7)
+    no_exception(page)
+    code = open_the_code(page, shots / "show_code_generate.png")
+    assert "cl.generate(cl.GenerationConfig(games=3000, seed=7))" in code
+    assert page.get_by_text("cartpole-lab generate", exact=False).count() >= 1, "the command line"
+    train(page, "32,32", epochs=2)
+    code = open_the_code(page, shots / "show_code_train.png")
+    assert "hidden=(32, 32)" in code and "epochs=2" in code and 'cl.load_dataset("dataset.npz")' in code
+    expander = page.locator('[data-testid="stExpander"]').filter(has_text="Show the code")
+    assert expander.get_by_role("button", name="dataset.npz").count() == 1, "the dataset it reads, to download"
+    page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 import numpy as np
@@ -119,7 +120,7 @@ def test_first_action_is_chosen_from_the_reset_observation():
 
 def test_more_games_than_parallel_slots_reuse_envs(monkeypatch):
     """A finished game's env starts the next game from that game's own seed."""
-    import cartpole_core.evaluate as evaluate_module
+    evaluate_module = importlib.import_module("cartpole_core.evaluate")
 
     config = EvaluationConfig(games=9, seed=6)
     wide = evaluate(RandomPolicy(2), config)

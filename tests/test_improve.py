@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,7 @@ def test_a_worse_generation_is_not_built_on(make_tiny_model, small_dataset, monk
     """Issue 19: a generation whose network plays worse than the best so far hands the best
     network to the next generation, which starts from the best weights; without fallback it
     builds on the worse one."""
-    import cartpole_core.improve as imp
+    imp = importlib.import_module("cartpole_core.improve")
     from cartpole_core.training import TrainingConfig, train
 
     real_train = imp.train
@@ -165,7 +167,7 @@ def test_each_env_names_its_player_and_selection(env_id, player, progress_dim) -
 def test_mountaincar_generations_keep_the_games_that_got_farthest(make_tiny_model, monkeypatch) -> None:
     """Every MountainCar game that misses the flag scores -200: the games kept are those whose
     car got farthest right, and the score reported stays the env's own."""
-    import cartpole_core.improve as imp
+    imp = importlib.import_module("cartpole_core.improve")
     from cartpole_core.model import ModelConfig, build_model
 
     chosen = []

@@ -187,13 +187,13 @@ def test_networks_travel_to_a_job_and_play_there_as_their_model_would():
     NumPy, any other network is rebuilt in Keras only where it first plays, after pickling."""
     import pickle
 
-    from cartpole_core.model import Network, compile_model
+    from cartpole_core.model import compile_model, to_network
 
     x = observations(4)
     dense = build_model(4, 2, ModelConfig(hidden=(8,)), seed=2)
     custom = compile_model(_with_batch_norm())
     for model in (dense, custom):
-        policy = ModelPolicy(Network.of(model))
+        policy = ModelPolicy(to_network(model))
         assert policy._compiled is None, "nothing built before it plays"
         travelled = pickle.loads(pickle.dumps(policy))
         np.testing.assert_allclose(travelled.probabilities(x), keras_probabilities(model, x), atol=1e-5)
