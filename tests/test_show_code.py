@@ -256,7 +256,7 @@ def _notebook_holds_the_pages_numbers(
     assert f"{g.accepted:,} of {g.games:,} games kept" in notes and f"accuracy {t.final_accuracy:.3f}" in notes
 
 
-def test_the_code_of_home_and_ensemble_gives_their_numbers(tmp_path: Path) -> None:
+def test_the_code_of_home_ensemble_and_sweep_gives_their_numbers(tmp_path: Path) -> None:
     at = _run(AppTest.from_file(APP, default_timeout=TIMEOUT))
 
     # Home: the whole notebook in one click (10,000 games, the notebook's network, 10 games).
@@ -287,3 +287,19 @@ def test_the_code_of_home_and_ensemble_gives_their_numbers(tmp_path: Path) -> No
         '[[m.scores.tolist() for m in g["voted"].members], g["voted"].ensemble.scores.tolist()]',
     )  # fmt: skip
     assert got == [[m.scores.tolist() for m in ev.members], ev.ensemble.scores.tolist()]
+
+    # Sweep: every trial's mean (two networks × two seeds, each trial a Ray task, here and there).
+    _visit(at, "pages/sweep.py")
+    at.number_input(key="sweep_games").set_value(300)
+    at.number_input(key="sweep_requirement").set_value(30.0)
+    at.number_input(key="sweep_eval").set_value(10)
+    at.text_input(key="sweep_seeds").set_value("0-1")
+    at.selectbox(key="sweep_notebook_vary1").set_value("hidden")
+    at.text_input(key="sweep_notebook_vary1_values").set_value("16,8")
+    _press(at, "Run the sweep")
+    trials = at.session_state["lab"].sweep.trials
+    got = _run_elsewhere(
+        _shown_code(at), tmp_path / "sweep", _step(at, "sweep"),
+        '[[t.seed, t.scores.mean] for t in sorted(g["swept"].trials, key=lambda t: t.index)]',
+    )  # fmt: skip
+    assert got == [[t.seed, t.scores.mean] for t in sorted(trials, key=lambda t: t.index)]
