@@ -50,6 +50,7 @@ _PUBLIC: dict[str, str] = {
     # players and evaluation
     "RandomPolicy": "policies",
     "ModelPolicy": "policies",
+    "probability_grid": "policies",
     "EvaluationConfig": "evaluate",
     "EvaluationResult": "evaluate",
     "evaluate": "evaluate",

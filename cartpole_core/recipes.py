@@ -384,6 +384,29 @@ def sweep_recipe(config: SweepConfig, result: SweepResult | None = None) -> Reci
     )
 
 
+def policy_map_recipe(
+    base: Any, x_dim: int, y_dim: int, x_range: tuple[float, float], y_range: tuple[float, float], resolution: int
+) -> Recipe:
+    """The network's action probabilities over two observation values, the others held at
+    ``base`` (the Policy map page)."""
+    values = ", ".join(repr(float(v)) for v in base)
+    x_lo, x_hi = (float(v) for v in x_range)
+    y_lo, y_hi = (float(v) for v in y_range)
+    body = (
+        f"held = [{values}]  # every observation value where the map does not vary it\n"
+        f"grid = cl.probability_grid(cl.ModelPolicy(model), held, x_dim={x_dim}, y_dim={y_dim}, "
+        f"x_range=({x_lo!r}, {x_hi!r}), y_range=({y_lo!r}, {y_hi!r}), resolution={resolution})\n"
+        "# grid.probabilities[row, column, action]: rows follow grid.ys, columns grid.xs\n"
+        'print("P(each action) at the middle of the map:", grid.probabilities[len(grid.ys) // 2, len(grid.xs) // 2])\n'
+    )
+    return Recipe(
+        "Policy map",
+        "The network's probability of each action over a grid of two observation values.",
+        body,
+        needs=("model",),
+    )
+
+
 def notebook_cells(recipes: list[Recipe]) -> list[tuple[str, str]]:
     """The session's steps as notebook cells, ``("markdown" | "code", source)`` in order: each
     step's code after a markdown cell saying what it does and what the dashboard showed. A

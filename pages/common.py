@@ -185,12 +185,16 @@ def show_code(page: str, made: Any) -> None:
     """ "Show the code": the Python that reproduces ``made`` (the page's result on show), the
     files it reads, and the ``cartpole-lab`` command where there is one."""
     step = shown_step(page, made)
-    if step is None:
-        return
+    if step is not None:
+        show_recipe(step.recipe, page, step.dataset, step.model)
+
+
+def show_recipe(recipe: Recipe, page: str, dataset: Dataset | None = None, model: Network | None = None) -> None:
+    """"Show the code" of ``recipe`` (see :func:`show_code`), for a result drawn live rather
+    than made by a click (the Policy map): ``dataset`` and ``model`` are what its code reads."""
     from cartpole_core.recipes import DATASET_FILE, MODEL_FILE
     from cartpole_core.storage import dataset_to_bytes
 
-    recipe = step.recipe
     with st.expander("Show the code", icon=":material/code:"):
         st.caption(
             "Python that reproduces this result with the same settings and seeds, using this project's "
@@ -200,15 +204,15 @@ def show_code(page: str, made: Any) -> None:
         if recipe.files():
             cols = st.columns(len(recipe.files()))
             for col, name in zip(cols, recipe.files(), strict=True):
-                if name == DATASET_FILE and step.dataset is not None:
+                if name == DATASET_FILE and dataset is not None:
                     col.download_button(
-                        name, data=functools.partial(dataset_to_bytes, step.dataset), file_name=name,
+                        name, data=functools.partial(dataset_to_bytes, dataset), file_name=name,
                         key=f"{page}_code_{name}", icon=":material/download:", on_click="ignore",
                         mime="application/octet-stream",
                     )  # fmt: skip
-                elif name == MODEL_FILE and step.model is not None and step.model.keras_file:
+                elif name == MODEL_FILE and model is not None and model.keras_file:
                     col.download_button(
-                        name, data=step.model.keras_file, file_name=name, key=f"{page}_code_{name}",
+                        name, data=model.keras_file, file_name=name, key=f"{page}_code_{name}",
                         icon=":material/download:", on_click="ignore", mime="application/octet-stream",
                     )  # fmt: skip
         st.code(recipe.python(), language="python")

@@ -11,7 +11,10 @@ from cartpole_core.envs import env_info, make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import lab, share_settings, show_error, url_select
+from pages.common import lab, share_settings, show_error, show_recipe, url_select
+
+#: Grid points along each axis of the map.
+RESOLUTION = 60
 
 state = lab()
 st.title("Policy map")
@@ -144,7 +147,7 @@ if x_dim == y_dim:
     st.stop()
 try:
     policy = current_policy()
-    grid = probability_grid(policy, base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], resolution=60)
+    grid = probability_grid(policy, base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], resolution=RESOLUTION)
 except (UserError, ValueError) as exc:
     show_error(exc)
     st.stop()
@@ -200,3 +203,9 @@ if overlay:
         )
         st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {game.scores[0]:g}).")
 st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
+if players[player] != "ensemble":
+    from cartpole_core.recipes import policy_map_recipe
+
+    recipe = policy_map_recipe(base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], RESOLUTION)
+    show_recipe(recipe, "map", model=state.model)
+

@@ -71,6 +71,13 @@ def _shown_command(at: AppTest) -> str:
     return blocks[0]
 
 
+def _chart_frame(chart: Any) -> Any:
+    """The first dataset of a Vega-Lite chart on the page, as a pandas frame (Arrow IPC)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
+
+
 def _run_command(command: str, folder: Path) -> dict[str, Any]:
     """The shown ``cartpole-lab`` command, run in ``folder`` (as ``python -m cartpole_core``), its ``--json``."""
     args = shlex.split(command)[1:] + ["--json", "--quiet"]
@@ -169,6 +176,13 @@ def test_the_code_each_page_shows_gives_the_pages_numbers(tmp_path: Path, monkey
     )  # fmt: skip
     assert got == [lab.evaluation.scores.tolist(), lab.evaluation_random.scores.tolist()]
     baseline = lab.evaluation_random  # (the next model forgets it)
+
+    # Policy map (drawn live, no click): the probability in every cell of the heatmap.
+    _visit(at, "pages/policy_map.py")
+    code = _shown_code(at)
+    heat = _chart_frame(at.get("vega_lite_chart")[0])
+    got = _run_elsewhere(code, tmp_path / "map", lab.steps[-1], 'g["grid"].probabilities[:, :, -1].ravel().tolist()')
+    assert got == heat["p"].tolist()
 
     # Generations, from the network just trained: every generation's mean.
     _visit(at, "pages/generations.py")
