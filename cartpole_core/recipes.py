@@ -407,6 +407,27 @@ def policy_map_recipe(
     )
 
 
+def compare_recipe(players: list[str], n_actions: int, games: EvaluationConfig, seeds: list[int]) -> Recipe | None:
+    """Players on the same games over several seeds (the Compare page), for players the code
+    can make: ``"random"`` and ``"current model"`` (None for any other)."""
+    if not set(players) <= {"random", "current model"}:
+        return None
+    made = {"random": f"cl.RandomPolicy({n_actions})", "current model": 'cl.ModelPolicy(model, name="current model")'}
+    listed = ", ".join(f"{name!r}: {made[name]}" for name in players)
+    body = (
+        f"players = {{{listed}}}\n"
+        f"compared = cl.compare(players, {settings(games)}, seeds={seeds!r})\n"
+        "for c in compared:\n"
+        '    print(c.name, "| mean per seed:", c.seed_means.tolist())\n'
+    )
+    return Recipe(
+        "Compare",
+        "Several players on the same games, over several seeds, with the mean per seed.",
+        body,
+        needs=("model",) if "current model" in players else (),
+    )
+
+
 def notebook_cells(recipes: list[Recipe]) -> list[tuple[str, str]]:
     """The session's steps as notebook cells, ``("markdown" | "code", source)`` in order: each
     step's code after a markdown cell saying what it does and what the dashboard showed. A

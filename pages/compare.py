@@ -22,9 +22,12 @@ from pages.common import (
     lab,
     progress_bar,
     ray_job,
+    record_step,
     setting,
     share_settings,
+    show_code,
     show_error,
+    shown_step,
     url_number,
 )
 
@@ -98,7 +101,12 @@ if st.button(
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
     else:
+        from cartpole_core.recipes import compare_recipe
+
         st.session_state["cmp_results"] = results
+        recipe = compare_recipe(list(chosen), info.n_actions, config, list(range(int(n_seeds))))
+        if recipe is not None:
+            record_step("compare", recipe, results, model=state.model)
     finally:
         bar.empty()
 
@@ -142,6 +150,12 @@ if results:
         st.caption(
             "Intervals marked *cut* ran past the highest (or lowest) score a game can have and "
             "are shown up to it: a Student t interval is symmetric, scores are not."
+        )
+    if shown_step("compare", results) is not None:
+        show_code("compare", results)
+    else:
+        st.caption(
+            "Show the code: for random play and the current model only (other players have no file to start from)."
         )
 
 st.subheader("Dataset inspector")

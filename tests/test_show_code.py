@@ -184,6 +184,19 @@ def test_the_code_each_page_shows_gives_the_pages_numbers(tmp_path: Path, monkey
     got = _run_elsewhere(code, tmp_path / "map", lab.steps[-1], 'g["grid"].probabilities[:, :, -1].ravel().tolist()')
     assert got == heat["p"].tolist()
 
+    # Compare: each player's mean on every seed.
+    _visit(at, "pages/compare.py")
+    at.multiselect(key="cmp_players").set_value(["random", "current model"])
+    at.number_input(key="cmp_seeds").set_value(2)
+    at.number_input(key="cmp_games").set_value(3)
+    _press(at, "Compare")
+    shown = [[c.name, c.seed_means.tolist()] for c in at.session_state["cmp_results"]]
+    got = _run_elsewhere(
+        _shown_code(at), tmp_path / "compare", _step(at, "compare"),
+        '[[c.name, c.seed_means.tolist()] for c in g["compared"]]',
+    )  # fmt: skip
+    assert got == shown
+
     # Generations, from the network just trained: every generation's mean.
     _visit(at, "pages/generations.py")
     at.number_input(key="imp_generations").set_value(2)
@@ -239,7 +252,7 @@ def _notebook_holds_the_pages_numbers(
     from cartpole_core.recipes import notebook_bytes
 
     lab = at.session_state["lab"]
-    assert [s.page for s in lab.steps] == ["random_play", "generate", "train", "play", "generations"]
+    assert [s.page for s in lab.steps] == ["random_play", "generate", "train", "play", "compare", "generations"]
     book = nbformat.reads(notebook_bytes([s.recipe for s in lab.steps]).decode(), as_version=4)
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert "load_dataset" not in code and "load_model" not in code, "each step goes on from the one before"
