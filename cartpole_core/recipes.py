@@ -428,6 +428,31 @@ def compare_recipe(players: list[str], n_actions: int, games: EvaluationConfig, 
     )
 
 
+def your_games_recipe(games: list[Any]) -> Recipe:
+    """Your games (Play it yourself) replayed in Gymnasium and kept as a dataset: ``games``
+    are :class:`~cartpole_core.human.HumanGame` (their env, start seed and actions)."""
+    listed = "".join(
+        f"    PlayedGame({g.env_id!r}, seed={int(g.seed)}, actions=({', '.join(str(int(a)) for a in g.actions)},)),\n"
+        for g in games
+    )
+    body = (
+        "from cartpole_core.human import PlayedGame, games_dataset, replay\n\n"
+        "played = [  # each game: where it started and every action you took\n"
+        f"{listed}]\n"
+        "games = [replay(game) for game in played]  # Gymnasium plays your actions again\n"
+        'print("scores:", [game.score for game in games])\n'
+        "dataset = games_dataset(games)\n"
+        f'cl.save_dataset(dataset, "{DATASET_FILE}")\n'
+    )
+    return Recipe(
+        "Your games",
+        f"The {len(games)} game(s) you played, replayed in Gymnasium and kept as a dataset.",
+        body,
+        makes=("dataset",),
+        expect=f"scores {', '.join(f'{g.score:g}' for g in games)}.",
+    )
+
+
 def notebook_cells(recipes: list[Recipe]) -> list[tuple[str, str]]:
     """The session's steps as notebook cells, ``("markdown" | "code", source)`` in order: each
     step's code after a markdown cell saying what it does and what the dashboard showed. A

@@ -190,7 +190,7 @@ def show_code(page: str, made: Any) -> None:
 
 
 def show_recipe(recipe: Recipe, page: str, dataset: Dataset | None = None, model: Network | None = None) -> None:
-    """"Show the code" of ``recipe`` (see :func:`show_code`), for a result drawn live rather
+    """ "Show the code" of ``recipe`` (see :func:`show_code`), for a result drawn live rather
     than made by a click (the Policy map): ``dataset`` and ``model`` are what its code reads."""
     from cartpole_core.recipes import DATASET_FILE, MODEL_FILE
     from cartpole_core.storage import dataset_to_bytes

@@ -9,7 +9,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
 from cartpole_core.storage import RunRecord, dataset_to_bytes
-from pages.common import LIMITS, lab, ray_job, save_as_run, set_dataset, show_error
+from pages.common import LIMITS, lab, ray_job, record_step, save_as_run, set_dataset, show_code, show_error
 from pages.game import game
 
 state = lab()
@@ -105,7 +105,10 @@ if kept:
     except UserError as exc:
         show_error(exc)
     else:
+        from cartpole_core.recipes import your_games_recipe
+
         set_dataset(dataset, f"your {len(chosen)} {env_id} game(s)")
+        record_step("play_yourself", your_games_recipe([games[i] for i in chosen]), dataset)
         st.success(
             f"Your {len(chosen)} game(s), {len(dataset):,} steps, are now the dataset. Train a network on them next.",
             icon=":material/check_circle:",
@@ -134,3 +137,4 @@ if state.dataset is not None and state.dataset.metadata.get("source") == "your g
             ),
             dataset=d,
         )
+    show_code("play_yourself", d)

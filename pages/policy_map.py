@@ -208,4 +208,5 @@ if players[player] != "ensemble":
 
     recipe = policy_map_recipe(base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], RESOLUTION)
     show_recipe(recipe, "map", model=state.model)
-
+else:
+    st.caption("Show the code: for the network only (the ensemble has no file to start from).")

@@ -77,3 +77,40 @@ def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list, tmp
 
     [run] = list_runs()
     assert run.has_dataset and run.settings["source"] == "your games"
+
+
+def test_the_code_behind_your_games_gives_the_same_dataset(sent: list, tmp_path, monkeypatch) -> None:
+    """Issue 23: Show the code beside your games: run in a fresh interpreter, it replays them
+    and keeps the very dataset the page made."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    monkeypatch.setenv("CARTPOLE_LAB_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/play_yourself.py")
+    at.run()
+    for index, steps in ((0, 60), (1, 500)):
+        sent.append(good(index, steps))
+        at.run()
+    next(b for b in at.button if "Use these games" in b.label).click()
+    at.run()
+    assert not at.exception
+    [code] = [c.value for c in at.code if "import cartpole_core as cl" in c.value]
+    (tmp_path / "shown.py").write_text(code)
+    probe = "import json, runpy; g = runpy.run_path('shown.py'); d = g['dataset']; " + (
+        "print(json.dumps([d.observations.tolist(), d.actions.tolist(), d.game_scores.tolist()]))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    observations, actions, scores = json.loads(done.stdout.splitlines()[-1])
+    page = at.session_state["lab"].dataset
+    assert np.array_equal(np.asarray(observations, dtype=np.float32), page.observations)
+    assert actions == page.actions.tolist() and scores == page.game_scores.tolist() == [60.0, 500.0]
