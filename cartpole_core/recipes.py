@@ -79,9 +79,9 @@ class Recipe:
 
     def python(self) -> str:
         """The standalone program: it reads its inputs from files and runs the step."""
-        head = ONE_THREAD if self.trains else ""
         loads = self.loads()
-        return f"{head}import cartpole_core as cl\n\n{loads}{chr(10) if loads else ''}{self.body}"
+        head = (ONE_THREAD if self.trains else "") + "import cartpole_core as cl\n\n"
+        return head + (loads + "\n" if loads else "") + self.body
 
 
 def recipe_from_json(data: dict[str, Any]) -> Recipe:
@@ -113,8 +113,9 @@ def settings(config: Any, prefix: str = "cl.") -> str:
 
 
 def _literal(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return repr(value)
+    """A setting's value as Python source (NumPy scalars as plain numbers, 10_000 for 10000)."""
+    if type(value).__module__ == "numpy":
+        value = value.item()
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
         return f"{value:_}"
     return repr(value)
@@ -129,7 +130,7 @@ def _command(*parts: Any) -> str:
         if isinstance(part, str) and part.startswith("--") and i + 1 < len(parts) and not _is_flag(parts[i + 1]):
             value = parts[i + 1]
             if value is not None:
-                words += [part, shlex.quote(str(value if not isinstance(value, float) else f"{value:g}"))]
+                words += [part, shlex.quote(repr(value) if isinstance(value, float) else str(value))]
             i += 2
             continue
         if part is not None:

@@ -80,13 +80,18 @@ def _chart_frame(chart: Any) -> Any:
 
 def _run_command(command: str, folder: Path) -> dict[str, Any]:
     """The shown ``cartpole-lab`` command, run in ``folder`` (as ``python -m cartpole_core``), its ``--json``."""
-    args = shlex.split(command)[1:] + ["--json", "--quiet"]
+    return json.loads(_fresh_python(["-m", "cartpole_core", *shlex.split(command)[1:], "--json", "--quiet"], folder))
+
+
+def _fresh_python(args: list[str], folder: Path) -> str:
+    """``python args`` in a new interpreter in ``folder`` that knows nothing of this one but
+    where the project is; its stdout (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "cartpole_core", *args], cwd=folder, capture_output=True, text=True, timeout=600,
+        [sys.executable, *args], cwd=folder, capture_output=True, text=True, timeout=600,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(folder)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return done.stdout
 
 
 def _step(at: AppTest, page: str) -> Any:
@@ -109,12 +114,8 @@ def _run_elsewhere(code: str, folder: Path, step: Any, names: str) -> dict[str, 
         print("RESULT " + json.dumps({names}, default=float))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, timeout=600,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "HOME": str(folder)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    out = _fresh_python(["-c", probe], folder)
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
 
