@@ -45,10 +45,13 @@ def bounds(config: Any, name: str) -> tuple[Any, Any]:
 
 
 def default(config: type, name: str) -> Any:
-    """The default of setting ``name`` of a config dataclass (its field's default)."""
+    """The default of setting ``name`` of a config dataclass (its field's default, or what its
+    default factory makes); a ``KeyError`` for a setting without one."""
     for f in dataclasses.fields(config):
         if f.name == name:
-            if f.default is dataclasses.MISSING:
-                raise KeyError(f"{config.__name__}.{name} has no default")
-            return f.default
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise KeyError(f"{config.__name__}.{name} has no default")
     raise KeyError(f"{config.__name__} has no {name!r}")

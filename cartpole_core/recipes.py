@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cartpole_core.ensemble import EnsembleConfig, EnsembleEvaluation
+from cartpole_core.errors import default
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.generate import GenerationConfig, GenerationResult
 from cartpole_core.improve import ImproveConfig, ImproveResult
@@ -30,6 +31,7 @@ from cartpole_core.training import TrainingConfig, TrainingResult
 
 #: The file names a recipe reads and writes.
 DATASET_FILE, MODEL_FILE = "dataset.npz", "model.keras"
+FILES = {"dataset": DATASET_FILE, "model": MODEL_FILE}
 
 #: First lines of code that trains: the dashboard trains in workers of one thread each. The
 #: same thread count gives the same sums; with more threads TensorFlow may split them
@@ -64,18 +66,18 @@ class Recipe:
     trains: bool = False
     """The code trains a network (it then pins TensorFlow to one thread, see :data:`ONE_THREAD`)."""
 
-    def loads(self) -> str:
-        """Lines reading what the body needs from the files downloaded beside it."""
-        lines = []
-        if "dataset" in self.needs:
-            lines.append(f'dataset = cl.load_dataset("{DATASET_FILE}")  # downloaded beside this code')
-        if "model" in self.needs:
-            lines.append(f'model = cl.load_model("{MODEL_FILE}")  # downloaded beside this code')
-        return "".join(line + "\n" for line in lines)
+    def loads(self, kinds: tuple[str, ...] | None = None) -> str:
+        """Lines reading what the body needs (or only ``kinds`` of it) from the files
+        downloaded beside it."""
+        reads = {
+            "dataset": f'dataset = cl.load_dataset("{DATASET_FILE}")  # downloaded beside this code\n',
+            "model": f'model = cl.load_model("{MODEL_FILE}")  # downloaded beside this code\n',
+        }
+        return "".join(line for kind, line in reads.items() if kind in self.needs and (kinds is None or kind in kinds))
 
     def files(self) -> tuple[str, ...]:
         """The files the standalone code reads."""
-        return tuple(name for kind, name in (("dataset", DATASET_FILE), ("model", MODEL_FILE)) if kind in self.needs)
+        return tuple(FILES[kind] for kind in ("dataset", "model") if kind in self.needs)
 
     def python(self) -> str:
         """The standalone program: it reads its inputs from files and runs the step."""
@@ -99,14 +101,11 @@ def settings(config: Any, prefix: str = "cl.") -> str:
         if not f.init:
             continue
         value = getattr(config, f.name)
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = dataclasses.MISSING
-        if default is not dataclasses.MISSING and value == default:
-            continue
+        try:
+            if value == default(type(config), f.name):
+                continue
+        except KeyError:  # no default: always written
+            pass
         text = settings(value, prefix) if dataclasses.is_dataclass(value) else _literal(value)
         parts.append(f"{f.name}={text}")
     return f"{prefix}{type(config).__name__}({', '.join(parts)})"
@@ -464,17 +463,23 @@ def notebook_cells(recipes: list[Recipe]) -> list[tuple[str, str]]:
          "showed, with the same settings and seeds."),
         ("code", (ONE_THREAD if trains else "") + "import cartpole_core as cl"),
     ]  # fmt: skip
-    made: set[str] = set()
-    for recipe in recipes:
+    for recipe, reads in zip(recipes, notebook_reads(recipes), strict=True):
         text = f"## {recipe.title}\n\n{recipe.what}"
         if recipe.expect:
             text += f"\n\nThe dashboard showed: {recipe.expect}"
-        missing = [kind for kind in recipe.needs if kind not in made]
-        load_lines = "".join(line + "\n" for line in recipe.loads().splitlines() if line.split(" = ")[0] in missing)
         cells.append(("markdown", text))
-        cells.append(("code", (load_lines + recipe.body).rstrip("\n")))
-        made |= set(recipe.makes)
+        cells.append(("code", (recipe.loads(reads) + recipe.body).rstrip("\n")))
     return cells
+
+
+def notebook_reads(recipes: list[Recipe]) -> list[tuple[str, ...]]:
+    """Per step of a notebook, what it reads from a file: what it needs that no earlier step made."""
+    made: set[str] = set()
+    reads = []
+    for recipe in recipes:
+        reads.append(tuple(kind for kind in recipe.needs if kind not in made))
+        made |= set(recipe.makes)
+    return reads
 
 
 def notebook_bytes(recipes: list[Recipe]) -> bytes:

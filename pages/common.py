@@ -181,12 +181,14 @@ def shown_step(page: str, made: Any) -> Step | None:
     return next((step for step in reversed(lab().steps) if step.page == page and step.made is made), None)
 
 
-def show_code(page: str, made: Any) -> None:
+def show_code(page: str, made: Any) -> bool:
     """ "Show the code": the Python that reproduces ``made`` (the page's result on show), the
-    files it reads, and the ``cartpole-lab`` command where there is one."""
+    files it reads, and the ``cartpole-lab`` command where there is one. False when ``made``
+    has no code (e.g. the ensemble as a player)."""
     step = shown_step(page, made)
     if step is not None:
         show_recipe(step.recipe, page, step.dataset, step.model)
+    return step is not None
 
 
 def show_recipe(recipe: Recipe, page: str, dataset: Dataset | None = None, model: Network | None = None) -> None:

@@ -27,7 +27,6 @@ from pages.common import (
     share_settings,
     show_code,
     show_error,
-    shown_step,
     url_number,
 )
 
@@ -151,9 +150,7 @@ if results:
             "Intervals marked *cut* ran past the highest (or lowest) score a game can have and "
             "are shown up to it: a Student t interval is symmetric, scores are not."
         )
-    if shown_step("compare", results) is not None:
-        show_code("compare", results)
-    else:
+    if not show_code("compare", results):
         st.caption(
             "Show the code: for random play and the current model only (other players have no file to start from)."
         )

@@ -72,23 +72,42 @@ for col, (title, path, what, done) in zip(cols, steps, strict=True):
 take_home = st.container(border=True)
 take_home.markdown("**Take it home**")
 if state.steps:
-    from cartpole_core.recipes import notebook_bytes
+    from cartpole_core.recipes import DATASET_FILE, FILES, notebook_bytes, notebook_reads
 
+    recipes = [step.recipe for step in state.steps]
+    # What the notebook reads from files (the session started from an upload or a run), from the step that reads it.
+    files = {
+        FILES[kind]: step for step, reads in zip(state.steps, notebook_reads(recipes), strict=True) for kind in reads
+    }
     take_home.caption(
         f"This session's {len(state.steps)} result(s), in order, as a Jupyter notebook: each step's code with the "
         "same settings and seeds, after a note saying what it does and the numbers this dashboard showed. It "
-        "runs with this project's library installed (`pip install .`). Each page's **Show the code** has the "
-        "code of its own result."
+        "runs with this project's library installed (`pip install .`)"
+        + (", beside the file(s) it reads." if files else ".")
+        + " Each page's **Show the code** has the code of its own result."
     )
-    take_home.download_button(
+    buttons = take_home.columns(1 + len(files))
+    buttons[0].download_button(
         "Download as a Jupyter notebook",
         icon=":material/download:",
-        data=functools.partial(notebook_bytes, [step.recipe for step in state.steps]),
+        data=functools.partial(notebook_bytes, recipes),
         file_name="cartpole-lab-session.ipynb",
         mime="application/x-ipynb+json",
         key="home_notebook",
         on_click="ignore",
     )
+    for col, (name, step) in zip(buttons[1:], files.items(), strict=True):
+        from cartpole_core.storage import dataset_to_bytes
+
+        data = (
+            functools.partial(dataset_to_bytes, step.dataset)
+            if name == DATASET_FILE
+            else step.model and step.model.keras_file
+        )
+        col.download_button(
+            name, data=data, file_name=name, key=f"home_{name}", icon=":material/download:", on_click="ignore",
+            mime="application/octet-stream", disabled=not data,
+        )  # fmt: skip
 else:
     take_home.caption(
         "Once a page has made a result, this session can be downloaded here as a Jupyter notebook, and each "

@@ -179,9 +179,7 @@ if result is not None and baseline is not None:
         f"{result.steps_played:,} steps in {result.seconds:.2f} s "
         f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once)."
     )
-    if shown_step("play", result) is not None:
-        show_code("play", result)
-    else:
+    if not show_code("play", result):
         st.caption("Show the code: for the network only (random play's is on Random play; the ensemble has no file).")
     if st.button(
         "Save as a run",

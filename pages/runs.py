@@ -120,7 +120,7 @@ try:
 except Exception as exc:
     show_error(exc)
 if isinstance(record.results.get("code"), dict):
-    from cartpole_core.recipes import DATASET_FILE, notebook_bytes, recipe_from_json
+    from cartpole_core.recipes import DATASET_FILE, MODEL_FILE, notebook_bytes, recipe_from_json
     from cartpole_core.storage import dataset_to_bytes
 
     recipe = recipe_from_json(record.results["code"])
@@ -141,9 +141,12 @@ if isinstance(record.results.get("code"), dict):
             key="runs_notebook",
             on_click="ignore",
         )
+        readers = {
+            DATASET_FILE: lambda: dataset_to_bytes(load_run_dataset(chosen)),
+            MODEL_FILE: lambda: run_model_file(chosen),
+        }
         for col, name in zip(files[1:], recipe.files(), strict=True):
-            read = (lambda: dataset_to_bytes(load_run_dataset(chosen))) if name == DATASET_FILE else None
-            read = read or (lambda: run_model_file(chosen))
+            read = readers[name]
             held = record.has_dataset if name == DATASET_FILE else record.has_model
             col.download_button(
                 name, data=read, file_name=name, key=f"runs_code_{name}", icon=":material/download:",

@@ -331,3 +331,20 @@ def test_the_code_of_home_ensemble_and_sweep_gives_their_numbers(tmp_path: Path)
         '[[t.seed, t.scores.mean] for t in sorted(g["swept"].trials, key=lambda t: t.index)]',
     )  # fmt: skip
     assert got == [[t.seed, t.scores.mean] for t in sorted(trials, key=lambda t: t.index)]
+
+
+def test_a_notebook_reads_a_file_only_where_no_earlier_step_made_it() -> None:
+    """A session that began from an uploaded dataset: its notebook's training reads dataset.npz
+    (Home offers it beside the notebook); after a generation it reads nothing."""
+    from cartpole_core.evaluate import EvaluationConfig
+    from cartpole_core.generate import GenerationConfig
+    from cartpole_core.model import ModelConfig
+    from cartpole_core.recipes import generate_recipe, notebook_cells, notebook_reads, play_recipe, train_recipe
+    from cartpole_core.training import TrainingConfig
+
+    train, play = train_recipe(ModelConfig(), TrainingConfig(), 0), play_recipe(EvaluationConfig())
+    assert notebook_reads([train, play]) == [("dataset",), ()]
+    assert notebook_reads([play, train]) == [("model",), ("dataset",)]
+    assert notebook_reads([generate_recipe(GenerationConfig()), train, play]) == [(), (), ()]
+    code = [source for kind, source in notebook_cells([train, play]) if kind == "code"]
+    assert code[1].startswith('dataset = cl.load_dataset("dataset.npz")') and "load_model" not in code[2]
