@@ -2,10 +2,9 @@
 runs it, through the very command the image runs (``./serve``).
 
 There is no Docker daemon on the test machines, so the container is made of what Linux gives
-directly: the image's folder is built from this checkout through ``.dockerignore`` (as
-``docker build``'s context and ``COPY . .`` would), then ``./serve`` runs in a private mount
-namespace (``unshare -m``) with Docker's default 64 MB ``/dev/shm``, that folder bind-mounted
-read-only, and one CPU by affinity (``taskset -c 0``). Chromium then drives a visitor's journey.
+directly (:mod:`bench.container`, shared with the benchmark's deploy stage): the image's folder
+built through ``.dockerignore``, ``./serve`` in a private mount namespace with Docker's default
+64 MB ``/dev/shm``, that folder read-only, one CPU by affinity. Chromium drives a visitor's journey.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bench.container import image_folder, run_as_container, why_not
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,53 +82,6 @@ def test_serve_takes_the_port_from_PORT_and_listens_everywhere_by_default(tmp_pa
 # ---------------------------------------------------------------- the image's folder
 
 
-def _pattern(rule: str) -> re.Pattern[str]:
-    """A ``.dockerignore`` rule as a regular expression over a path relative to the context
-    (Go's filepath.Match, plus ``**`` for any number of folders)."""
-    out, i = "", 0
-    while i < len(rule):
-        if rule.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif rule.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif rule[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif rule[i] == "?":
-            out, i = out + "[^/]", i + 1
-        else:
-            out, i = out + re.escape(rule[i]), i + 1
-    return re.compile(out + r"\Z")
-
-
-def dockerignored(relative: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
-    """Whether ``docker build`` leaves ``relative`` out: the last rule that matches the path
-    or one of its folders decides (``!`` rules bring a path back)."""
-    parts = relative.split("/")
-    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    ignored = False
-    for keep, pattern in rules:
-        if any(pattern.match(p) for p in prefixes):
-            ignored = not keep
-    return ignored
-
-
-def image_folder(into: Path) -> Path:
-    """What ``COPY . .`` puts in the image: this checkout less what ``.dockerignore`` leaves out."""
-    rules = []
-    for line in (ROOT / ".dockerignore").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keep = line.startswith("!")
-            rules.append((keep, _pattern(line.lstrip("!").strip("/"))))
-    for path in sorted(ROOT.rglob("*")):
-        relative = path.relative_to(ROOT).as_posix()
-        if path.is_file() and not dockerignored(relative, rules):
-            target = into / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-    return into
-
-
 def test_the_image_holds_the_app_and_leaves_out_the_venv_tests_and_runs(tmp_path: Path) -> None:
     folder = image_folder(tmp_path / "app")
     for needed in ("app.py", "serve", "requirements.txt", ".streamlit/config.toml", "cartpole_core/__init__.py"):
@@ -143,72 +95,19 @@ def test_the_image_holds_the_app_and_leaves_out_the_venv_tests_and_runs(tmp_path
 # ---------------------------------------------------------------- run as a container runs it
 
 
-def _namespaces_available() -> str:
-    """Why a container-like run cannot be made here, or "" when it can."""
-    if sys.platform != "linux":
-        return "needs Linux (mount namespaces)"
-    if not all(shutil.which(tool) for tool in ("unshare", "taskset", "mount")):
-        return "needs unshare, taskset and mount (util-linux)"
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"],
-        capture_output=True,
-        text=True,
-    )
-    if probe.returncode:
-        return f"mount namespaces are not available here ({probe.stderr.strip() or 'unshare failed'}; run as root)"
-    return ""
-
-
-WHY_NOT = _namespaces_available()
+WHY_NOT = why_not()
 container = pytest.mark.skipif(bool(WHY_NOT), reason=f"container-like run skipped: {WHY_NOT}")
-
-#: The container's shell: Docker's 64 MB /dev/shm, the image's folder read-only, one CPU.
-CONTAINER = (
-    'mount -t tmpfs -o size=64m tmpfs /dev/shm && mount --bind "$APP" "$APP" && '
-    'mount -o remount,bind,ro "$APP" && cd "$APP" && exec taskset -c 0 ./serve'
-)
 
 
 @contextlib.contextmanager
 def container_server(folder: Path, log: Path, runs: Path | None) -> Iterator[str]:
-    """``./serve`` of ``folder`` as a container runs it, on a free loopback port; yields its URL."""
-    from test_browser import free_port
-
-    port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CARTPOLE_LAB_", "RAY_", "PYTEST_")) and key != "PYTHONPATH"
-    }
-    env.update(APP=str(folder), PORT=str(port), ADDRESS="127.0.0.1", PYTHON=sys.executable)
-    if runs is not None:
-        env["CARTPOLE_LAB_RUNS"] = str(runs)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", CONTAINER],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    """``./serve`` of ``folder`` as a container runs it (:func:`bench.container.run_as_container`)."""
+    env = {"CARTPOLE_LAB_RUNS": str(runs)} if runs is not None else {}
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"the server did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
+        with run_as_container(folder, log, env) as (url, _):
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
