@@ -31,6 +31,7 @@ STAGE_MODULES = (
     "bench.server_stages",
     "bench.ray_stage",
     "bench.peers_stage",
+    "bench.deploy_stage",
 )
 
 ROOT = Path(__file__).resolve().parent.parent
