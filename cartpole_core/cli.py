@@ -3,6 +3,8 @@
 
 Every subcommand takes ``--json`` and then prints exactly one JSON object on stdout.
 Progress goes to stderr. A user's mistake prints one line on stderr and exits 2.
+TensorFlow runs on one thread, as the dashboard's workers train, so a command gives the
+numbers the dashboard shows on any machine.
 """
 
 from __future__ import annotations
@@ -660,10 +662,30 @@ def build_parser(prog: str = "python -m cartpole_core") -> argparse.ArgumentPars
     return parser
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """TensorFlow on one thread while a command runs, as the dashboard's workers train
+    (:data:`cartpole_core.recipes.ONE_THREAD_ENV`, set before TensorFlow starts): the command
+    gives the page's numbers whatever the machine's core count. The environment is restored after."""
+    from cartpole_core.recipes import ONE_THREAD_ENV
+
+    saved = {name: os.environ.get(name) for name in ONE_THREAD_ENV}
+    os.environ.update(ONE_THREAD_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m cartpole_core") -> int:
     args = build_parser(prog).parse_args(argv)
     try:
-        args.func(args)
+        with _one_thread():
+            args.func(args)
     except UserError as exc:
         sys.stderr.write(("\n" if _bar_line_open[0] else "") + f"error: {exc}\n")
         return 2

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cartpole_core import wheel
 from cartpole_core.ensemble import EnsembleConfig, EnsembleEvaluation
 from cartpole_core.errors import default
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
@@ -29,6 +31,11 @@ from cartpole_core.pipeline import NotebookConfig, NotebookResult
 from cartpole_core.sweep import SweepConfig, SweepResult
 from cartpole_core.training import TrainingConfig, TrainingResult
 
+#: The first code cell of a notebook installs the library: this, then the wheel's file name.
+INSTALL_CELL_PREFIX = "%pip install "
+#: The session's notebook, as Home's zip names it.
+NOTEBOOK_FILE = "cartpole-lab-session.ipynb"
+
 #: The file names a recipe reads and writes.
 DATASET_FILE, MODEL_FILE = "dataset.npz", "model.keras"
 FILES = {"dataset": DATASET_FILE, "model": MODEL_FILE}
@@ -38,10 +45,14 @@ FILES = {"dataset": DATASET_FILE, "model": MODEL_FILE}
 #: differently and the last digits, then the games, can move (bench stage 10 saw sweep trials
 #: trained in one process and on Ray's workers evaluate differently; on this project's 2-core
 #: test machine a small network's losses came out equal either way).
+#: TensorFlow's thread counts of the dashboard's workers, as environment variables (read once,
+#: when TensorFlow starts). The ``cartpole-lab`` command sets them too, so the shown command and
+#: the shown code train alike whatever the machine's core count.
+ONE_THREAD_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 ONE_THREAD = (
     "import os\n\n"
     "# Train as the dashboard does, on one thread: the same sums, the same numbers.\n"
-    'os.environ.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")\n'
+    "os.environ.update(" + ", ".join(f'{name}="{value}"' for name, value in ONE_THREAD_ENV.items()) + ")\n"
 )
 
 
@@ -460,7 +471,10 @@ def notebook_cells(recipes: list[Recipe]) -> list[tuple[str, str]]:
     trains = any(r.trains for r in recipes)
     cells: list[tuple[str, str]] = [
         ("markdown", "# CartPole Lab: this session's steps\n\nEach step below reproduces a result the dashboard "
-         "showed, with the same settings and seeds."),
+         "showed, with the same settings and seeds.\n\nThe first cell installs the library from its wheel, "
+         f"downloaded with this notebook into the notebook's folder, with the versions the dashboard runs "
+         f"(Python {wheel.PYTHONS}; a fresh virtual environment is best)."),
+        ("code", INSTALL_CELL_PREFIX + wheel.wheel_name()),
         ("code", (ONE_THREAD if trains else "") + "import cartpole_core as cl"),
     ]  # fmt: skip
     for recipe, reads in zip(recipes, notebook_reads(recipes), strict=True):
@@ -494,3 +508,11 @@ def notebook_bytes(recipes: list[Recipe]) -> bytes:
     )
     nbformat.validate(book)
     return nbformat.writes(book).encode()
+
+
+def take_home_zip(recipes: list[Recipe], files: Mapping[str, bytes]) -> bytes:
+    """One zip to unpack into an empty folder and run: the notebook (:data:`NOTEBOOK_FILE`),
+    the library's wheel its first cell installs, and ``files`` (file name -> bytes: what the
+    notebook reads, :func:`notebook_reads`). The same bytes for the same inputs."""
+    parts = {NOTEBOOK_FILE: notebook_bytes(recipes), wheel.wheel_name(): wheel.wheel_bytes(), **files}
+    return wheel.zip_bytes(parts.items())

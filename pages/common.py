@@ -194,32 +194,38 @@ def show_code(page: str, made: Any) -> bool:
 def show_recipe(recipe: Recipe, page: str, dataset: Dataset | None = None, model: Network | None = None) -> None:
     """ "Show the code" of ``recipe`` (see :func:`show_code`), for a result drawn live rather
     than made by a click (the Policy map): ``dataset`` and ``model`` are what its code reads."""
+    from cartpole_core import wheel
     from cartpole_core.recipes import DATASET_FILE, MODEL_FILE
     from cartpole_core.storage import dataset_to_bytes
 
     with st.expander("Show the code", icon=":material/code:"):
         st.caption(
-            "Python that reproduces this result with the same settings and seeds, using this project's "
-            "library (`pip install .` in the project; `import cartpole_core as cl`)."
-            + (" Download what it reads into the folder you run it from:" if recipe.files() else "")
+            "Python that reproduces this result with the same settings and seeds (`import cartpole_core as cl`). "
+            f"Download the library, install it with `{wheel.install_command()}` (Python {wheel.PYTHONS}; it "
+            "brings the versions this server runs), then run the code"
+            + (" in the folder holding what it reads:" if recipe.files() else ":")
         )
-        if recipe.files():
-            cols = st.columns(len(recipe.files()))
-            for col, name in zip(cols, recipe.files(), strict=True):
-                if name == DATASET_FILE and dataset is not None:
-                    col.download_button(
-                        name, data=functools.partial(dataset_to_bytes, dataset), file_name=name,
-                        key=f"{page}_code_{name}", icon=":material/download:", on_click="ignore",
-                        mime="application/octet-stream",
-                    )  # fmt: skip
-                elif name == MODEL_FILE and model is not None and model.keras_file:
-                    col.download_button(
-                        name, data=model.keras_file, file_name=name, key=f"{page}_code_{name}",
-                        icon=":material/download:", on_click="ignore", mime="application/octet-stream",
-                    )  # fmt: skip
+        cols = st.columns(1 + len(recipe.files()))
+        cols[0].download_button(
+            wheel.wheel_name(), data=wheel.wheel_bytes, file_name=wheel.wheel_name(), key=f"{page}_code_wheel",
+            icon=":material/download:", on_click="ignore", mime="application/zip",
+            help="The library this dashboard runs, as a wheel for pip.",
+        )  # fmt: skip
+        for col, name in zip(cols[1:], recipe.files(), strict=True):
+            if name == DATASET_FILE and dataset is not None:
+                col.download_button(
+                    name, data=functools.partial(dataset_to_bytes, dataset), file_name=name,
+                    key=f"{page}_code_{name}", icon=":material/download:", on_click="ignore",
+                    mime="application/octet-stream",
+                )  # fmt: skip
+            elif name == MODEL_FILE and model is not None and model.keras_file:
+                col.download_button(
+                    name, data=model.keras_file, file_name=name, key=f"{page}_code_{name}",
+                    icon=":material/download:", on_click="ignore", mime="application/octet-stream",
+                )  # fmt: skip
         st.code(recipe.python(), language="python")
         if recipe.command:
-            st.caption("The same on the command line:")
+            st.caption("The same on the command line (the wheel installs `cartpole-lab`):")
             st.code(recipe.command, language="bash", wrap_lines=True)
 
 

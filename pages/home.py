@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -22,6 +24,63 @@ from pages.common import (
     url_number,
     use_notebook_result,
 )
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
+
+    from pages.common import Step
+
+
+def session_files(steps: list[Step]) -> dict[str, Callable[[], bytes]]:
+    """What the session's notebook reads from files (the session started from an upload or a
+    run): file name -> a function giving its bytes, from the step that reads it (a model no
+    longer held has none)."""
+    from cartpole_core.recipes import DATASET_FILE, FILES, notebook_reads
+    from cartpole_core.storage import dataset_to_bytes
+
+    readers: dict[str, Callable[[], bytes]] = {}
+    for step, reads in zip(steps, notebook_reads([step.recipe for step in steps]), strict=True):
+        for kind in reads:
+            if FILES[kind] == DATASET_FILE:
+                readers[DATASET_FILE] = functools.partial(dataset_to_bytes, step.dataset)
+            elif step.model is not None and step.model.keras_file:
+                readers[FILES[kind]] = functools.partial(bytes, step.model.keras_file)
+    return readers
+
+
+def take_home_zip_button(box: DeltaGenerator, steps: list[Step]) -> None:
+    """Home's "Take it home": the session's notebook, the library's wheel its first cell
+    installs and the files it reads, in one zip (one download lands them in one folder, under
+    the names the notebook uses)."""
+    from cartpole_core import wheel
+    from cartpole_core.recipes import FILES, NOTEBOOK_FILE, notebook_reads, take_home_zip
+
+    recipes = [step.recipe for step in steps]
+    readers = session_files(steps)
+    missing = {FILES[kind] for reads in notebook_reads(recipes) for kind in reads} - set(readers)
+    box.caption(
+        f"This session's {len(steps)} result(s), in order, as a Jupyter notebook: each step's code with the same "
+        "settings and seeds, after a note saying what it does and the numbers this dashboard showed. The zip "
+        f"holds the notebook ({NOTEBOOK_FILE}), the library as a wheel ({wheel.wheel_name()}, with the versions "
+        "this server runs)" + (f" and the file(s) it reads ({', '.join(readers)})" if readers else "")
+        + f". Unpack it into an empty folder and open the notebook (Python {wheel.PYTHONS}): its first cell "
+        f"installs the library (`{wheel.install_command()}`). Each page's **Show the code** has the code of its "
+        "own result."
+    )  # fmt: skip
+    box.download_button(
+        "Download the notebook with the library (.zip)",
+        icon=":material/download:",
+        data=lambda: take_home_zip(recipes, {name: read() for name, read in readers.items()}),
+        file_name="cartpole-lab-session.zip",
+        mime="application/zip",
+        key="home_notebook",
+        on_click="ignore",
+        disabled=bool(missing),
+        help=f"This session no longer holds {', '.join(sorted(missing))}, which the notebook reads."
+        if missing
+        else None,
+    )
+
 
 state = lab()
 
@@ -72,46 +131,11 @@ for col, (title, path, what, done) in zip(cols, steps, strict=True):
 take_home = st.container(border=True)
 take_home.markdown("**Take it home**")
 if state.steps:
-    from cartpole_core.recipes import DATASET_FILE, FILES, notebook_bytes, notebook_reads
-
-    recipes = [step.recipe for step in state.steps]
-    # What the notebook reads from files (the session started from an upload or a run), from the step that reads it.
-    files = {
-        FILES[kind]: step for step, reads in zip(state.steps, notebook_reads(recipes), strict=True) for kind in reads
-    }
-    take_home.caption(
-        f"This session's {len(state.steps)} result(s), in order, as a Jupyter notebook: each step's code with the "
-        "same settings and seeds, after a note saying what it does and the numbers this dashboard showed. It "
-        "runs with this project's library installed (`pip install .`)"
-        + (", beside the file(s) it reads." if files else ".")
-        + " Each page's **Show the code** has the code of its own result."
-    )
-    buttons = take_home.columns(1 + len(files))
-    buttons[0].download_button(
-        "Download as a Jupyter notebook",
-        icon=":material/download:",
-        data=functools.partial(notebook_bytes, recipes),
-        file_name="cartpole-lab-session.ipynb",
-        mime="application/x-ipynb+json",
-        key="home_notebook",
-        on_click="ignore",
-    )
-    for col, (name, step) in zip(buttons[1:], files.items(), strict=True):
-        from cartpole_core.storage import dataset_to_bytes
-
-        data = (
-            functools.partial(dataset_to_bytes, step.dataset)
-            if name == DATASET_FILE
-            else step.model and step.model.keras_file
-        )
-        col.download_button(
-            name, data=data, file_name=name, key=f"home_{name}", icon=":material/download:", on_click="ignore",
-            mime="application/octet-stream", disabled=not data,
-        )  # fmt: skip
+    take_home_zip_button(take_home, state.steps)
 else:
     take_home.caption(
-        "Once a page has made a result, this session can be downloaded here as a Jupyter notebook, and each "
-        "page's **Show the code** gives the Python behind its result."
+        "Once a page has made a result, this session can be downloaded here as a Jupyter notebook with the "
+        "library it runs on, and each page's **Show the code** gives the Python behind its result."
     )
 
 st.subheader("The whole notebook in one click")

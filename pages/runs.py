@@ -120,6 +120,7 @@ try:
 except Exception as exc:
     show_error(exc)
 if isinstance(record.results.get("code"), dict):
+    from cartpole_core import wheel
     from cartpole_core.recipes import DATASET_FILE, MODEL_FILE, notebook_bytes, recipe_from_json
     from cartpole_core.storage import dataset_to_bytes
 
@@ -128,10 +129,11 @@ if isinstance(record.results.get("code"), dict):
         st.markdown("**Take it home**")
         st.caption(
             "This run's result as a Jupyter notebook: its code with the same settings and seeds, and the numbers "
-            "the dashboard showed. "
-            + ("Download what it reads into the notebook's folder too." if recipe.files() else "")
+            "the dashboard showed. Its first cell installs the library from the wheel "
+            f"(`{wheel.install_command()}`, Python {wheel.PYTHONS}): download it into the notebook's folder"
+            + (", with what the notebook reads." if recipe.files() else ".")
         )
-        files = st.columns(1 + len(recipe.files()))
+        files = st.columns(2 + len(recipe.files()))
         files[0].download_button(
             "Download as a Jupyter notebook",
             icon=":material/download:",
@@ -145,7 +147,11 @@ if isinstance(record.results.get("code"), dict):
             DATASET_FILE: lambda: dataset_to_bytes(load_run_dataset(chosen)),
             MODEL_FILE: lambda: run_model_file(chosen),
         }
-        for col, name in zip(files[1:], recipe.files(), strict=True):
+        files[1].download_button(
+            wheel.wheel_name(), data=wheel.wheel_bytes, file_name=wheel.wheel_name(), key="runs_code_wheel",
+            icon=":material/download:", on_click="ignore", mime="application/zip",
+        )  # fmt: skip
+        for col, name in zip(files[2:], recipe.files(), strict=True):
             read = readers[name]
             held = record.has_dataset if name == DATASET_FILE else record.has_model
             col.download_button(

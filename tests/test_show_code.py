@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from cartpole_core.recipes import DATASET_FILE, MODEL_FILE
 from cartpole_core.storage import dataset_to_bytes
+from cartpole_core.wheel import wheel_name
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -78,8 +79,19 @@ def _chart_frame(chart: Any) -> Any:
     return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
 
 
+def _in_the_checkout(book: Any) -> Any:
+    """The notebook without its first code cell, which installs the library from its wheel:
+    here the checkout is on the path (tests/test_take_home.py runs that cell in a fresh venv)."""
+    first = next(i for i, c in enumerate(book.cells) if c.cell_type == "code")
+    assert book.cells[first].source == f"%pip install {wheel_name()}", "the first code cell installs the library"
+    del book.cells[first]
+    return book
+
+
 def _run_command(command: str, folder: Path) -> dict[str, Any]:
-    """The shown ``cartpole-lab`` command, run in ``folder`` (as ``python -m cartpole_core``), its ``--json``."""
+    """The shown ``cartpole-lab`` command, run in ``folder`` (as ``python -m cartpole_core``), its
+    ``--json``; no thread count set in its environment, so TensorFlow may use every core unless
+    the command pins it (as it must, to train as the dashboard's workers do)."""
     return json.loads(_fresh_python(["-m", "cartpole_core", *shlex.split(command)[1:], "--json", "--quiet"], folder))
 
 
@@ -215,12 +227,13 @@ def test_the_code_each_page_shows_gives_the_pages_numbers(tmp_path: Path, monkey
     # The whole session as a notebook (Home's download), run in a fresh kernel: its outputs
     # hold the numbers every page showed.
     _visit(at, "pages/home.py")
-    assert any(b.proto.label == "Download as a Jupyter notebook" for b in at.get("download_button"))
+    assert any(b.proto.label == "Download the notebook with the library (.zip)" for b in at.get("download_button"))
     _notebook_holds_the_pages_numbers(at, tmp_path / "notebook", monkeypatch, baseline)
 
     # Runs: the saved training as a notebook of its own, reading the run's dataset.
     _visit(at, "pages/runs.py")
-    assert any(b.proto.label == "Download as a Jupyter notebook" for b in at.get("download_button"))
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download as a Jupyter notebook" in labels and wheel_name() in labels, "the notebook and the library"
     _a_runs_notebook_trains_alike(tmp_path / "run_notebook", history)
 
 
@@ -236,7 +249,7 @@ def _a_runs_notebook_trains_alike(folder: Path, history: dict[str, list[float]])
     assert recipe.files() == (DATASET_FILE,)
     folder.mkdir()
     (folder / DATASET_FILE).write_bytes(dataset_to_bytes(load_run_dataset(run.run_id)))
-    book = nbformat.reads(notebook_bytes([recipe]).decode(), as_version=4)
+    book = _in_the_checkout(nbformat.reads(notebook_bytes([recipe]).decode(), as_version=4))
     nbclient.NotebookClient(
         book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     ).execute()
@@ -254,7 +267,7 @@ def _notebook_holds_the_pages_numbers(
 
     lab = at.session_state["lab"]
     assert [s.page for s in lab.steps] == ["random_play", "generate", "train", "play", "compare", "generations"]
-    book = nbformat.reads(notebook_bytes([s.recipe for s in lab.steps]).decode(), as_version=4)
+    book = _in_the_checkout(nbformat.reads(notebook_bytes([s.recipe for s in lab.steps]).decode(), as_version=4))
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert "load_dataset" not in code and "load_model" not in code, "each step goes on from the one before"
     folder.mkdir()
