@@ -72,7 +72,10 @@ def sidebar() -> None:
         st.divider()
         st.caption(tensorflow_line())
         st.caption(server_line())
-        st.caption("Heavy work: " + engine_info().describe())
+        info = engine_info()
+        if info.capacity is not None:  # what the container gives, as the engine found it
+            st.caption(f"Server: {info.capacity.describe()}")
+        st.caption("Heavy work: " + info.describe())
 
 
 #: How long after the first page's script the engine's warm-up begins (seconds).

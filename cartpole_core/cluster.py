@@ -13,8 +13,15 @@ process, and lets go of a cluster that stopped answering, before Ray would end t
 - ``RAY_ADDRESS`` set: connect to that cluster (``ray start --head`` on one machine,
   ``ray start --address=…`` on the others, or KubeRay). The cluster's Python environment
   needs this project's dependencies; our own code is shipped with the job (``py_modules``).
-- Otherwise: a local Ray starts once per process, with the machine's cores, no dashboard,
-  and every Ray server bound to the loopback interface (an inner engine, not a service).
+- Otherwise: a local Ray starts once per process, sized to its container
+  (:mod:`cartpole_core.container`: as many jobs at once as the CPUs and the memory allow, an
+  object store sized from the memory), with no dashboard and every Ray server bound to the
+  loopback interface (an inner engine, not a service).
+
+A local engine minds its memory: while memory in use is above the guard share of the limit, a
+new heavy job waits in the queue, its reason shown (``"waiting for memory: 2.4 of 2.7 GB in
+use"``), instead of starting a worker the kernel may kill; a job whose worker was killed all
+the same (for memory, most likely) is one plain line for the visitor, and the server serves on.
 
 Ray is imported only when distributed work runs, so pages and commands that never need it
 never load it (~0.6 s import, ~3 s start, ~700 MB for Ray's own processes and 2 workers).
@@ -38,15 +45,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cartpole_core.container import Capacity, capacity, memory_hold, memory_in_use
+from cartpole_core.errors import UserError
 from cartpole_core.progress import ProgressCallback
-from cartpole_core.runner import SILENCE_SECONDS, Backend, EngineLost, InProcess, JobBook, wait_for, work
+from cartpole_core.runner import SILENCE_SECONDS, Backend, EngineLost, InProcess, JobBook, Waiting, wait_for, work
 
 #: CPUs each task holds; workers cap their TensorFlow and BLAS threads to it.
 TASK_CPUS = 1
 #: A task whose worker died (a node removed, a process killed) is run again this often.
 TASK_RETRIES = 3
-#: Shared memory for task inputs and results on a local Ray (bytes).
-LOCAL_OBJECT_STORE = 1 << 30
+#: A job whose worker died is not run again behind the visitor's back: it was killed for
+#: memory, most likely, and would be again; the visitor is told in one line and clicks again
+#: (through the memory guard). A dead engine is another matter: the job is sent to a new one.
+JOB_RETRIES = 0
 
 _THREAD_CAPS = {
     name: str(TASK_CPUS)
@@ -75,13 +86,16 @@ class EngineInfo:
     nodes: int
     """Live nodes (1 for a local Ray; 0 when not started and unknown)."""
     cpus: int
-    """CPUs Ray can give tasks (the machine's cores before a local start)."""
+    """CPUs Ray can give tasks: on a local Ray, the jobs it runs at once (before it starts, the
+    ones it will start with)."""
     warm: str = "cold"
     """The background warm-up (:func:`warm_engine`): ``cold`` (not asked), ``warming``,
     ``ready`` or ``failed``; ``healing`` while a dead engine is being replaced."""
+    capacity: Capacity | None = None
+    """What this server's container gives (CPUs, memory), which a local Ray is sized to."""
 
     def describe(self) -> str:
-        """E.g. ``"local Ray, 2 CPUs"`` or ``"Ray cluster, 3 nodes, 24 CPUs"``."""
+        """E.g. ``"local Ray, 2 jobs at once, ready"`` or ``"Ray cluster, 3 nodes, 24 CPUs"``."""
         if self.warm == "warming":
             return f"{self.kind}, warming up (a first job may wait a few seconds)"
         if self.warm == "healing":
@@ -90,7 +104,7 @@ class EngineInfo:
             if not self.started:
                 return "Ray cluster at $RAY_ADDRESS (joined with the first distributed job)"
             return f"Ray cluster, {self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus} CPUs"
-        text = f"local Ray, {self.cpus} CPU{'s' * (self.cpus != 1)}"
+        text = f"local Ray, {self.cpus} job{'s' * (self.cpus != 1)} at once"
         if self.started and self.warm == "ready":
             return text + ", ready"
         return text if self.started else text + " (starts with the first distributed job)"
@@ -99,6 +113,19 @@ class EngineInfo:
 def cluster_address() -> str | None:
     """The cluster to join (``RAY_ADDRESS``), or None for a local Ray."""
     return os.environ.get("RAY_ADDRESS") or None
+
+
+_imported: dict[str, Any] = {}
+"""``ray`` once :func:`_import_ray` has returned it: while another thread is still importing
+Ray, ``sys.modules["ray"]`` is a module half made (no ``is_initialized`` yet), so nothing but
+this is read to learn whether Ray is there."""
+
+
+def _ray_up() -> Any:
+    """The ``ray`` module when this process imported it (whole) and Ray is started; else None.
+    Never imports Ray, never waits for an import under way."""
+    ray = _imported.get("ray")
+    return ray if ray is not None and ray.is_initialized() else None
 
 
 def _import_ray() -> Any:
@@ -117,13 +144,15 @@ def _import_ray() -> Any:
         ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
     import ray
 
+    _imported["ray"] = ray  # only now: the import has finished
     return ray
 
 
 def ensure_ray(num_cpus: int | None = None) -> Any:
     """Ray, started (or joined) once per process; returns the ``ray`` module.
 
-    ``num_cpus`` sets a local Ray's CPUs (default: the machine's cores); it is ignored when
+    ``num_cpus`` sets a local Ray's CPUs, the jobs it runs at once (default: what the container
+    allows, :attr:`Capacity.jobs <cartpole_core.container.Capacity.jobs>`); it is ignored when
     joining a cluster or when Ray is already running in this process.
 
     Ray's processes die with the thread that started them (Linux's parent-death signal), and
@@ -157,8 +186,6 @@ def ensure_ray(num_cpus: int | None = None) -> Any:
         _keeper.start()
         started.wait()
         if failure:
-            from cartpole_core.errors import UserError
-
             where = cluster_address()
             raise UserError(
                 f"Could not start Ray ({failure[0]}): "
@@ -178,8 +205,8 @@ def engine_alive(fresh: bool = False) -> bool:
     answering (asked again only every :data:`CLUSTER_PROBE_SECONDS`, unless ``fresh``: before
     a job is sent, as Ray's calls to a dead cluster block for good). True while Ray is not
     started (nothing to lose yet)."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
+    ray = _ray_up()
+    if ray is None:
         return True
     address = cluster_address()
     if address is not None:
@@ -289,8 +316,8 @@ def watch_engine() -> None:
         def watch() -> None:
             while True:
                 time.sleep(WATCH_SECONDS)
-                ray = sys.modules.get("ray")
-                if ray is None or not ray.is_initialized() or engine_alive():
+                ray = _ray_up()
+                if ray is None or engine_alive():
                     continue
                 _log.warning(
                     "The engine stopped answering; %s.",
@@ -316,8 +343,6 @@ def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     if not address or address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")
-    from cartpole_core.errors import UserError
-
     if not host or not port.isdigit():
         raise UserError(
             f"RAY_ADDRESS={address!r} is not host:port: write e.g. 10.0.0.5:6379, or unset it for a local Ray."
@@ -339,11 +364,14 @@ def _init_args(num_cpus: int | None) -> dict[str, Any]:
     env_vars = dict(_THREAD_CAPS)
     address = cluster_address()
     if address is None:
+        # Sized to the container, not the host (os.cpu_count() is the host's): as many CPUs as
+        # jobs may run at once, an object store the memory (and /dev/shm) can hold; one larger
+        # than /dev/shm (Docker's 64 MB) Ray keeps in a file under /tmp.
         args.update(
             address="local",  # our own Ray, even where another one left its address in /tmp/ray
-            num_cpus=num_cpus or os.cpu_count() or 1,
+            num_cpus=num_cpus or capacity().jobs,
             include_dashboard=False,
-            object_store_memory=LOCAL_OBJECT_STORE,
+            object_store_memory=capacity().object_store_bytes,
         )
         # Local workers import our package from this checkout or install.
         paths = [str(package.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -356,20 +384,25 @@ def _init_args(num_cpus: int | None) -> dict[str, Any]:
 
 
 def engine_info() -> EngineInfo:
-    """Where heavy work runs; never starts Ray (cheap enough for every page's sidebar)."""
+    """Where heavy work runs, and what this server's container gives; never starts Ray, never
+    waits for it (cheap enough for every page's sidebar, safe while Ray is still importing)."""
     address = cluster_address()
     kind = "Ray cluster" if address else "local Ray"
-    ray = sys.modules.get("ray")
+    ray = _ray_up()
     warm = _warm["state"]
-    if ray is None or not ray.is_initialized():
-        return EngineInfo(kind, False, 0 if address else 1, 0 if address else os.cpu_count() or 1, warm)
+    cap = capacity()
+    if ray is None:
+        return EngineInfo(kind, False, 0 if address else 1, 0 if address else cap.jobs, warm, cap)
     with _engine_steady() as steady:
         if not steady:  # being started or replaced: what was known, and whether it heals
-            known = _known.get("info") or EngineInfo(kind, True, 0, 0, warm)
+            known = _known.get("info") or EngineInfo(kind, True, 0, 0, warm, cap)
             return replace(known, warm="healing" if _known.get("healing") else warm)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        try:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+        except Exception:  # noqa: BLE001 (a Ray shut down meanwhile: what was known)
+            return _known.get("info") or EngineInfo(kind, False, 0, 0, warm, cap)
     cpus = int(sum(n.get("Resources", {}).get("CPU", 0) for n in nodes))
-    _known["info"] = EngineInfo(kind, True, len(nodes), cpus, warm)
+    _known["info"] = EngineInfo(kind, True, len(nodes), cpus, warm, cap)
     return _known["info"]
 
 
@@ -635,9 +668,14 @@ class RayBackend:
         with _lock:
             if "task" not in _tasks:  # one remote function: exported to the GCS once per engine
                 _tasks["task"] = ray.remote(
-                    num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
+                    num_cpus=TASK_CPUS, max_retries=JOB_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
                 )(_run_job_in_worker)
         return _tasks["task"].remote(fn, args, _hub(), job)
+
+    def held(self) -> str | None:
+        if cluster_address() is not None:
+            return None  # a cluster's nodes are not this container: Ray places jobs by its own resources
+        return memory_hold(capacity())
 
     def wait(self, handle: Any, seconds: float) -> bool:
         with _replaced_under_us():
@@ -651,10 +689,13 @@ class RayBackend:
         except ray.exceptions.RayTaskError as exc:  # the job raised: hand over its own error
             cause = getattr(exc, "cause", None)
             raise (cause if isinstance(cause, BaseException) else exc) from None
-        except ray.exceptions.RayError as exc:  # its worker lost beyond the retries, with the engine
-            if engine_alive():
-                raise
-            raise EngineLost(f"the job's task was lost with the engine ({type(exc).__name__})") from None
+        except ray.exceptions.RayError as exc:  # its worker lost, perhaps with the engine
+            if not engine_alive():
+                raise EngineLost(f"the job's task was lost with the engine ({type(exc).__name__})") from None
+            if isinstance(exc, ray.exceptions.OutOfMemoryError | ray.exceptions.WorkerCrashedError):
+                _log.warning("A job's worker was killed (%s).", type(exc).__name__)
+                raise UserError(worker_lost_line()) from None
+            raise
 
     def cancel(self, handle: Any, force: bool) -> None:
         with contextlib.suppress(Exception):
@@ -667,9 +708,20 @@ class RayBackend:
         restart_engine()
 
 
+def worker_lost_line() -> str:
+    """What a visitor reads when the worker running their job was killed (by the kernel or by
+    Ray for lack of memory, most likely): one line, with the memory in use on a local engine."""
+    use = "" if cluster_address() else f" ({memory_in_use().describe()})"
+    return (
+        f"The worker running this job was stopped, most likely for lack of memory{use}: nothing you had "
+        "is lost; try again in a minute, or with less (fewer games, a smaller network)."
+    )
+
+
 _ray_backend = RayBackend()
-#: The quick lane: short jobs in threads of this process, two at a time.
-QUICK_SLOTS = 2
+#: The quick lane: short jobs in threads of this process, as many at once as the container's
+#: CPUs allow (at most 2).
+QUICK_SLOTS = capacity().quick_slots
 _quick_backend = InProcess(QUICK_SLOTS)
 
 
@@ -690,9 +742,10 @@ class JobCounts:
 
 
 def job_counts() -> JobCounts | None:
-    """This process's jobs and the cluster's CPUs, or None before the first job (never starts Ray)."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
+    """This process's jobs and the cluster's CPUs, or None before the first job (never starts Ray,
+    never waits for its import)."""
+    ray = _ray_up()
+    if ray is None:
         return None
     with _engine_steady() as steady:
         if not steady:
@@ -712,7 +765,7 @@ def run_job(
     fn: Callable[..., Any],
     *args: Any,
     progress: ProgressCallback | None = None,
-    waiting: Callable[[int], None] | None = None,
+    waiting: Callable[[Waiting], None] | None = None,
     partial: Callable[[Any], None] | None = None,
     poll_seconds: float = 0.1,
     quick: bool = False,
@@ -726,7 +779,8 @@ def run_job(
     :class:`~cartpole_core.network.Network`) taking a ``progress`` callback, like every stage of
     ``cartpole_core``. It runs as a Ray task holding one CPU, in Ray's queue; worker processes
     are replaced after :data:`JOB_MAX_CALLS` jobs, so memory a job leaves behind does not pile
-    up. ``quick``: a job of well under a second (a CartPole generation, random play) runs in
+    up; while memory is short, a new one waits before it is sent (``waiting`` hears why).
+    ``quick``: a job of well under a second (a CartPole generation, random play) runs in
     this process instead, at most :data:`QUICK_SLOTS` at once, so it never waits behind the
     engine's long jobs and needs no engine at all.
     """

@@ -10,8 +10,9 @@ job takes is written once:
   (``cluster.py``) and as a plain object by :class:`InProcess`.
 - :func:`work`, what runs the job where it runs: it tells the book it started, forwards the
   stage's reports in batches, beats a heartbeat, and reads Stop back.
-- :func:`wait_for`, what the caller runs: it sends the job to a :class:`Backend`, hands each
-  report to ``progress`` in order, says where it waits in the queue, passes Stop on, hands
+- :func:`wait_for`, what the caller runs: it holds a heavy job back while the engine is short
+  of memory, sends the job to a :class:`Backend`, hands each report to ``progress`` in order,
+  says where (and why) it waits in the queue, passes Stop on, hands
   over a stopped job's partial result, gives up on a job with no sign of life, and sends a job
   whose engine died once more to a new one (healing, in this one place).
 
@@ -95,6 +96,17 @@ class _Entry:
     reports: list[Progress] = field(default_factory=list)
     abandoned: float | None = None
     """When nobody waited for it any more (None while someone does)."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Where a queued job stands, for the waiting side's notice."""
+
+    ahead: int
+    """Jobs of its lane ahead of it; -1 once it left the queue (it started)."""
+    reason: str = ""
+    """Empty while it waits for a CPU; else why the engine holds it back before sending it, in
+    one line (``"waiting for memory: 2.4 of 2.7 GB in use"``)."""
 
 
 @dataclass(frozen=True)
@@ -310,14 +322,19 @@ class Backend(Protocol):
     def heal(self) -> None:
         """Replace a dead engine (raises :class:`UserError` when that is not possible now)."""
 
+    def held(self) -> str | None:
+        """None when a new heavy job may be sent now; else why it must wait, in one line (the
+        engine is short of memory: sending it could get a worker killed)."""
+
 
 class InProcess:
     """Jobs in threads of this process, at most ``slots`` at once, in order: the quick lane
     (jobs of well under a second gain nothing from another process, and so never wait behind
     the engine's long ones), and an engine for tests with no Ray. Its book is a plain
-    :class:`JobBook` behind a lock."""
+    :class:`JobBook` behind a lock. ``guard``: what :meth:`held` asks (none: never held)."""
 
-    def __init__(self, slots: int = 2) -> None:
+    def __init__(self, slots: int = 2, guard: Callable[[], str | None] | None = None) -> None:
+        self._guard = guard
         self._book = JobBook()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="cartpole-lab-job")
@@ -347,6 +364,9 @@ class InProcess:
     def heal(self) -> None:
         pass
 
+    def held(self) -> str | None:
+        return self._guard() if self._guard is not None else None
+
     def counts(self) -> tuple[int, int, dict[str, int]]:
         """Jobs running, jobs queued, and jobs started so far (see :meth:`JobBook.counts`)."""
         return self.book("counts")
@@ -360,7 +380,7 @@ def wait_for(
     fn: Callable[..., Any],
     args: tuple,
     progress: ProgressCallback | None = None,
-    waiting: Callable[[int], None] | None = None,
+    waiting: Callable[[Waiting], None] | None = None,
     partial: Callable[[Any], None] | None = None,
     quick: bool = False,
     poll_seconds: float = 0.1,
@@ -370,8 +390,11 @@ def wait_for(
 
     - Its reports reach ``progress`` here, in order; when ``progress`` returns True the job is
       asked to stop, and the result it then returns (partial) is handed back.
-    - While it is queued, ``waiting(ahead)`` is called every poll with the number of jobs of
-      its lane ahead of it, and once with -1 when it starts.
+    - A heavy (not ``quick``) job is sent only once the backend no longer holds it back
+      (:meth:`Backend.held`: the engine short of memory); meanwhile it stands in the queue.
+    - While it is queued, ``waiting(Waiting(ahead, reason))`` is called every poll with the
+      number of jobs of its lane ahead of it (and, while it is held back, why), and once with
+      ``ahead == -1`` when it starts.
     - Its own errors are raised here unchanged (a :class:`UserError` stays one).
     - If waiting is interrupted (a Streamlit Stop or Cancel, a closed tab), the job is asked to
       stop; with ``partial`` given, a running job's result (what it learned so far) is awaited
@@ -404,7 +427,7 @@ def _attempt(
     fn: Callable[..., Any],
     args: tuple,
     progress: ProgressCallback | None,
-    waiting: Callable[[int], None] | None,
+    waiting: Callable[[Waiting], None] | None,
     partial: Callable[[Any], None] | None,
     quick: bool,
     poll_seconds: float,
@@ -413,9 +436,20 @@ def _attempt(
     """One try of :func:`wait_for`; :class:`EngineLost` if the engine dies meanwhile."""
     job = uuid.uuid4().hex
     backend.book("submit", job, quick)  # before the task exists: its start must come after
-    handle = backend.submit(fn, args, job, quick)
+    handle: Any = None
     stop_asked = finished = returned = was_queued = lost = False
     try:
+        while not quick and (reason := backend.held()) is not None:  # in the queue, not yet sent
+            try:
+                ahead = backend.book("take", job).ahead
+            except EngineLost:
+                lost = True
+                raise
+            if waiting is not None:
+                waiting(Waiting(max(ahead, 0), reason))
+                was_queued = True
+            time.sleep(poll_seconds)
+        handle = backend.submit(fn, args, job, quick)
         while not finished:
             try:
                 finished = backend.wait(handle, poll_seconds)
@@ -426,7 +460,7 @@ def _attempt(
                 lost = True  # nothing to tidy on a dead engine
                 raise
             if waiting is not None and not finished and (seen.ahead >= 0 or was_queued):
-                waiting(seen.ahead)  # -1 once: it left the queue
+                waiting(Waiting(seen.ahead))  # -1 once: it left the queue
                 was_queued = seen.ahead >= 0
             for p in seen.reports:
                 if progress is not None and progress(p) and not stop_asked:
@@ -446,7 +480,10 @@ def _attempt(
             raise EngineLost("the job book had forgotten the job")  # a new engine's empty book: send it again
         return result
     finally:
-        if lost or returned:
+        if handle is None:  # never sent (interrupted while held back, or the engine lost)
+            if not lost:
+                backend.tell("forget", job)
+        elif lost or returned:
             if returned and not lost:
                 backend.tell("forget", job)
         elif finished:

@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from cartpole_core.progress import ProgressCallback
+from cartpole_core.runner import Waiting
 
 #: Name -> (default, meaning). Shown in the README; each can be overridden by
 #: CARTPOLE_LAB_MAX_<NAME upper-cased>.
@@ -92,7 +93,8 @@ def ray_job(
     """``fn(*args, progress=...)`` as a job (:func:`cartpole_core.cluster.run_job`, on Ray): its
     reports reach ``progress`` here, its result comes back. Short jobs
     (:func:`cartpole_core.jobs.is_quick`) take the quick lane and never wait behind long ones.
-    While it waits for a CPU the visitor sees its place in the queue and a Cancel button;
+    While it waits for a CPU (or, the server short of memory, for memory) the visitor sees its
+    place in the queue, why it waits, and a Cancel button;
     cancelling, leaving the page or closing the tab stops the script, and with it the job
     (``partial`` gets what a running job learned until then)."""
     from cartpole_core.cluster import run_job
@@ -102,22 +104,25 @@ def ray_job(
     queued = [False, False]  # [a notice is shown, Cancel was drawn]
     submitted = time.monotonic()
 
-    def waiting(ahead: int) -> None:
+    def waiting(place: Waiting) -> None:
+        ahead = place.ahead
         if ahead < 0:  # it started: no more queue, no more Cancel (Stop is the page's)
             if queued[0]:
                 queued[0] = False
                 notice.empty()
                 cancel.empty()
             return
-        if not ahead and time.monotonic() - submitted < 1.0:
+        if not ahead and not place.reason and time.monotonic() - submitted < 1.0:
             return  # a worker starting: no notice to flash
         queued[0] = True
-        notice.info(
-            f"{label} is queued: {ahead} job(s) ahead of yours. It starts by itself as soon as a CPU is free."
-            if ahead
-            else f"{label} is next in line: it starts as soon as a CPU is free.",
-            icon=":material/hourglass_top:",
-        )
+        if place.reason:  # held back before it is sent: the server is short of memory
+            behind = f" ({ahead} job(s) ahead of yours)" if ahead else ""
+            text = f"{label} is {place.reason}{behind}. It starts by itself as soon as enough is free."
+        elif ahead:
+            text = f"{label} is queued: {ahead} job(s) ahead of yours. It starts by itself as soon as a CPU is free."
+        else:
+            text = f"{label} is next in line: it starts as soon as a CPU is free."
+        notice.info(text, icon=":material/hourglass_top:")
         if not queued[1]:  # a widget is drawn once per script run
             cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")
             queued[1] = True

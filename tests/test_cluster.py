@@ -201,3 +201,186 @@ def test_a_cluster_that_goes_away_is_one_line_and_the_next_job_runs_once_it_is_b
         timeout=600,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), (done.stdout[-1500:], done.stderr[-3000:])
+
+
+# ---------------------------------------------------------------- sized to its container
+
+
+def test_a_local_ray_is_sized_to_the_container_and_a_cluster_keeps_its_own(tmp_path, monkeypatch):
+    from test_runner import short_of_memory
+
+    from cartpole_core import cluster
+    from cartpole_core.container import MB
+
+    cap, _ = short_of_memory(tmp_path, used_mb=100, limit_mb=2765)  # one CPU, Streamlit Cloud's 2.7 GB
+    monkeypatch.setattr(cluster, "capacity", lambda: cap)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    args = cluster._init_args(None)
+    assert (args["num_cpus"], args["object_store_memory"] // MB) == (1, 276), "not the host's cores, not 1 GB"
+    assert cluster._init_args(3)["num_cpus"] == 3, "a caller's own figure is kept"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    args = cluster._init_args(None)
+    assert "num_cpus" not in args and "object_store_memory" not in args, "a cluster keeps its own sizes"
+
+
+def test_a_server_as_a_container_runs_it_starts_its_engine_on_a_64_mb_dev_shm():
+    """A private mount namespace with Docker's 64 MB /dev/shm and one CPU by affinity: the
+    engine says 1 CPU, its object store (larger than /dev/shm, which cannot hold Ray's smallest)
+    goes to /tmp, and a local Ray starts and runs a job there."""
+    code = (
+        "from cartpole_core.container import capacity\n"
+        "from cartpole_core.cluster import engine_info, ensure_ray, run_job, run_tasks\n"
+        "from cartpole_core.generate import ChunkJob, GenerationConfig, generate, play_chunk\n"
+        "cap = capacity()\n"
+        "ensure_ray()\n"
+        "[out] = run_tasks(play_chunk, [ChunkJob('CartPole-v1', 5, 20, 0, ())])\n"
+        "assert out.error is None, out.error\n"
+        "assert run_job(generate, GenerationConfig(games=50, seed=1)).dataset.n_games >= 0\n"
+        "print(cap.describe(), cap.object_store_in_shm, engine_info().cpus)\n"
+    )
+    script = 'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec taskset -c 0 "$0" -c "$1"'
+    try:
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("unshare is not available here: no private mount namespace to try a container's /dev/shm")
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here (unshare -m: {probe.stderr.decode().strip()[:200]})")
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, sys.executable, code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("1 CPU, ") and done.stdout.split()[-2:] == ["False", "1"], done.stdout
+
+
+_RACE = """
+import threading
+from cartpole_core import cluster
+
+errors, calls = [], 0
+started = threading.Event()
+
+def start():
+    try:
+        cluster.ensure_ray(num_cpus=1)  # imports Ray (~0.6 s), then starts it
+    finally:
+        started.set()
+
+threading.Thread(target=start).start()
+while not started.is_set():
+    for call in (cluster.engine_info, cluster.job_counts, cluster.engine_alive):
+        try:
+            call()
+            calls += 1
+        except Exception as exc:
+            errors.append(f"{call.__name__}: {type(exc).__name__}: {exc}")
+assert cluster.engine_info().started
+print(calls, len(errors), sorted(set(errors))[:3])
+"""
+
+
+def test_a_servers_first_seconds_no_status_line_sees_ray_half_imported():
+    """Issue 29: while the warm-up imports Ray, ``sys.modules["ray"]`` is a module half made;
+    a sidebar asking then got ``AttributeError: partially initialized module 'ray' has no
+    attribute 'is_initialized'``. The status calls, made again and again while another thread
+    imports and starts Ray, never raise (the code before the fix raised in ~40 % of them)."""
+    done = subprocess.run([sys.executable, "-c", _RACE], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls, errors, first = done.stdout.split(" ", 2)
+    assert int(calls) > 1000, "the status calls ran all along the import and start"
+    assert int(errors) == 0, first
+
+
+# ---------------------------------------------------------------- the memory guard
+
+
+def report_pid_and_wait(seconds: float, progress=None) -> str:
+    """A stand-in job: says which process runs it, then holds its worker for ``seconds``."""
+    import os
+
+    from cartpole_core.progress import report
+
+    report(progress, 0.0, "running", pid=os.getpid())
+    time.sleep(seconds)
+    return "finished"
+
+
+def count_to(n: int, pause: float, progress=None) -> dict:
+    from cartpole_core.progress import report
+
+    for i in range(n):
+        time.sleep(pause)
+        report(progress, (i + 1) / n, f"step {i + 1}", step=i + 1)
+    return {"done": n, "of": n}
+
+
+def test_on_the_local_ray_a_heavy_job_waits_for_memory_and_starts_once_it_falls(tmp_path, monkeypatch):
+    import threading
+
+    from test_runner import short_of_memory
+
+    from cartpole_core import cluster
+    from cartpole_core.cluster import job_counts, run_job
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ensure_ray(num_cpus=2)
+    cap, use = short_of_memory(tmp_path, used_mb=2480, limit_mb=2765)
+    monkeypatch.setattr(cluster, "capacity", lambda: cap)
+    places, results = [], []
+    visitor = threading.Thread(target=lambda: results.append(run_job(count_to, 3, 0.01, waiting=places.append)))
+    visitor.start()
+    deadline = time.monotonic() + 30
+    while len(places) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert places and {p.reason for p in places} == {"waiting for memory: 2.4 of 2.7 GB in use"}, places
+    counts = job_counts()
+    assert counts is not None and (counts.running, counts.queued) == (0, 1), counts
+    use(1500)
+    visitor.join(timeout=60)
+    assert results == [{"done": 3, "of": 3}]
+
+
+def test_a_worker_killed_mid_job_is_one_plain_line_and_the_next_job_runs(monkeypatch):
+    """As the kernel's out-of-memory killer does: SIGKILL the worker running a job. The visitor
+    reads one plain line (no retry behind their back, no traceback), and the next job runs."""
+    import os
+    import signal
+
+    from cartpole_core.cluster import engine_alive, run_job
+    from cartpole_core.errors import UserError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ensure_ray(num_cpus=2)
+    killed: list[int] = []
+
+    def kill_its_worker(p) -> bool:
+        pid = p.metrics.get("pid")
+        if pid and not killed:
+            adj = int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+            assert adj > int(Path("/proc/self/oom_score_adj").read_text()), "the kernel should pick a worker first"
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        return False
+
+    began = time.monotonic()
+    with pytest.raises(UserError) as caught:
+        run_job(report_pid_and_wait, 120.0, progress=kill_its_worker)
+    line = str(caught.value)
+    assert killed and time.monotonic() - began < 60
+    assert "\n" not in line and line.startswith(
+        "The worker running this job was stopped, most likely for lack of memory ("
+    ), line
+    assert line.endswith(
+        "nothing you had is lost; try again in a minute, or with less (fewer games, a smaller network)."
+    )
+    assert engine_alive()
+    assert run_job(count_to, 3, 0.01) == {"done": 3, "of": 3}, "the server and its engine serve on"
+
+
+# Workers import functions by module name; this module is not importable there, so it travels by value.
+import ray.cloudpickle  # noqa: E402
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

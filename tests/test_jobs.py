@@ -118,8 +118,8 @@ def test_a_queued_job_knows_its_place_and_leaves_the_queue_when_cancelled(local_
     stop_all = threading.Event()
 
     def visitor(i: int) -> None:
-        def waiting(ahead: int) -> None:
-            places.setdefault(i, []).append(ahead)
+        def waiting(place) -> None:
+            places.setdefault(i, []).append(place.ahead)
             if i == 3 and len(places[3]) >= 5:
                 raise _Interrupted  # Cancel clicked while queued
 
@@ -205,7 +205,7 @@ def test_a_quick_job_never_waits_behind_long_ones(local_ray, tmp_path):
         run_job(count_into, str(paths[i]), progress=lambda p: stop_all.is_set())
 
     def cpu_job() -> None:
-        run_job(count_to, 2, 0.01, waiting=cpu_places.append)
+        run_job(count_to, 2, 0.01, waiting=lambda place: cpu_places.append(place.ahead))
 
     threads = [threading.Thread(target=long_job, args=(i,)) for i in range(2)]
     for t in threads:
@@ -218,7 +218,7 @@ def test_a_quick_job_never_waits_behind_long_ones(local_ray, tmp_path):
     waiter.start()
     began = time.monotonic()
     places: list[int] = []
-    result = run_job(generate, config, waiting=places.append, quick=True)
+    result = run_job(generate, config, waiting=lambda place: places.append(place.ahead), quick=True)
     seconds = time.monotonic() - began
     stop_all.set()
     for t in [*threads, waiter]:

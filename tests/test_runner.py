@@ -12,7 +12,7 @@ import pytest
 
 from cartpole_core.errors import UserError
 from cartpole_core.progress import Progress, ProgressCallback, report
-from cartpole_core.runner import MOVES, EngineLost, InProcess, JobBook, JobState, JobStateError, wait_for
+from cartpole_core.runner import MOVES, EngineLost, InProcess, JobBook, JobState, JobStateError, Waiting, wait_for
 
 
 class Clock:
@@ -188,8 +188,8 @@ def test_a_queued_job_knows_its_place_and_a_cancelled_one_never_runs() -> None:
     places: dict[str, list[int]] = {"second": [], "third": []}
 
     def visitor(name: str) -> None:
-        def waiting(ahead: int) -> None:
-            places[name].append(ahead)
+        def waiting(place: Waiting) -> None:
+            places[name].append(place.ahead)
             if name == "third" and len(places[name]) >= 3:
                 raise _Interrupted  # Cancel clicked while queued
 
@@ -253,3 +253,72 @@ def test_a_job_whose_engine_dies_is_sent_once_more_and_twice_is_one_clear_line()
     assert wait_for(once, count_to, (3, 0.001)) == {"done": 3, "of": 3}
     with pytest.raises(UserError, match="stopped twice"):
         wait_for(Flaky(deaths=2), count_to, (3, 0.001))
+
+
+# ---------------------------------------------------------------- the memory guard
+
+
+def short_of_memory(tmp_path, used_mb: int, limit_mb: int = 1000):
+    """A container (fake cgroup v2 files) with ``used_mb`` of ``limit_mb`` in use; returns its
+    capacity and a function that sets the memory in use."""
+    from cartpole_core.container import MB, Sources, detect
+
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cgroup").write_text("0::/\n")
+    (tmp_path / "mountinfo").write_text(f"30 25 0:40 / {tmp_path / 'cg'} rw - cgroup2 cgroup2 rw\n")
+    (tmp_path / "cg" / "memory.max").write_text(f"{limit_mb * MB}\n")
+    (tmp_path / "cg" / "memory.stat").write_text("inactive_file 0\n")
+
+    def use(mb: int) -> None:
+        (tmp_path / "cg" / "memory.current").write_text(f"{mb * MB}\n")
+
+    use(used_mb)
+    sources = Sources(tmp_path / "cgroup", tmp_path / "mountinfo", tmp_path / "meminfo", tmp_path, affinity=1)
+    return detect(sources, {}), use
+
+
+def test_a_heavy_job_waits_for_memory_with_its_reason_and_starts_once_memory_falls(tmp_path) -> None:
+    from cartpole_core.container import memory_hold
+
+    cap, use = short_of_memory(tmp_path, used_mb=950)
+    backend = InProcess(slots=1, guard=lambda: memory_hold(cap))
+    places: list[Waiting] = []
+    steps: list[int] = []
+    results: list[dict] = []
+
+    def visitor() -> None:
+        results.append(wait_for(backend, count_to, (3, 0.01), lambda r: steps.append(r.metrics["step"]), places.append))
+
+    thread = threading.Thread(target=visitor)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(places) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert places and set(places) == {Waiting(0, "waiting for memory: 950 of 1000 MB in use")}, places
+    assert not steps and backend.counts()[:2] == (0, 1), "held in the queue, never sent"
+    assert wait_for(backend, count_to, (2, 0.001), quick=True) == {"done": 2, "of": 2}, "quick jobs are not held"
+    use(800)  # below 85 % of the limit
+    thread.join(timeout=10)
+    assert results == [{"done": 3, "of": 3}] and steps == [1, 2, 3]
+    held = [bool(p.reason) for p in places]
+    assert held == sorted(held, reverse=True), "the memory reason only before it is sent"
+    assert backend.counts()[:2] == (0, 0)
+
+
+def test_a_job_cancelled_while_held_for_memory_never_runs(tmp_path) -> None:
+    from cartpole_core.container import memory_hold
+
+    cap, use = short_of_memory(tmp_path, used_mb=990)
+    backend = InProcess(slots=1, guard=lambda: memory_hold(cap))
+    steps: list[int] = []
+
+    def cancel_at_third(place: Waiting) -> None:
+        if place.reason and len(steps) == 0 and time.monotonic() - began > 0.2:
+            raise _Interrupted
+
+    began = time.monotonic()
+    with pytest.raises(_Interrupted):
+        wait_for(backend, count_to, (3, 0.01), lambda r: steps.append(r.metrics["step"]), cancel_at_third)
+    use(100)
+    time.sleep(0.2)
+    assert not steps and backend.counts()[:2] == (0, 0), "never ran, and forgotten"
