@@ -7,10 +7,22 @@
 - Runs are folders under :func:`runs_dir` holding ``run.json`` (settings + results) and,
   optionally, ``dataset.npz`` and ``model.keras``. Every write goes to a temporary name
   first and is renamed into place, so a crash never leaves half a file or half a run.
+- A run belongs to whoever saved it: ``run.json`` keeps a SHA-256 hash of the saving
+  session's secret (the secret itself stays in that session on the server), and only that
+  secret or the operator's token (``$CARTPOLE_LAB_OPERATOR_TOKEN``) deletes it. Each owner
+  keeps at most a quota of runs (their own oldest go first); a full server refuses a save
+  rather than push out another visitor's runs.
+- The class board is derived from the runs themselves (a run's score on fresh games and the
+  name its owner chose); clearing it writes one small ``board.json`` (the time it was
+  cleared), atomically.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -18,9 +30,12 @@ import re
 import shutil
 import tempfile
 import time
+import unicodedata
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +49,17 @@ if TYPE_CHECKING:
     import keras
 
 RUNS_DIR_ENV = "CARTPOLE_LAB_RUNS"
+OPERATOR_TOKEN_ENV = "CARTPOLE_LAB_OPERATOR_TOKEN"
 DATASET_ARRAYS = ("observations", "actions", "game_ids", "game_scores")
 #: Largest file this module will read (the dashboard has its own, lower upload limit).
 MAX_FILE_BYTES = 512 * 1024 * 1024
 RUN_FILE, DATASET_FILE, MODEL_FILE = "run.json", "dataset.npz", "model.keras"
+#: In the runs folder: the time the operator last cleared the class board.
+BOARD_FILE = "board.json"
+#: Longest name on the class board, in characters.
+BOARD_NAME_MAX = 30
+#: The board's name for a visitor who gave none.
+ANONYMOUS = "anonymous"
 
 
 # ---------------------------------------------------------------- small helpers
@@ -238,6 +260,63 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
 
 
+def _unwritable(folder: Path) -> str:
+    """Why files cannot be made in ``folder`` (or where it would be made), e.g. ``"read-only
+    file system"``; empty when they can. Asks the system (``os.access``) and then really
+    writes and removes a probe file: ``root`` passes ``os.access`` on a read-only mount."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the folder is made at the first save: can its parent be written?
+    if not probe.is_dir():
+        return "not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        handle, name = tempfile.mkstemp(dir=probe, prefix=".probe-")
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    return ""
+
+
+def _cannot_save(root: Path, why: str) -> UserError:
+    """The one line a visitor reads when runs cannot be saved under ``root``."""
+    if why in ("no space left on device", "disk quota exceeded"):
+        return UserError(f"Runs cannot be saved on this server: its disk is full ({why}). The operator frees space.")
+    where = f"{RUNS_DIR_ENV}={root}" if RUNS_DIR_ENV in os.environ else f"its folder {root}/"
+    return UserError(
+        f"Runs cannot be saved on this server: {where} cannot be written ({why}). "
+        f"The operator sets {RUNS_DIR_ENV} to a writable folder (a volume)."
+    )
+
+
+def saving_off(root: Path | None = None) -> str:
+    """Why runs cannot be saved here (one line naming ``$CARTPOLE_LAB_RUNS``), or ``""``
+    when they can."""
+    root = root or runs_dir()
+    why = _unwritable(root)
+    return str(_cannot_save(root, why)) if why else ""
+
+
+def owner_id(secret: str) -> str:
+    """What ``run.json`` keeps of an owner: the SHA-256 of their secret, 64 hex digits (the
+    secret cannot be read back from it, and a downloaded run carries neither)."""
+    return hashlib.sha256(f"cartpole-lab run owner\0{secret}".encode()).hexdigest()
+
+
+def has_operator() -> bool:
+    """True when this server has an operator (``$CARTPOLE_LAB_OPERATOR_TOKEN`` is set)."""
+    return bool(os.environ.get(OPERATOR_TOKEN_ENV, ""))
+
+
+def is_operator(token: str | None) -> bool:
+    """True when ``token`` is this server's operator token (``$CARTPOLE_LAB_OPERATOR_TOKEN``,
+    compared in constant time). Without the variable there is no operator."""
+    expected = os.environ.get(OPERATOR_TOKEN_ENV, "")
+    return bool(expected and token) and hmac.compare_digest(str(token).encode(), expected.encode())
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One saved experiment: what was asked and what came out (all JSON-able)."""
@@ -256,6 +335,20 @@ class RunRecord:
     has_model: bool = False
     damaged: str = ""
     """Why the run could not be read; empty for a healthy run."""
+    owner: str = ""
+    """:func:`owner_id` of the session that saved it; empty for a run saved before runs had
+    owners (only the operator deletes those)."""
+    board_name: str = ""
+    """The name its owner chose for the class board (``""``: :data:`ANONYMOUS`)."""
+
+    def owned_by(self, secret: str | None) -> bool:
+        """True when ``secret`` is the secret of the session that saved this run."""
+        return bool(secret and self.owner) and hmac.compare_digest(self.owner, owner_id(str(secret)))
+
+
+def may_delete(record: RunRecord, owner_secret: str | None = None, operator_token: str | None = None) -> bool:
+    """True when the session with ``owner_secret``, or ``operator_token``, may delete ``record``."""
+    return record.owned_by(owner_secret) or is_operator(operator_token)
 
 
 def _slug(text: str) -> str:
@@ -273,51 +366,103 @@ def _sweep_leftovers(root: Path, older_than_s: float = 3600.0) -> None:
             pass
 
 
+@contextmanager
+def _runs_lock(root: Path) -> Iterator[None]:
+    """Hold the runs folder's lock (``.lock``, an exclusive ``flock``): saves, deletes and
+    renames that read the list and then change it do so one at a time, across threads and
+    processes. The heavy writes (datasets, models) happen before, outside it."""
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove(folder: Path) -> None:
+    trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:6]}")
+    os.rename(folder, trash)  # atomic: the run disappears from the list at once
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextmanager
+def _disk_errors(root: Path) -> Iterator[None]:
+    """An unwritable or full runs folder as the one line a visitor reads (a UserError)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+            raise _cannot_save(root, (exc.strerror or str(exc)).lower()) from exc
+        raise
+
+
 def save_run(
     record: RunRecord,
     dataset: Dataset | None = None,
     model: keras.Model | Network | None = None,
     root: Path | None = None,
     keep: int | None = None,
+    *,
+    owner_secret: str | None = None,
+    per_owner: int | None = None,
 ) -> RunRecord:
     """Save a run as a new folder, atomically (all of it appears at once or nothing).
 
-    ``keep`` deletes the oldest runs beyond that many. Returns the record as saved.
+    ``owner_secret``: the saving session's secret; the run keeps its :func:`owner_id`.
+    ``per_owner``: that owner keeps at most this many runs, their own oldest removed to make
+    room. ``keep``: the most runs the server holds; a save beyond it is refused (a
+    :class:`UserError`) rather than remove another visitor's run. A folder that cannot be
+    written is a :class:`UserError` naming ``$CARTPOLE_LAB_RUNS``. Returns the record as saved.
     """
     root = root or runs_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    why = _unwritable(root)
+    if why:
+        raise _cannot_save(root, why)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(record.created))
     run_id = f"{stamp}-{_slug(record.kind + '-' + record.name)}-{uuid.uuid4().hex[:6]}"
-    saved = RunRecord(
-        kind=record.kind,
-        name=record.name,
+    owner = owner_id(owner_secret) if owner_secret else ""
+    saved = replace(
+        record,
         settings=to_jsonable(record.settings),
         results=to_jsonable(record.results),
-        created=record.created,
         run_id=run_id,
         has_dataset=dataset is not None,
         has_model=model is not None,
+        damaged="",
+        owner=owner,
+        board_name=check_board_name(record.board_name) if record.board_name else "",
     )
-    _sweep_leftovers(root)
-    tmp = root / f".tmp-{run_id}"
-    tmp.mkdir()
-    try:
-        if dataset is not None:
-            (tmp / DATASET_FILE).write_bytes(dataset_to_bytes(dataset))
-        if model is not None:
-            data = model.keras_file if isinstance(model, Network) else model_to_bytes(model)
-            if data is None:
-                raise ValueError("this network was kept only to play: it has no .keras file to save")
-            (tmp / MODEL_FILE).write_bytes(data)
-        body = {k: v for k, v in saved.__dict__.items() if k != "damaged"}
-        (tmp / RUN_FILE).write_text(json.dumps(body, indent=1))
-        os.rename(tmp, root / run_id)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    if keep is not None:
-        for old in list_runs(root)[keep:]:
-            delete_run(old.run_id, root)
+    with _disk_errors(root):
+        root.mkdir(parents=True, exist_ok=True)
+        _sweep_leftovers(root)
+        tmp = root / f".tmp-{run_id}"
+        tmp.mkdir()
+        try:
+            if dataset is not None:
+                (tmp / DATASET_FILE).write_bytes(dataset_to_bytes(dataset))
+            if model is not None:
+                data = model.keras_file if isinstance(model, Network) else model_to_bytes(model)
+                if data is None:
+                    raise ValueError("this network was kept only to play: it has no .keras file to save")
+                (tmp / MODEL_FILE).write_bytes(data)
+            body = {k: v for k, v in saved.__dict__.items() if k != "damaged"}
+            (tmp / RUN_FILE).write_text(json.dumps(body, indent=1))
+            with _runs_lock(root):
+                runs = list_runs(root)
+                mine = [r for r in runs if owner and r.owner == owner]  # newest first
+                making_room = mine[max(per_owner - 1, 0) :] if per_owner is not None else []
+                if keep is not None and len(runs) - len(making_room) >= keep:
+                    raise UserError(
+                        f"This server holds its most runs ({keep}): nothing was saved, and no one else's run "
+                        "was removed to make room. Delete one of your runs on the Runs page, or ask the operator "
+                        "to clear old ones."
+                    )
+                os.rename(tmp, root / run_id)
+                for old in making_room:
+                    _remove(root / old.run_id)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return saved
 
 
@@ -335,6 +480,8 @@ def _read_record(folder: Path) -> RunRecord:
             run_id=folder.name,
             has_dataset=(folder / DATASET_FILE).exists(),
             has_model=(folder / MODEL_FILE).exists(),
+            owner=str(body.get("owner", "")),
+            board_name=str(body.get("board_name", "")),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         created = folder.stat().st_mtime if folder.exists() else 0.0
@@ -383,20 +530,46 @@ def run_model_file(run_id: str, root: Path | None = None) -> bytes:
     return _read_limited(path)
 
 
-def delete_run(run_id: str, root: Path | None = None) -> None:
-    folder = _run_folder(run_id, root)
-    trash = folder.with_name(f".trash-{folder.name}-{uuid.uuid4().hex[:6]}")
-    os.rename(folder, trash)  # atomic: the run disappears from the list at once
-    shutil.rmtree(trash, ignore_errors=True)
+def delete_run(
+    run_id: str, root: Path | None = None, *, owner_secret: str | None = None, operator_token: str | None = None
+) -> None:
+    """Delete a run, if ``owner_secret`` is the secret of the session that saved it or
+    ``operator_token`` is the operator's (:func:`may_delete`); else a :class:`UserError`.
+    The check reads the run's own ``run.json`` here, so no request names its way past it."""
+    root = root or runs_dir()
+    _run_folder(run_id, root)  # a bad id or a missing run is said before anything is locked
+    with _disk_errors(root), _runs_lock(root):
+        folder = _run_folder(run_id, root)
+        record = _read_record(folder)
+        if not may_delete(record, owner_secret, operator_token):
+            if not record.owner:
+                raise UserError(f"Run {run_id} was saved before runs had owners: only the operator can delete it.")
+            raise UserError(f"Run {run_id} was saved by another visitor: only they, or the operator, can delete it.")
+        _remove(folder)
+
+
+def _without_owner(run_json: bytes) -> bytes:
+    """``run.json`` without its ``owner`` (a damaged one as it is)."""
+    try:
+        body = json.loads(run_json)
+    except ValueError:
+        return run_json
+    if not isinstance(body, dict):
+        return run_json
+    body.pop("owner", None)
+    return json.dumps(body, indent=1).encode()
 
 
 def run_zip(run_id: str, root: Path | None = None) -> bytes:
-    """The run's folder as zip bytes (run.json, dataset.npz, model.keras)."""
+    """The run's folder as zip bytes (run.json, dataset.npz, model.keras); its ``run.json``
+    without the owner's hash (that stays on this server)."""
     folder = _run_folder(run_id, root)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for item in sorted(folder.iterdir()):
-            if item.is_file():
+            if item.name == RUN_FILE:
+                zf.writestr(f"{run_id}/{item.name}", _without_owner(item.read_bytes()))
+            elif item.is_file():
                 zf.write(item, arcname=f"{run_id}/{item.name}")
     return buffer.getvalue()
 
@@ -444,6 +617,136 @@ def read_run_zip(data: bytes) -> RunArchive:
     return RunArchive(record, dataset, files.get(MODEL_FILE))
 
 
+# ---------------------------------------------------------------- the class board
+
+
+def check_board_name(text: str) -> str:
+    """A name for the class board as typed (spaces around it removed; empty:
+    :data:`ANONYMOUS`); a :class:`UserError` when longer than :data:`BOARD_NAME_MAX`
+    characters or holding control characters."""
+    name = str(text).strip()
+    if not name:
+        return ANONYMOUS
+    if len(name) > BOARD_NAME_MAX:
+        raise UserError(
+            f"A name on the board has at most {BOARD_NAME_MAX} characters; this one has {len(name)}. Shorten it."
+        )
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise UserError("A name on the board holds letters, digits, spaces and punctuation only: remove the rest.")
+    return name
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    """One run on the class board."""
+
+    run_id: str
+    env_id: str
+    name: str
+    """The name its owner chose (:data:`ANONYMOUS` when none)."""
+    score: float
+    """Mean score of its network on games it never trained on."""
+    games: int | None
+    """Games played to make that network (random or generations' games; None: not known)."""
+    seconds: float | None
+    """Machine seconds it took to make it (None: not known)."""
+    kind: str
+    created: float
+    """Unix time of saving."""
+
+
+def board_score(record: RunRecord) -> float | None:
+    """A run's score on fresh games, or None when it has none and stays off the board.
+
+    ``"evaluate"`` runs of a network or an ensemble (not random play) score their
+    ``results["mean"]`` unless ``results["fresh"]`` is False (played on starts it learned
+    from); ``"improve"`` runs their confirmation on fresh games (``mean``, or ``confirm_mean``
+    in runs saved before the board)."""
+    results = record.results
+    if record.damaged:
+        return None
+    if record.kind == "evaluate":
+        if results.get("policy") == "random" or results.get("fresh") is False:
+            return None
+        score = results.get("mean")
+    elif record.kind == "improve":
+        score = results.get("mean", results.get("confirm_mean"))
+    else:
+        return None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score:
+        return None
+    return float(score)
+
+
+def board_cleared(root: Path | None = None) -> float:
+    """Unix time the operator last cleared the board (0.0: never); runs saved before it are off."""
+    try:
+        body = json.loads(((root or runs_dir()) / BOARD_FILE).read_text())
+        return float(body["cleared"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _number(value: Any, kind: type) -> Any:
+    return kind(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def board(root: Path | None = None) -> dict[str, list[BoardEntry]]:
+    """The class board: per env, every run with a :func:`board_score` saved since the board was
+    last cleared, best first (highest score, then fewest games, then fewest seconds, then the
+    earlier save)."""
+    root = root or runs_dir()
+    cleared = board_cleared(root)
+    per_env: dict[str, list[BoardEntry]] = {}
+    for record in list_runs(root):
+        score = board_score(record)
+        if score is None or record.created <= cleared:
+            continue
+        env_id = str(record.settings.get("env_id", "?"))
+        games = _number(record.results.get("games_played"), int)
+        seconds = _number(record.results.get("seconds_taken", record.results.get("seconds")), float)
+        entry = BoardEntry(
+            record.run_id, env_id, record.board_name or ANONYMOUS, score, games, seconds, record.kind, record.created
+        )
+        per_env.setdefault(env_id, []).append(entry)
+    for entries in per_env.values():
+        entries.sort(
+            key=lambda e: (
+                -e.score,
+                e.games if e.games is not None else float("inf"),
+                e.seconds if e.seconds is not None else float("inf"),
+                e.created,
+            )
+        )
+    return dict(sorted(per_env.items()))
+
+
+def clear_board(operator_token: str | None, root: Path | None = None) -> None:
+    """Clear the class board (every run stays; those saved until now leave the board): the
+    operator only, else a :class:`UserError`."""
+    root = root or runs_dir()
+    if not is_operator(operator_token):
+        raise UserError("Only the operator clears the board: type the operator token first.")
+    with _disk_errors(root):
+        atomic_write(root / BOARD_FILE, json.dumps({"cleared": time.time()}).encode())
+
+
+def rename_on_board(run_id: str, name: str, owner_secret: str | None, root: Path | None = None) -> None:
+    """Put ``name`` (:func:`check_board_name`) on the owner's run ``run_id``, rewriting its
+    ``run.json`` atomically; a :class:`UserError` for another visitor's run."""
+    root = root or runs_dir()
+    name = check_board_name(name)
+    _run_folder(run_id, root)
+    with _disk_errors(root), _runs_lock(root):
+        folder = _run_folder(run_id, root)
+        record = _read_record(folder)
+        if not record.owned_by(owner_secret):
+            raise UserError(f"Run {run_id} was saved by another visitor: only they can name it on the board.")
+        body = json.loads((folder / RUN_FILE).read_text())
+        body["board_name"] = name
+        atomic_write(folder / RUN_FILE, json.dumps(body, indent=1).encode())
+
+
 # ---------------------------------------------------------------- TensorBoard logs
 
 LOGS_DIR_ENV = "CARTPOLE_LAB_LOGS"
@@ -452,18 +755,32 @@ LOGS_KEPT = 200
 
 
 def logs_dir() -> Path:
-    """Where TensorBoard logs go: ``$CARTPOLE_LAB_LOGS`` or ``./logs`` (the notebook's)."""
-    return Path(os.environ.get(LOGS_DIR_ENV, "logs"))
+    """Where TensorBoard logs go: ``$CARTPOLE_LAB_LOGS``; else ``./logs`` (the notebook's)
+    where it can be written; else a folder in the system's temporary directory (a read-only
+    app folder in a container: the logs are only there to be downloaded)."""
+    if LOGS_DIR_ENV in os.environ:
+        return Path(os.environ[LOGS_DIR_ENV])
+    if not _unwritable(Path("logs")):
+        return Path("logs")
+    return Path(tempfile.gettempdir()) / f"cartpole-lab-logs-{os.getuid()}"
 
 
 def new_log_folder(label: str, keep: int = LOGS_KEPT) -> Path:
     """A new, empty folder under :func:`logs_dir` for one training's logs (named by time and
-    ``label``); the oldest folders beyond ``keep`` are removed."""
+    ``label``); the oldest folders beyond ``keep`` are removed. A folder that cannot be
+    written is a :class:`UserError` naming ``$CARTPOLE_LAB_LOGS``."""
     root = logs_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = root / f"{stamp}-{_slug(label)}-{uuid.uuid4().hex[:4]}"
-    folder.mkdir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = root / f"{stamp}-{_slug(label)}-{uuid.uuid4().hex[:4]}"
+        folder.mkdir()
+    except OSError as exc:
+        raise UserError(
+            f"TensorBoard logs cannot be written on this server: {root}/ cannot be written "
+            f"({(exc.strerror or str(exc)).lower()}). Train without them, or the operator sets "
+            f"{LOGS_DIR_ENV} to a writable folder."
+        ) from exc
     old = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     for stale in old[: max(0, len(old) - keep)]:
         shutil.rmtree(stale, ignore_errors=True)

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import re
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -25,13 +26,13 @@ from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, 
 from cartpole_core.errors import UserError, bounds
 from cartpole_core.errors import default as default_of
 from cartpole_core.progress import Progress, ProgressCallback
-from cartpole_core.storage import RunRecord, save_run
+from cartpole_core.storage import ANONYMOUS, RunRecord, list_runs, save_run
 from pages.server import LIMITS, ray_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
     from cartpole_core.dataset import Dataset
     from cartpole_core.ensemble import EnsembleEvaluation, EnsembleResult
-    from cartpole_core.evaluate import EvaluationResult
+    from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
     from cartpole_core.generate import GenerationResult
     from cartpole_core.human import HumanGame
     from cartpole_core.improve import ImproveResult
@@ -129,6 +130,11 @@ class Lab:
     undo: tuple[str, Lab] | None = None
     """The last replacement of the session's dataset or model: what it did, and a copy of this
     Lab from before it (:func:`undo_last`)."""
+    owner_secret: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    """This session's proof that it saved its runs (64 hex digits): kept on the server, never
+    drawn in the page; a run keeps only its hash (``storage.owner_id``)."""
+    board_name: str = ANONYMOUS
+    """The name this visitor chose for the class board (on the Runs page)."""
 
 
 def _keep_for_undo(what: str) -> None:
@@ -383,17 +389,79 @@ def share_settings(keys: list[str]) -> None:
 def save_as_run(
     record: RunRecord, dataset: Dataset | None = None, model: Network | None = None, code: Step | None = None
 ) -> None:
-    """Save a run (pruning the oldest beyond this server's limit) and say so, or show why not.
+    """Save a run as this session's (only it, or the operator, may delete it) under the
+    visitor's name on the class board, and say so, or show why not in one line (a folder that
+    cannot be written, a full server); the session keeps what it had either way. Each visitor
+    keeps at most ``LIMITS["runs_per_visitor"]`` runs: their own oldest make room.
     ``code``: the step that made the result, whose recipe the run keeps (Runs offers it as a
     notebook when the run holds the files the code reads)."""
+    state = lab()
     if code is not None:
         record = dataclasses.replace(record, results={**record.results, "code": dataclasses.asdict(code.recipe)})
+    record = dataclasses.replace(record, board_name=state.board_name)
+    quota = LIMITS["runs_per_visitor"]
     try:
-        saved = save_run(record, dataset=dataset, model=model, keep=LIMITS["runs_kept"])
+        before = {r.run_id for r in list_runs() if r.owned_by(state.owner_secret)}
+        saved = save_run(
+            record,
+            dataset=dataset,
+            model=model,
+            keep=LIMITS["runs_kept"],
+            owner_secret=state.owner_secret,
+            per_owner=quota,
+        )
+        gone = before - {r.run_id for r in list_runs()}
     except Exception as exc:  # a full disk or a bad record: the session keeps what it had
         show_error(exc)
     else:
-        st.success(f"Saved as run {saved.run_id}.")
+        room = f" Your {len(gone)} oldest made room: each visitor keeps {quota} runs." if gone else ""
+        st.success(f"Saved as run {saved.run_id}, yours on the board as “{saved.board_name}”.{room}")
+
+
+def _taught(model: Network) -> tuple[Dataset | None, dict[str, Any]]:
+    """The dataset ``model`` learned from in this session (None when not known) and what it
+    took to make it: ``games_played`` (random games, your games or generations' games) and
+    ``seconds_taken`` (machine seconds generating and training); empty when not known (a
+    model loaded from a file or a run, generations started from a network)."""
+    state = lab()
+    for step in reversed(state.steps):
+        made = step.made
+        if step.page == "generations" and made.model is model:
+            if step.model is not None:
+                return None, {}  # started from a network whose making is not counted
+            best = next(r for r in made.generations if r.generation == made.best_generation)
+            games = made.config.first_games + made.config.games_per_generation * made.best_generation
+            return None, {"games_played": games, "seconds_taken": best.elapsed}
+        if step.page == "home" and made.model is model:
+            effort = {"seconds_taken": made.generation.seconds + made.training.seconds}
+            return made.generation.dataset, {"games_played": made.generation.games, **effort}
+    if state.training is None or state.model is not model:
+        return None, {}
+    train = next((s for s in reversed(state.steps) if s.page == "train" and s.made is state.training), None)
+    if train is None or train.dataset is None:
+        return None, {}
+    for step in reversed(state.steps):
+        generation = step.made.generation if step.page == "home" else step.made
+        if step.page in ("generate", "home") and generation.dataset is train.dataset:
+            effort = {"seconds_taken": generation.seconds + state.training.seconds}
+            return train.dataset, {"games_played": generation.games, **effort}
+        if step.page == "play_yourself" and step.made is train.dataset:
+            return train.dataset, {"games_played": train.dataset.n_games, "seconds_taken": state.training.seconds}
+    return train.dataset, {}
+
+
+def board_results(model: Network | None, games: EvaluationConfig | None = None) -> dict[str, Any]:
+    """What the class board reads from a run's results beside its ``mean``: the games and
+    seconds it took to make ``model`` (when known, see :func:`_taught`) and, for an evaluation
+    on ``games``, ``fresh``: False when those games start where the model's own training games
+    did (your games replayed on seed 0), so its score is not one on fresh games."""
+    if model is None:
+        return {}
+    dataset, effort = _taught(model)
+    if games is None:
+        return effort
+    learned = set(dataset.metadata.get("seeds", [])) if dataset is not None else set()
+    return {**effort, "fresh": not learned & {int(s) for s in games.game_seeds()}}
 
 
 #: Names of the library's fields that its messages may use, in the dashboard's words.

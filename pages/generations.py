@@ -18,6 +18,7 @@ from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
+    board_results,
     checked,
     finish_stopped,
     from_url,
@@ -442,8 +443,10 @@ if live and live["records"]:
                     "best_generation": result.best_generation,
                     "best_mean": result.best_mean,
                     "confirm_mean": result.confirm_mean,
+                    "mean": result.confirm_mean,  # on fresh games: the class board's score
                     "scores": None if result.confirmation is None else result.confirmation.scores,
                     "seconds": result.seconds,
+                    **board_results(result.model),
                 },
             ),
             model=result.model,

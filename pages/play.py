@@ -11,6 +11,7 @@ from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
+    board_results,
     checked,
     choice_chart,
     lab,
@@ -199,6 +200,7 @@ if result is not None and baseline is not None:
                     "random_scores": baseline.scores,
                     "random_mean": baseline.mean,
                     "choice_ratios": result.choice_ratios,
+                    **board_results(state.model if result.policy_name == "network" else None, result.config),
                 },
             ),
             model=state.model if result.policy_name == "network" else None,

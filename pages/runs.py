@@ -1,4 +1,5 @@
-"""Runs: every saved run of this server — load, download, delete, compare."""
+"""Runs: every saved run of this server — load, download, delete your own, compare, and the
+class board (who masters a game with the fewest games?)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,154 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cartpole_core.errors import UserError
 from cartpole_core.jobs import load_network_job
-from cartpole_core.storage import delete_run, list_runs, load_run_dataset, read_run_zip, run_model_file, run_zip
-from pages.common import chosen_upload, lab, ray_job, set_dataset, set_model, show_error
+from cartpole_core.storage import (
+    RunRecord,
+    board,
+    check_board_name,
+    clear_board,
+    delete_run,
+    has_operator,
+    is_operator,
+    list_runs,
+    load_run_dataset,
+    may_delete,
+    read_run_zip,
+    rename_on_board,
+    run_model_file,
+    run_zip,
+    saving_off,
+)
+from pages.common import LIMITS, chosen_upload, lab, ray_job, set_dataset, set_model, show_error
 
 state = lab()
 st.title("Runs")
 st.markdown(
     "Runs saved on this server (use **Save as a run** on the other pages). Load a run's dataset or model "
-    "into your session, download it as a zip, or compare the scores of several runs."
+    "into your session, download it as a zip, or compare the scores of several runs. The runs you save are "
+    f"yours: only you (or the server's operator) can delete them, and you keep up to "
+    f"{LIMITS['runs_per_visitor']}: your oldest make room for a new one."
 )
+off = saving_off()
+if off:
+    st.warning(f"Saving is off on this server. {off}", icon=":material/block:")
 
-runs = list_runs()
+token = None
+if has_operator():
+    with st.expander("For the server's operator", icon=":material/admin_panel_settings:"):
+        token = st.text_input(
+            "Operator token",
+            type="password",
+            key="runs_operator_token",
+            help="The server's CARTPOLE_LAB_OPERATOR_TOKEN: with it you can delete any run and clear the board.",
+        )
+        if token and is_operator(token):
+            st.success("Operator: you can delete any run and clear the board.", icon=":material/key:")
+        elif token:
+            st.error("That is not this server's operator token: check it and type it again.", icon=":material/key_off:")
+operator = is_operator(token)
+
+try:
+    runs = list_runs()
+except OSError as exc:
+    show_error(UserError(f"The runs folder cannot be read ({exc.strerror or exc}): the operator checks it."))
+    runs = []
 damaged = [r for r in runs if r.damaged]
 healthy = [r for r in runs if not r.damaged]
 for r in damaged:
     st.warning(
-        f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). You can delete it below.",
+        f"Run {r.run_id} is damaged and cannot be read ({r.damaged}). The server's operator can delete it below.",
         icon=":material/warning:",
     )
+
+
+def whose(record: RunRecord) -> str:
+    """Whose a run is, as this visitor reads it."""
+    if record.owned_by(state.owner_secret):
+        return "you"
+    return "another visitor" if record.owner else "before owners"
+
+
+def show_board() -> None:
+    """The class board: per env, runs ranked by their score on fresh games."""
+    st.subheader("Class board")
+    st.caption(
+        "Who masters a game with the fewest games? Each saved network ranked by its **mean score on games it "
+        "never trained on** (Play & evaluate's games, or the confirmation games of Generations), then by the "
+        "fewest games played to make it, then the fewest seconds. Save a run on Play & evaluate or Generations "
+        "to enter; Generate and Train runs have no such score."
+    )
+    name_col, apply_col = st.columns([3, 2], vertical_alignment="bottom")
+    typed = name_col.text_input(
+        "Your name on the board",
+        value=state.board_name,
+        key="runs_board_name",
+        help="Shown beside the runs you save from now on. A nickname is enough: no personal data is asked.",
+    )
+    try:
+        state.board_name = check_board_name(typed)
+    except UserError as exc:
+        show_error(exc)
+    renamed = [r for r in healthy if r.owned_by(state.owner_secret) and r.board_name != state.board_name]
+    if renamed and apply_col.button(
+        f"Put it on my {len(renamed)} saved run(s)",
+        icon=":material/badge:",
+        key="runs_rename",
+        help="Your runs saved under another name take this one.",
+    ):
+        try:
+            for r in renamed:
+                rename_on_board(r.run_id, state.board_name, state.owner_secret)
+        except Exception as exc:
+            show_error(exc)
+        else:
+            st.rerun()
+    ranked = board()
+    if not ranked:
+        st.info("Nobody is on the board yet.", icon=":material/leaderboard:")
+    tabs = st.tabs(list(ranked)) if ranked else []
+    mine = {r.run_id for r in healthy if r.owned_by(state.owner_secret)}
+    for tab, (env_id, entries) in zip(tabs, ranked.items(), strict=True):
+        rows = [
+            {
+                "#": place,
+                "name": e.name + (" (you)" if e.run_id in mine else ""),
+                "mean on fresh games": e.score,
+                "games played": e.games,
+                "seconds": e.seconds,
+                "made on": "Generations" if e.kind == "improve" else "Play & evaluate",
+                "saved": time.strftime("%m-%d %H:%M", time.localtime(e.created)),
+            }
+            for place, e in enumerate(entries, start=1)
+        ]
+        tab.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            width="stretch",
+            key=f"runs_board_{env_id}",
+            column_config={
+                "mean on fresh games": st.column_config.NumberColumn(format="%.1f"),
+                "games played": st.column_config.NumberColumn(format="%d", help="Games played to make the network"),
+                "seconds": st.column_config.NumberColumn(format="%.1f", help="Machine seconds to make it"),
+            },
+        )
+    if operator and st.button(
+        "Clear the board",
+        icon=":material/clear_all:",
+        key="runs_clear_board",
+        help="Every run stays on the server; those saved until now leave the board (e.g. for a new class).",
+    ):
+        try:
+            clear_board(token)
+        except Exception as exc:
+            show_error(exc)
+        else:
+            st.rerun()
+
+
+show_board()
+st.subheader("Saved runs")
 
 with st.expander("Open a run zip", icon=":material/upload:"):
     upload = chosen_upload(
@@ -69,6 +199,7 @@ table = pd.DataFrame(
             "saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
             "kind": r.kind,
             "name": r.name,
+            "by": whose(r),
             "result": headline(r.results),
             "dataset": "✓" if r.has_dataset else "",
             "model": "✓" if r.has_model else "",
@@ -158,14 +289,29 @@ if isinstance(record.results.get("code"), dict):
                 name, data=read, file_name=name, key=f"runs_code_{name}", icon=":material/download:",
                 on_click="ignore", mime="application/octet-stream", disabled=not held,
             )  # fmt: skip
-with c[3].popover("Delete", icon=":material/delete:", help="Remove this run from the server, for everyone."):
-    st.markdown(f"Delete **{record.name}** ({chosen}) from this server? Every visitor loses it; it cannot be undone.")
-    if st.button("Yes, delete it for everyone", icon=":material/delete_forever:", type="primary", key="runs_delete"):
-        try:
-            delete_run(chosen)
-            st.rerun()
-        except Exception as exc:
-            show_error(exc)
+if may_delete(record, state.owner_secret, token):
+    with c[3].popover("Delete", icon=":material/delete:", help="Remove this run from the server, for everyone."):
+        st.markdown(
+            f"Delete **{record.name}** ({chosen}) from this server? Every visitor loses it; it cannot be undone."
+        )
+        if st.button(
+            "Yes, delete it for everyone", icon=":material/delete_forever:", type="primary", key="runs_delete"
+        ):
+            try:
+                delete_run(chosen, owner_secret=state.owner_secret, operator_token=token)
+                st.rerun()
+            except Exception as exc:
+                show_error(exc)
+else:
+    c[3].button(
+        "Delete",
+        icon=":material/delete:",
+        key="runs_delete_locked",
+        disabled=True,
+        help="Saved by another visitor: only they, or the server's operator, can delete it."
+        if record.owner
+        else "Saved before runs had owners: only the server's operator can delete it.",
+    )
 
 scored = [r for r in healthy if isinstance(r.results.get("scores"), list) and r.results["scores"]]
 if scored:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import zipfile
 
@@ -13,6 +14,7 @@ import pytest
 
 from cartpole_core.errors import UserError
 from cartpole_core.storage import (
+    OPERATOR_TOKEN_ENV,
     RUNS_DIR_ENV,
     RunRecord,
     atomic_write,
@@ -249,8 +251,19 @@ def record(name: str = "first", created: float = 1_700_000_000.0, **results) -> 
     return RunRecord(kind="train", name=name, settings={"epochs": 1, "hidden": (16,)}, results=results, created=created)
 
 
+def files_in(folder) -> list[str]:
+    """What a runs folder holds, without its lock file."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+
+
 def test_save_list_load_zip_delete(small_dataset, trained_tiny_model, tmp_path):
-    saved = save_run(record(accuracy=np.float32(0.5)), dataset=small_dataset, model=trained_tiny_model, root=tmp_path)
+    saved = save_run(
+        record(accuracy=np.float32(0.5)),
+        dataset=small_dataset,
+        model=trained_tiny_model,
+        root=tmp_path,
+        owner_secret="mine",
+    )
     assert saved.run_id and saved.has_dataset and saved.has_model
     assert saved.settings == {"epochs": 1, "hidden": [16]} and saved.results == {"accuracy": 0.5}
     runs = list_runs(tmp_path)
@@ -273,9 +286,9 @@ def test_save_list_load_zip_delete(small_dataset, trained_tiny_model, tmp_path):
         names = set(zf.namelist())
         assert names == {f"{saved.run_id}/{f}" for f in ("run.json", "dataset.npz", "model.keras")}
         assert json.loads(zf.read(f"{saved.run_id}/run.json"))["name"] == "first"
-    delete_run(saved.run_id, tmp_path)
+    delete_run(saved.run_id, tmp_path, owner_secret="mine")
     assert list_runs(tmp_path) == []
-    assert list(tmp_path.iterdir()) == []  # nothing left behind, not even the trash folder
+    assert files_in(tmp_path) == []  # nothing left behind, not even the trash folder
     with pytest.raises(UserError, match="no run"):
         load_run(saved.run_id, tmp_path)
 
@@ -289,7 +302,7 @@ def test_a_run_without_files_has_none(tmp_path):
 
 
 @pytest.mark.parametrize("body", ["{not json", "[1, 2]", '{"name": "no kind"}', None])
-def test_damaged_runs_are_listed_not_raised(tmp_path, body):
+def test_damaged_runs_are_listed_not_raised(tmp_path, body, monkeypatch):
     good = save_run(record("good"), root=tmp_path)
     folder = tmp_path / "20240101-000000-broken"
     folder.mkdir()
@@ -300,7 +313,10 @@ def test_damaged_runs_are_listed_not_raised(tmp_path, body):
     assert runs[folder.name].damaged and not runs[good.run_id].damaged
     with pytest.raises(UserError, match="damaged"):
         load_run(folder.name, tmp_path)
-    delete_run(folder.name, tmp_path)  # a damaged run can still be deleted
+    with pytest.raises(UserError, match="only the operator"):
+        delete_run(folder.name, tmp_path, owner_secret="anyone")
+    monkeypatch.setenv(OPERATOR_TOKEN_ENV, "op")
+    delete_run(folder.name, tmp_path, operator_token="op")  # a damaged run can still be deleted
     assert [r.run_id for r in list_runs(tmp_path)] == [good.run_id]
 
 
@@ -312,12 +328,10 @@ def test_leftover_temporary_folders_are_not_listed(tmp_path):
     assert [r.run_id for r in list_runs(tmp_path)] == [saved.run_id]
 
 
-def test_runs_are_listed_newest_first_and_keep_prunes_the_oldest(tmp_path):
+def test_runs_are_listed_newest_first(tmp_path):
     ids = [save_run(record(f"run {i}", created=1_700_000_000.0 + i * 60), root=tmp_path).run_id for i in range(4)]
     assert [r.run_id for r in list_runs(tmp_path)] == ids[::-1]
-    newest = save_run(record("run 4", created=1_700_000_000.0 + 4 * 60), root=tmp_path, keep=2)
-    assert [r.run_id for r in list_runs(tmp_path)] == [newest.run_id, ids[3]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([newest.run_id, ids[3]])
+    assert files_in(tmp_path) == sorted(ids)
 
 
 @pytest.mark.parametrize("run_id", ["../outside", ".tmp-x", "", "a/b"])
@@ -325,7 +339,7 @@ def test_run_ids_cannot_leave_the_runs_folder(tmp_path, run_id):
     with pytest.raises(UserError, match="not a run id"):
         load_run(run_id, tmp_path)
     with pytest.raises(UserError, match="not a run id"):
-        delete_run(run_id, tmp_path)
+        delete_run(run_id, tmp_path, owner_secret="x")
 
 
 def test_runs_folder_comes_from_the_environment(tmp_path, monkeypatch):
@@ -407,3 +421,269 @@ def test_log_folders_are_new_each_time_pruned_to_a_limit_and_zip_whole(tmp_path,
     (second / "x.txt").write_text("hello")
     with zipfile.ZipFile(io.BytesIO(folder_zip(second))) as zf:
         assert zf.namelist() == [f"{second.name}/x.txt"] and zf.read(f"{second.name}/x.txt") == b"hello"
+
+
+# ---------------------------------------------------------------- owners, quotas, read-only disks
+
+
+def evaluation(name: str = "A", mean: float = 100.0, env_id: str = "CartPole-v1", **results) -> RunRecord:
+    return RunRecord(
+        kind="evaluate",
+        name=f"network on {env_id}",
+        settings={"env_id": env_id, "games": 10, "seed": 0},
+        results={"policy": "network", "mean": mean, **results},
+        board_name=name,
+    )
+
+
+def test_a_run_keeps_a_hash_of_its_owner_never_the_secret(tmp_path):
+    from cartpole_core.storage import owner_id
+
+    saved = save_run(record(), root=tmp_path, owner_secret="s3cret-of-a")
+    body = (tmp_path / saved.run_id / "run.json").read_text()
+    assert "s3cret-of-a" not in body
+    assert json.loads(body)["owner"] == owner_id("s3cret-of-a") == saved.owner and len(saved.owner) == 64
+    assert owner_id("s3cret-of-b") != saved.owner
+    with zipfile.ZipFile(io.BytesIO(run_zip(saved.run_id, tmp_path))) as zf:
+        assert "owner" not in json.loads(zf.read(f"{saved.run_id}/run.json")), "the hash stays on the server"
+
+
+def test_only_the_owner_or_the_operator_deletes_a_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(OPERATOR_TOKEN_ENV, raising=False)
+    a = save_run(record("a's"), root=tmp_path, owner_secret="secret-a")
+    for proof in ({"owner_secret": "secret-b"}, {}, {"operator_token": ""}, {"operator_token": "guess"}):
+        with pytest.raises(UserError, match="saved by another visitor: only they, or the operator"):
+            delete_run(a.run_id, tmp_path, **proof)
+    monkeypatch.setenv(OPERATOR_TOKEN_ENV, "the-operators-token")
+    for wrong in ("the-operators-toke", "the-operators-token ", "THE-OPERATORS-TOKEN", ""):
+        with pytest.raises(UserError, match="another visitor"):
+            delete_run(a.run_id, tmp_path, owner_secret="secret-b", operator_token=wrong)
+    assert [r.run_id for r in list_runs(tmp_path)] == [a.run_id], "every refused delete left it"
+    delete_run(a.run_id, tmp_path, owner_secret="secret-a")
+    b = save_run(record("b's"), root=tmp_path, owner_secret="secret-b")
+    delete_run(b.run_id, tmp_path, operator_token="the-operators-token")
+    assert list_runs(tmp_path) == []
+
+
+def test_a_run_saved_before_owners_is_the_operators_to_delete(tmp_path, monkeypatch):
+    old = save_run(record("from before"), root=tmp_path)  # no owner: as runs saved before owners existed
+    assert load_run(old.run_id, tmp_path).owner == ""
+    monkeypatch.setenv(OPERATOR_TOKEN_ENV, "op")
+    for secret in ("", "anyone", None):
+        with pytest.raises(UserError, match="before runs had owners: only the operator"):
+            delete_run(old.run_id, tmp_path, owner_secret=secret)
+    delete_run(old.run_id, tmp_path, operator_token="op")
+    assert list_runs(tmp_path) == []
+
+
+def test_each_owner_keeps_a_quota_and_their_own_oldest_go_first(tmp_path):
+    others = [
+        save_run(record(f"b {i}", created=1_700_000_000.0 + i), root=tmp_path, owner_secret="b") for i in range(3)
+    ]
+    mine = [
+        save_run(record(f"a {i}", created=1_700_000_100.0 + i), root=tmp_path, owner_secret="a", per_owner=2)
+        for i in range(5)
+    ]
+    kept = {r.run_id for r in list_runs(tmp_path)}
+    assert kept == {mine[3].run_id, mine[4].run_id} | {r.run_id for r in others}, "only a's own oldest went"
+
+
+def test_a_full_server_refuses_a_save_and_removes_no_one_elses_run(tmp_path):
+    others = [
+        save_run(record(f"b {i}", created=1_700_000_000.0 + i), root=tmp_path, owner_secret="b") for i in range(2)
+    ]
+    mine = save_run(record("a 0", created=1_700_000_010.0), root=tmp_path, owner_secret="a", keep=3, per_owner=5)
+    before = {r.run_id for r in list_runs(tmp_path)}
+    with pytest.raises(UserError, match=r"holds its most runs \(3\): nothing was saved.*Delete one of your runs"):
+        save_run(record("a 1"), root=tmp_path, owner_secret="a", keep=3, per_owner=5)
+    assert {r.run_id for r in list_runs(tmp_path)} == before == {mine.run_id} | {r.run_id for r in others}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")], "the refused run left nothing"
+    # At its own quota, the visitor's own oldest makes room: still nobody else's run.
+    newer = save_run(record("a 2"), root=tmp_path, owner_secret="a", keep=3, per_owner=1)
+    assert {r.run_id for r in list_runs(tmp_path)} == {newer.run_id} | {r.run_id for r in others}
+
+
+def test_sessions_saving_at_once_lose_no_run(tmp_path, small_dataset):
+    """Eight visitors save three runs each at the same moment, each keeping at most two: every
+    visitor ends with exactly their two newest, whole; nothing else is removed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def visitor(i: int) -> list[str]:
+        return [
+            save_run(record(f"v{i} r{k}", created=1_700_000_000.0 + k), small_dataset, root=tmp_path,
+                     owner_secret=f"visitor-{i}", per_owner=2, keep=100).run_id
+            for k in range(3)
+        ]  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        saved = list(pool.map(visitor, range(8)))
+    runs = list_runs(tmp_path)
+    assert {r.run_id for r in runs} == {run_id for ids in saved for run_id in ids[1:]}
+    assert not [r for r in runs if r.damaged] and all(r.has_dataset for r in runs)
+    assert files_in(tmp_path) == sorted(r.run_id for r in runs), "no half run or trash left behind"
+
+
+def test_an_unwritable_runs_folder_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    """Works as root too: a folder under a plain file cannot be made by anyone."""
+    from cartpole_core.storage import saving_off
+
+    (tmp_path / "a-file").write_text("not a folder")
+    root = tmp_path / "a-file" / "runs"
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    line = saving_off()
+    assert line.startswith("Runs cannot be saved on this server: CARTPOLE_LAB_RUNS=") and "\n" not in line
+    assert "The operator sets CARTPOLE_LAB_RUNS to a writable folder" in line
+    with pytest.raises(UserError, match="Runs cannot be saved on this server") as refused:
+        save_run(record(), owner_secret="a")
+    assert str(refused.value) == line
+    monkeypatch.setenv(RUNS_DIR_ENV, str(tmp_path / "fine"))
+    assert saving_off() == "" and not (tmp_path / "fine").exists(), "asking writes nothing"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through chmod: see the read-only mount test")
+def test_a_chmod_read_only_runs_folder_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    root.chmod(0o555)
+    monkeypatch.setenv(RUNS_DIR_ENV, str(root))
+    try:
+        with pytest.raises(UserError, match="cannot be written"):
+            save_run(record(), owner_secret="a")
+    finally:
+        root.chmod(0o755)
+
+
+READ_ONLY_APP = """
+import json, os, sys
+from cartpole_core.errors import UserError
+from cartpole_core.storage import RunRecord, list_runs, logs_dir, new_log_folder, save_run, saving_off
+out = {"off": saving_off(), "listed": [r.name for r in list_runs()], "logs": str(logs_dir())}
+try:
+    save_run(RunRecord(kind="train", name="in a read-only app"), owner_secret="a")
+except UserError as exc:
+    out["refused"] = str(exc)
+out["log_folder"] = str(new_log_folder("seed 0"))
+print(json.dumps(out))
+"""
+
+
+def test_a_read_only_app_folder_as_a_container_has_it(tmp_path):
+    """The app folder bind-mounted read-only in a private mount namespace (root ignores chmod,
+    not a read-only mount), no CARTPOLE_LAB_RUNS: Save is one line naming the variable, the runs
+    already there are still listed, TensorBoard logs go to the temporary directory."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("needs a private mount namespace (unshare -m): run as root on Linux")
+    app = tmp_path / "app"
+    (app / "runs").mkdir(parents=True)
+    save_run(record("saved before"), root=app / "runs", owner_secret="a")
+    project = Path(__file__).resolve().parents[1]
+    script = f'mount --bind "{app}" "{app}" && mount -o remount,bind,ro "{app}" "{app}" && exec "$0" -c "$1"'
+    env = {k: v for k, v in os.environ.items() if k not in (RUNS_DIR_ENV, "CARTPOLE_LAB_LOGS")}
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, READ_ONLY_APP],
+        cwd=app, env={**env, "PYTHONPATH": str(project)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    line = (
+        "Runs cannot be saved on this server: its folder runs/ cannot be written (read-only file system). "
+        "The operator sets CARTPOLE_LAB_RUNS to a writable folder (a volume)."
+    )
+    assert out["off"] == out["refused"] == line
+    assert out["listed"] == ["saved before"]
+    assert not out["logs"].startswith(str(app)) and Path(out["log_folder"]).parent == Path(out["logs"])
+    assert sorted(p.name for p in app.iterdir()) == ["runs"], "nothing was written into the app folder"
+
+
+def test_an_unwritable_logs_folder_is_a_user_error(tmp_path, monkeypatch):
+    from cartpole_core.storage import new_log_folder
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("CARTPOLE_LAB_LOGS", str(tmp_path / "a-file" / "logs"))
+    with pytest.raises(UserError, match="TensorBoard logs cannot be written.*CARTPOLE_LAB_LOGS"):
+        new_log_folder("seed 0")
+
+
+# ---------------------------------------------------------------- the class board
+
+
+def test_the_board_ranks_fresh_scores_then_fewest_games_then_seconds(tmp_path):
+    from cartpole_core.storage import board
+
+    def save(rec: RunRecord, secret: str = "a") -> str:
+        return save_run(rec, root=tmp_path, owner_secret=secret).run_id
+
+    best = save(evaluation("Ada", 500.0, games_played=3000, seconds_taken=9.0))
+    fewer = save(evaluation("Bo", 480.0, games_played=1000, seconds_taken=30.0), "b")
+    more = save(evaluation("Cy", 480.0, games_played=5000, seconds_taken=3.0), "c")
+    faster = save(evaluation("Di", 480.0, games_played=1000, seconds_taken=20.0), "d")
+    unknown = save(evaluation("", 480.0), "e")
+    generations = save(
+        RunRecord(
+            kind="improve",
+            name="g",
+            settings={"env_id": "CartPole-v1"},
+            results={"confirm_mean": 490.0, "seconds": 12.0},
+            board_name="Ed",
+        ),
+        "f",
+    )  # fmt: skip  (saved before the board: its confirmation mean counts)
+    acrobot = save(evaluation("Ada", -90.0, env_id="Acrobot-v1", games_played=2000))
+    save(evaluation("random", 20.0, policy="random"))
+    save(evaluation("own starts", 500.0, fresh=False))
+    save(RunRecord(kind="train", name="t", settings={"env_id": "CartPole-v1"}, results={"accuracy": 0.6}))
+    save(RunRecord(kind="generate", name="yours", settings={"env_id": "CartPole-v1"}, results={"mean": 300.0}))
+    ranked = board(tmp_path)
+    assert list(ranked) == ["Acrobot-v1", "CartPole-v1"]
+    assert [e.run_id for e in ranked["CartPole-v1"]] == [best, generations, faster, fewer, more, unknown]
+    first = ranked["CartPole-v1"][0]
+    assert (first.name, first.score, first.games, first.seconds) == ("Ada", 500.0, 3000, 9.0)
+    assert ranked["CartPole-v1"][-1].name == "anonymous" and ranked["CartPole-v1"][-1].games is None
+    assert [e.run_id for e in ranked["Acrobot-v1"]] == [acrobot]
+
+
+def test_only_the_operator_clears_the_board_and_runs_stay(tmp_path, monkeypatch):
+    from cartpole_core.storage import board, clear_board
+
+    monkeypatch.setenv(OPERATOR_TOKEN_ENV, "op")
+    before = save_run(evaluation("Ada"), root=tmp_path, owner_secret="a")
+    for wrong in (None, "", "po"):
+        with pytest.raises(UserError, match="Only the operator clears the board"):
+            clear_board(wrong, tmp_path)
+    assert [e.run_id for e in board(tmp_path)["CartPole-v1"]] == [before.run_id]
+    clear_board("op", tmp_path)
+    assert board(tmp_path) == {} and [r.run_id for r in list_runs(tmp_path)] == [before.run_id]
+    after = save_run(evaluation("Bo"), root=tmp_path, owner_secret="b")
+    assert [e.run_id for e in board(tmp_path)["CartPole-v1"]] == [after.run_id], "a new class starts"
+    assert files_in(tmp_path) == sorted([before.run_id, after.run_id, "board.json"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [("x" * 31, "at most 30 characters"), ("Ada\x07", "letters, digits"), ("a\nb", "letters, digits"),
+     ("\u202eevil", "letters, digits")],
+)  # fmt: skip
+def test_bad_names_on_the_board_are_refused_in_one_line(typed, problem):
+    from cartpole_core.storage import check_board_name
+
+    with pytest.raises(UserError, match=problem) as refused:
+        check_board_name(typed)
+    assert "\n" not in str(refused.value)
+
+
+def test_good_names_on_the_board(tmp_path):
+    from cartpole_core.storage import check_board_name, rename_on_board
+
+    assert check_board_name("  Ada L. ") == "Ada L." and check_board_name("") == "anonymous"
+    assert check_board_name("x" * 30) == "x" * 30 and check_board_name("Zoë 🚀") == "Zoë 🚀"
+    saved = save_run(evaluation("first"), root=tmp_path, owner_secret="a")
+    with pytest.raises(UserError, match="another visitor"):
+        rename_on_board(saved.run_id, "Bo", "b", tmp_path)
+    rename_on_board(saved.run_id, "Ada", "a", tmp_path)
+    after = load_run(saved.run_id, tmp_path)
+    assert after.board_name == "Ada" and after.owner == saved.owner and after.results == saved.results
