@@ -617,8 +617,12 @@ def tensorflow_line() -> str:
     map drew a custom uploaded model that NumPy cannot play)."""
     if "tensorflow" not in sys.modules:
         return "TensorFlow: only in Ray's workers, where every heavy job runs"
-    tf = sys.modules["tensorflow"]
-    return f"TensorFlow {tf.__version__} also loaded here (a custom model's Policy map)"
+    # While another session's thread still imports it (~5 s), the module is half made: no
+    # __version__ yet.
+    version = getattr(sys.modules["tensorflow"], "__version__", None)
+    if version is None:
+        return "TensorFlow: loading here (a custom model's Policy map)"
+    return f"TensorFlow {version} also loaded here (a custom model's Policy map)"
 
 
 # ---------------------------------------------------------------- charts
