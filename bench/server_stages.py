@@ -303,7 +303,7 @@ async def _visitor(browser: Any, url: str, i: int, timeout_s: float, training: a
         problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
         if await problems.count():
             error = "error on the page: " + (await problems.first.inner_text())[:200]
-        elif await page.get_by_text("network mean").count() != 1:
+        elif await page.locator('[data-testid="stMetric"]', has_text="network mean").count() != 1:
             error = "no result on the Play page"
     except Exception as exc:  # a visitor's failure is a result of the test, not a crash of it
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
