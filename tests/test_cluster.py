@@ -3,9 +3,11 @@ Ray tests itself), joined through ``RAY_ADDRESS`` exactly as a real cluster woul
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -384,3 +386,46 @@ def test_a_worker_killed_mid_job_is_one_plain_line_and_the_next_job_runs(monkeyp
 import ray.cloudpickle  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def test_under_a_real_memory_limit_a_job_waits_for_memory_and_a_worker_killed_for_it_is_one_line():
+    """A real cgroup v1 memory limit (1.5 GB) on a child of this process's cgroup, and a server
+    in it (``memory_limit.py``): the engine finds the limit, holds a new job while another
+    holds the memory, and a job that outgrows the limit, killed by the kernel, is one line."""
+    import os
+    import signal
+
+    from cartpole_core.container import MB, Sources, _cgroup_folders
+
+    own = _cgroup_folders(Sources(), "memory")
+    if not own or not (own[0] / "memory.limit_in_bytes").is_file():
+        pytest.skip("no cgroup v1 memory hierarchy here to set a real limit in")
+    child = own[0] / f"cartpole-lab-test-{os.getpid()}"
+    try:
+        child.mkdir()
+        (child / "memory.limit_in_bytes").write_text(str(1536 * MB))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            child.rmdir()
+        pytest.skip(f"cannot make a memory cgroup with a limit here ({exc.strerror}): needs root and cgroup v1")
+    release = Path(tempfile.mkdtemp()) / "release"
+    try:
+        done = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "memory_limit.py"), str(child), str(release)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert done.returncode == 0 and done.stdout.strip().endswith("ok"), (done.stdout[-2000:], done.stderr[-3000:])
+        assert "found: 1 CPU" in done.stdout or "found: 2 CPUs, 1.5 GB" in done.stdout, done.stdout
+    finally:
+        deadline = time.monotonic() + 30  # what the server left (Ray's processes) ends with it
+        while (left := (child / "cgroup.procs").read_text().split()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in left:  # every process in this cgroup was started by this test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        while (child / "cgroup.procs").read_text().split() and time.monotonic() < deadline + 10:
+            time.sleep(0.2)
+        child.rmdir()
