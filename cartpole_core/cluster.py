@@ -710,10 +710,11 @@ class RayBackend:
 
 def worker_lost_line() -> str:
     """What a visitor reads when the worker running their job was killed (by the kernel or by
-    Ray for lack of memory, most likely): one line, with the memory in use on a local engine."""
-    use = "" if cluster_address() else f" ({memory_in_use().describe()})"
+    Ray for lack of memory, most likely; on a cluster, perhaps with its node): one line, with
+    the memory in use on a local engine."""
+    why = " or its machine left the cluster" if cluster_address() else f" ({memory_in_use().describe()})"
     return (
-        f"The worker running this job was stopped, most likely for lack of memory{use}: nothing you had "
+        f"The worker running this job was stopped, most likely for lack of memory{why}: nothing you had "
         "is lost; try again in a minute, or with less (fewer games, a smaller network)."
     )
 

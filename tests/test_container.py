@@ -197,3 +197,22 @@ def test_this_machine_one_cpu_by_affinity():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1 CPU, ") and done.stdout.strip().endswith("affinity"), done.stdout
+
+
+def test_the_sidebar_says_what_the_engine_found(tmp_path, monkeypatch):
+    """One short caption: "Server: 1 CPU, 2.7 GB" (here from the variables, as on a container
+    whose files say so), and the engine's line counts jobs at once, not the host's cores."""
+    from streamlit.testing.v1 import AppTest
+
+    from cartpole_core import cluster
+
+    sources = machine(tmp_path, THIS_MACHINE, V1, affinity=2)
+    cap = detect(sources, {"CARTPOLE_LAB_CPUS": "1", "CARTPOLE_LAB_MEMORY_MB": "2765"})
+    monkeypatch.setattr(cluster, "capacity", lambda: cap)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.sidebar.caption]
+    assert "Server: 1 CPU, 2.7 GB" in captions, captions
+    engine = next(c for c in captions if c.startswith("Heavy work: "))
+    assert engine.startswith("Heavy work: local Ray, 1 job at once"), engine
