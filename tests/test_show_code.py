@@ -360,4 +360,5 @@ def test_a_notebook_reads_a_file_only_where_no_earlier_step_made_it() -> None:
     assert notebook_reads([play, train]) == [("model",), ("dataset",)]
     assert notebook_reads([generate_recipe(GenerationConfig()), train, play]) == [(), (), ()]
     code = [source for kind, source in notebook_cells([train, play]) if kind == "code"]
-    assert code[1].startswith('dataset = cl.load_dataset("dataset.npz")') and "load_model" not in code[2]
+    assert code[0] == f"%pip install {wheel_name()}", "the first cell installs the library"
+    assert code[2].startswith('dataset = cl.load_dataset("dataset.npz")') and "load_model" not in code[3]

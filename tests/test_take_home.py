@@ -22,11 +22,12 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from test_show_code import _fresh_python
 
 import cartpole_core
 from cartpole_core import wheel
-from cartpole_core.recipes import ONE_THREAD_ENV
+from cartpole_core.recipes import NOTEBOOK_FILE, ONE_THREAD_ENV
 from cartpole_core.storage import save_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +148,115 @@ print("SEEN " + json.dumps([status, seen, {{k: os.environ.get(k) for k in {names
     assert status == 0
     assert seen == ONE_THREAD_ENV, "TensorFlow started with the workers' thread counts"
     assert after == dict.fromkeys(names), "the environment is given back after the command"
+
+
+# ---------------------------------------------------------------- a visitor, from the page
+
+#: Executes the notebook in this venv's own kernel (run with the venv's Python, in the notebook's
+#: folder), with one more cell saying where the library was imported from; prints the outputs.
+RUN_THE_NOTEBOOK = f"""
+import json, nbclient, nbformat
+book = nbformat.read({NOTEBOOK_FILE!r}, as_version=4)
+book.cells.append(nbformat.v4.new_code_cell("import cartpole_core\\nprint('LIBRARY', cartpole_core.__file__)"))
+nbclient.NotebookClient(book, timeout=1200, kernel_name="python3", resources={{"metadata": {{"path": "."}}}}).execute()
+print("CELLS " + json.dumps([
+    [c.source, "".join(o.get("text", "") for o in c.outputs if o.output_type == "stream")]
+    for c in book.cells if c.cell_type == "code"
+]))
+"""
+
+
+def _metric(page, label: str) -> str:
+    """The value of the page's metric tile labelled exactly ``label``, as the page shows it."""
+    import re
+
+    tiles = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$"))
+    )
+    return tiles.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _printed(out: str, prefix: str) -> str:
+    """What the notebook printed after ``prefix`` on the line starting with it."""
+    line = next((line for line in out.splitlines() if line.startswith(prefix)), None)
+    assert line is not None, f"{prefix!r} not printed by the notebook:\n{out}"
+    return line[len(prefix) :].strip()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_visitor_takes_the_session_home_and_gets_the_pages_numbers(tmp_path: Path, tmp_path_factory) -> None:
+    """Random play -> generate -> train 2 epochs -> play in Chromium; Home's zip, unpacked into
+    an empty folder with a fresh venv, runs in that venv's kernel and prints the pages' numbers."""
+    import ast
+    import statistics
+
+    import test_browser  # skips this test where Chromium or Playwright is missing
+
+    shown: dict[str, str] = {}
+    with test_browser.serve(tmp_path_factory) as url, test_browser.playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=test_browser.CHROMIUM, args=test_browser.CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        page.goto(url)
+        test_browser.settle(page)
+        test_browser.open_page(page, "Random play")
+        test_browser.set_number(page, "Games", 5)
+        test_browser.click_key(page, "random_play")
+        for label in ("Mean score", "Median", "Best", "Worst"):
+            shown[label] = _metric(page, label)
+        test_browser.generate(page, 2000)
+        for label in ("Games played", "Kept", "Average kept score", "Median kept score"):
+            shown[label] = _metric(page, label)
+        test_browser.train(page, "16", epochs=2)
+        for label in ("Accuracy", "Loss"):
+            shown[label] = _metric(page, label)
+        test_browser.open_page(page, "Play & evaluate")
+        test_browser.set_number(page, "Games", 5)
+        test_browser.click_key(page, "play_run")
+        test_browser.no_exception(page)
+        for label in ("network mean", "random mean"):
+            shown[label] = _metric(page, label)
+        test_browser.open_page(page, "Home")
+        test_browser.no_exception(page)
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name="Download the notebook with the library (.zip)").click()
+        zipped = tmp_path / download.value.suggested_filename
+        download.value.save_as(zipped)
+        browser.close()
+
+    folder = tmp_path / "home"  # an empty folder, far from the checkout
+    folder.mkdir()
+    with zipfile.ZipFile(zipped) as archive:
+        assert sorted(archive.namelist()) == sorted([NOTEBOOK_FILE, wheel.wheel_name()]), "each step made what it uses"
+        archive.extractall(folder)
+    bin_dir = _fresh_venv(folder / ".venv")
+    env = _visitor_env(bin_dir, folder)
+    subprocess.run(
+        [bin_dir / "pip", "install", "--quiet", "ipykernel", "nbclient"], cwd=folder, env=env, check=True, timeout=600
+    )
+    done = subprocess.run(
+        [bin_dir / "python", "-c", RUN_THE_NOTEBOOK], cwd=folder, env=env, capture_output=True, text=True, timeout=1800
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = json.loads(_printed(done.stdout, "CELLS "))
+    assert cells[0][0] == f"%pip install {wheel.wheel_name()}", "the first code cell installs the library"
+    out = "\n".join(text for _, text in cells)
+    library = Path(_printed(out, "LIBRARY"))
+    assert library.is_relative_to(folder / ".venv") and "site-packages" in library.parts, library
+    assert not library.is_relative_to(ROOT)
+
+    # The numbers the pages showed, as the pages write them, from what the notebook printed.
+    scores = ast.literal_eval(_printed(out, "scores:"))
+    assert f"{statistics.mean(scores):.1f}" == shown["Mean score"]
+    assert [f"{statistics.median(scores):g}", f"{max(scores):g}", f"{min(scores):g}"] == [
+        shown["Median"], shown["Best"], shown["Worst"]
+    ]  # fmt: skip
+    games, kept = (int(part.split(":")[-1]) for part in _printed(out, "games played:").split("|"))
+    assert [f"{games:,}", f"{kept:,}"] == [shown["Games played"], shown["Kept"]]
+    mean_kept, median_kept = (float(part.split(":")[-1]) for part in _printed(out, "mean kept score:").split("|"))
+    assert [f"{mean_kept:.2f}", f"{median_kept:g}"] == [shown["Average kept score"], shown["Median kept score"]]
+    accuracy = ast.literal_eval(_printed(out, "accuracy per epoch:"))
+    loss = ast.literal_eval(_printed(out, "loss per epoch:"))
+    assert len(accuracy) == 2 and [f"{accuracy[-1]:.3f}", f"{loss[-1]:.4f}"] == [shown["Accuracy"], shown["Loss"]]
+    network, randomly = (float(part.split(":")[-1]) for part in _printed(out, "network mean:").split("|"))
+    assert [f"{network:.1f}", f"{randomly:.1f}"] == [shown["network mean"], shown["random mean"]]
