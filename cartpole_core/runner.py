@@ -61,6 +61,8 @@ SILENCE_SECONDS = 60.0
 PARTIAL_WAIT_SECONDS = 15.0
 #: The book forgets a job nobody waits for after this long, even if its task never ended.
 ABANDONED_KEPT_SECONDS = 3600.0
+#: Longest a heavy job is held back for memory before it is given up, in one line (seconds).
+HELD_SECONDS = 600.0
 
 
 class JobState(Enum):
@@ -391,7 +393,8 @@ def wait_for(
     - Its reports reach ``progress`` here, in order; when ``progress`` returns True the job is
       asked to stop, and the result it then returns (partial) is handed back.
     - A heavy (not ``quick``) job is sent only once the backend no longer holds it back
-      (:meth:`Backend.held`: the engine short of memory); meanwhile it stands in the queue.
+      (:meth:`Backend.held`: the engine short of memory); meanwhile it stands in the queue, for
+      at most :data:`HELD_SECONDS` (then a :class:`UserError` says why).
     - While it is queued, ``waiting(Waiting(ahead, reason))`` is called every poll with the
       number of jobs of its lane ahead of it (and, while it is held back, why), and once with
       ``ahead == -1`` when it starts.
@@ -439,7 +442,14 @@ def _attempt(
     handle: Any = None
     stop_asked = finished = returned = was_queued = lost = False
     try:
+        held_since = time.monotonic()
         while not quick and (reason := backend.held()) is not None:  # in the queue, not yet sent
+            if time.monotonic() - held_since > HELD_SECONDS:
+                spell = f"{HELD_SECONDS / 60:.0f} minutes" if HELD_SECONDS >= 120 else f"{HELD_SECONDS:.0f} s"
+                raise UserError(
+                    f"The server stayed short of memory for {spell} ({reason}), so the job did not start: "
+                    "nothing you had is lost; try again later."
+                )
             try:
                 ahead = backend.book("take", job).ahead
             except EngineLost:

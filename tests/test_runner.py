@@ -322,3 +322,17 @@ def test_a_job_cancelled_while_held_for_memory_never_runs(tmp_path) -> None:
     use(100)
     time.sleep(0.2)
     assert not steps and backend.counts()[:2] == (0, 0), "never ran, and forgotten"
+
+
+def test_a_job_held_for_memory_too_long_is_given_up_in_one_line(tmp_path, monkeypatch) -> None:
+    from cartpole_core import runner
+    from cartpole_core.container import memory_hold
+
+    monkeypatch.setattr(runner, "HELD_SECONDS", 1.0)
+    cap, _ = short_of_memory(tmp_path, used_mb=990)
+    backend = InProcess(slots=1, guard=lambda: memory_hold(cap))
+    with pytest.raises(UserError) as caught:
+        wait_for(backend, count_to, (3, 0.01))
+    line = str(caught.value)
+    assert line.startswith("The server stayed short of memory for 1 s (waiting for memory: 990 of 1000 MB in use)")
+    assert backend.counts()[:2] == (0, 0), "never ran, and forgotten"
