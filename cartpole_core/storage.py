@@ -269,15 +269,12 @@ def _unwritable(folder: Path) -> str:
         probe = probe.parent  # the folder is made at the first save: can its parent be written?
     if not probe.is_dir():
         return "not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return "permission denied"
-    try:
-        handle, name = tempfile.mkstemp(dir=probe, prefix=".probe-")
-        os.close(handle)
-        os.unlink(name)
+    allowed = os.access(probe, os.W_OK | os.X_OK)
+    try:  # also where access() says no: the failed write names the reason (read-only file system, ...)
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".tmp-probe-"))  # left by a kill: swept as a .tmp-
     except OSError as exc:
         return (exc.strerror or str(exc)).lower()
-    return ""
+    return "" if allowed else "permission denied"
 
 
 def _cannot_save(root: Path, why: str) -> UserError:
@@ -368,15 +365,16 @@ def _sweep_leftovers(root: Path, older_than_s: float = 3600.0) -> None:
 
 @contextmanager
 def _runs_lock(root: Path) -> Iterator[None]:
-    """Hold the runs folder's lock (``.lock``, an exclusive ``flock``): saves, deletes and
-    renames that read the list and then change it do so one at a time, across threads and
-    processes. The heavy writes (datasets, models) happen before, outside it."""
-    with open(root / ".lock", "a") as handle:
+    """Hold the runs folder's lock (an exclusive ``flock`` on the folder itself, so no lock
+    file lies in it): saves, deletes and renames that read the list and then change it do so
+    one at a time, across threads and processes. The heavy writes (datasets, models) happen
+    before, outside it."""
+    handle = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # closing the folder releases its lock
 
 
 def _remove(folder: Path) -> None:

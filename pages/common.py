@@ -26,7 +26,7 @@ from cartpole_core.envs import DEFAULT_ENV_ID, ENV_DEFAULTS, SUGGESTED_ENV_IDS, 
 from cartpole_core.errors import UserError, bounds
 from cartpole_core.errors import default as default_of
 from cartpole_core.progress import Progress, ProgressCallback
-from cartpole_core.storage import ANONYMOUS, RunRecord, list_runs, save_run
+from cartpole_core.storage import ANONYMOUS, RunRecord, board_score, list_runs, save_run
 from pages.server import LIMITS, ray_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
@@ -415,7 +415,12 @@ def save_as_run(
         show_error(exc)
     else:
         room = f" Your {len(gone)} oldest made room: each visitor keeps {quota} runs." if gone else ""
-        st.success(f"Saved as run {saved.run_id}, yours on the board as “{saved.board_name}”.{room}")
+        board = (
+            f" On the class board (Runs) as “{saved.board_name or ANONYMOUS}”."
+            if board_score(saved) is not None
+            else ""
+        )
+        st.success(f"Saved as run {saved.run_id}.{board}{room}")
 
 
 def _taught(model: Network) -> tuple[Dataset | None, dict[str, Any]]:

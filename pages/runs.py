@@ -34,13 +34,13 @@ state = lab()
 st.title("Runs")
 st.markdown(
     "Runs saved on this server (use **Save as a run** on the other pages). Load a run's dataset or model "
-    "into your session, download it as a zip, or compare the scores of several runs. The runs you save are "
-    f"yours: only you (or the server's operator) can delete them, and you keep up to "
-    f"{LIMITS['runs_per_visitor']}: your oldest make room for a new one."
+    "into your session, download it as a zip, or compare the scores of several runs. The runs you save in "
+    "this browser session are yours: only this session (or the server's operator) can delete them, and you keep "
+    f"up to {LIMITS['runs_per_visitor']}: your oldest make room for a new one."
 )
 off = saving_off()
 if off:
-    st.warning(f"Saving is off on this server. {off}", icon=":material/block:")
+    st.warning(f"{off} Saving is off until then; the runs already here can still be opened.", icon=":material/block:")
 
 token = None
 if has_operator():
@@ -115,6 +115,7 @@ def show_board() -> None:
     ranked = board()
     if not ranked:
         st.info("Nobody is on the board yet.", icon=":material/leaderboard:")
+    ranked = dict(sorted(ranked.items(), key=lambda item: item[0] != state.env_id))  # this session's env first
     tabs = st.tabs(list(ranked)) if ranked else []
     mine = {r.run_id for r in healthy if r.owned_by(state.owner_secret)}
     for tab, (env_id, entries) in zip(tabs, ranked.items(), strict=True):
@@ -137,7 +138,9 @@ def show_board() -> None:
             key=f"runs_board_{env_id}",
             column_config={
                 "mean on fresh games": st.column_config.NumberColumn(format="%.1f"),
-                "games played": st.column_config.NumberColumn(format="%d", help="Games played to make the network"),
+                "games played": st.column_config.NumberColumn(
+                    format="localized", help="Games played to make the network"
+                ),
                 "seconds": st.column_config.NumberColumn(format="%.1f", help="Machine seconds to make it"),
             },
         )
@@ -323,19 +326,19 @@ if scored:
         key="runs_compare",
         help="Each run's game scores as a box: the line is the median, the box the middle half of the games.",
     )
-    rows = [
-        {"run": f"{r.name} ({r.run_id[:15]})", "score": float(s)}
-        for r in scored
-        if r.run_id in picked
-        for s in r.results["scores"]
-    ]
+
+    chosen_runs = [r for r in scored if r.run_id in picked]
+    names = [f"{r.name} ({time.strftime('%m-%d %H:%M', time.localtime(r.created))})" for r in chosen_runs]
+    names = [n if names.count(n) == 1 else f"{n} …{r.run_id[-6:]}" for n, r in zip(names, chosen_runs, strict=True)]
+    rows = [{"run": n, "score": float(s)} for n, r in zip(names, chosen_runs, strict=True) for s in r.results["scores"]]
     if rows:
         chart = (
-            alt.Chart(pd.DataFrame(rows), title="Game scores per run")
-            .mark_boxplot(extent="min-max", size=40)
+            # One row per run: long names stay readable, on a phone too (a fixed height squashes rows).
+            alt.Chart(pd.DataFrame(rows), title="Game scores per run", height=alt.Step(44))
+            .mark_boxplot(extent="min-max", size=28)
             .encode(
-                x=alt.X("run:N", title=None, axis=alt.Axis(labelAngle=0, labelAlign="center", labelLimit=220)),
-                y=alt.Y("score:Q", title="score"),
+                y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=180)),
+                x=alt.X("score:Q", title="score"),
                 tooltip=["run:N"],
             )
         )

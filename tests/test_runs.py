@@ -162,7 +162,7 @@ def test_a_folder_that_cannot_be_written_is_one_line_and_nothing_is_lost(
     assert "\n" not in line and "Something went wrong" not in line
     assert at.session_state["lab"].dataset is not None and at.metric, "the result is still on the page"
     visit(at, "pages/runs.py")
-    assert any(w.value.startswith("Saving is off on this server.") for w in at.warning)
+    assert any(w.value.startswith("Runs cannot be saved") and "Saving is off" in w.value for w in at.warning)
 
 
 def test_the_board_ranks_runs_under_the_names_chosen_and_the_operator_clears_it(_runs_dir: Path) -> None:
@@ -173,7 +173,7 @@ def test_the_board_ranks_runs_under_the_names_chosen_and_the_operator_clears_it(
     save_for(b, "random", _runs_dir, mean=20.0, policy="random")
 
     visit(a, "pages/runs.py")
-    assert [t.label for t in a.tabs] == ["Acrobot-v1", "CartPole-v1"]
+    assert [t.label for t in a.tabs] == ["CartPole-v1", "Acrobot-v1"], "this session's env first"
     cartpole = board_table(a, "CartPole-v1")
     assert cartpole["name"].tolist() == ["Bo", "anonymous (you)"]
     assert cartpole["games played"].tolist() == [3000, 2000] and cartpole["mean on fresh games"].tolist() == [500, 480]
@@ -191,7 +191,8 @@ def test_the_board_ranks_runs_under_the_names_chosen_and_the_operator_clears_it(
     assert any("Nobody is on the board yet" in i.value for i in a.info)
     assert len(list_runs()) == 4, "the runs stay"
     generate_and_save(a)
-    assert any("on the board as “Ada”" in s.value for s in a.success)
+    assert list_runs()[0].board_name == "Ada", "a new run takes the name chosen"
+    assert not any("class board" in s.value for s in a.success), "a Generate run is not on the board"
 
 
 def test_a_played_network_enters_the_board_with_its_games_and_seconds(_runs_dir: Path) -> None:
@@ -207,6 +208,7 @@ def test_a_played_network_enters_the_board_with_its_games_and_seconds(_runs_dir:
     at.number_input(key="play_games").set_value(5)
     press(at, "Play")
     press(at, "Save as a run")
+    assert any("On the class board (Runs) as “anonymous”" in s.value for s in at.success)
     (run,) = list_runs()
     lab = at.session_state["lab"]
     assert run.results["games_played"] == 1000 and run.results["fresh"] is True

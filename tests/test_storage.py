@@ -252,8 +252,8 @@ def record(name: str = "first", created: float = 1_700_000_000.0, **results) -> 
 
 
 def files_in(folder) -> list[str]:
-    """What a runs folder holds, without its lock file."""
-    return sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+    """What a runs folder holds (its lock is the folder itself: no lock file)."""
+    return sorted(p.name for p in folder.iterdir())
 
 
 def test_save_list_load_zip_delete(small_dataset, trained_tiny_model, tmp_path):
@@ -523,6 +523,31 @@ def test_sessions_saving_at_once_lose_no_run(tmp_path, small_dataset):
     assert files_in(tmp_path) == sorted(r.run_id for r in runs), "no half run or trash left behind"
 
 
+def test_a_server_filling_up_under_many_saves_at_once_keeps_its_limit(tmp_path):
+    """Twelve visitors save at the same moment on a server with room for five more runs:
+    exactly five are saved (counting and saving are one step under the folder's lock), the
+    seven others are told so, and nothing is half written."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    for i in range(60):  # a well-filled server: counting its runs takes a while
+        save_run(record(f"earlier {i}"), root=tmp_path, owner_secret="earlier")
+    start = Barrier(12)
+
+    def visitor(i: int) -> str:
+        start.wait()
+        try:
+            return save_run(record(f"v{i}"), root=tmp_path, owner_secret=f"v{i}", keep=65).run_id
+        except UserError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(visitor, range(12)))
+    refused = [o for o in outcomes if "holds its most runs (65)" in o]
+    assert len(refused) == 7 and len(list_runs(tmp_path)) == 65
+    assert files_in(tmp_path) == sorted(r.run_id for r in list_runs(tmp_path))
+
+
 def test_an_unwritable_runs_folder_is_one_line_naming_the_variable(tmp_path, monkeypatch):
     """Works as root too: a folder under a plain file cannot be made by anyone."""
     from cartpole_core.storage import saving_off
@@ -582,7 +607,9 @@ def test_a_read_only_app_folder_as_a_container_has_it(tmp_path):
     (app / "runs").mkdir(parents=True)
     save_run(record("saved before"), root=app / "runs", owner_secret="a")
     project = Path(__file__).resolve().parents[1]
-    script = f'mount --bind "{app}" "{app}" && mount -o remount,bind,ro "{app}" "{app}" && exec "$0" -c "$1"'
+    # cd after the mounts: a working folder entered before them is still the writable one
+    script = f'mount --bind "{app}" "{app}" && mount -o remount,bind,ro "{app}" "{app}" && cd "{app}" && '
+    script += 'exec "$0" -c "$1"'
     env = {k: v for k, v in os.environ.items() if k not in (RUNS_DIR_ENV, "CARTPOLE_LAB_LOGS")}
     done = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, READ_ONLY_APP],
