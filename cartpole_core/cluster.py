@@ -54,9 +54,11 @@ from cartpole_core.runner import SILENCE_SECONDS, Backend, EngineLost, InProcess
 TASK_CPUS = 1
 #: A task whose worker died (a node removed, a process killed) is run again this often.
 TASK_RETRIES = 3
-#: A job whose worker died is not run again behind the visitor's back: it was killed for
-#: memory, most likely, and would be again; the visitor is told in one line and clicks again
-#: (through the memory guard). A dead engine is another matter: the job is sent to a new one.
+#: On a local Ray, a job whose worker died is not run again behind the visitor's back: it was
+#: killed for memory, most likely, and would be again; the visitor is told in one line and
+#: clicks again (through the memory guard). A dead engine is another matter: the job is sent to
+#: a new one. On a cluster a lost worker is most likely a node that left: the job runs again
+#: elsewhere, :data:`TASK_RETRIES` times.
 JOB_RETRIES = 0
 
 _THREAD_CAPS = {
@@ -668,7 +670,10 @@ class RayBackend:
         with _lock:
             if "task" not in _tasks:  # one remote function: exported to the GCS once per engine
                 _tasks["task"] = ray.remote(
-                    num_cpus=TASK_CPUS, max_retries=JOB_RETRIES, retry_exceptions=False, max_calls=JOB_MAX_CALLS
+                    num_cpus=TASK_CPUS,
+                    max_retries=JOB_RETRIES if cluster_address() is None else TASK_RETRIES,
+                    retry_exceptions=False,
+                    max_calls=JOB_MAX_CALLS,
                 )(_run_job_in_worker)
         return _tasks["task"].remote(fn, args, _hub(), job)
 
