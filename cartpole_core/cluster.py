@@ -588,8 +588,9 @@ JOB_MAX_CALLS = 20
 HUB_TIMEOUT_SECONDS = 20.0
 
 
-_tasks: dict[str, Any] = {}
-"""The job's Ray remote function (Ray exports it again to a new engine by itself)."""
+_tasks: dict[int, Any] = {}
+"""The job's Ray remote function, by its retries (a local Ray's or a cluster's; Ray exports it
+again to a new engine by itself)."""
 _hubs: dict[str, Any] = {}
 """The book of this process's Ray session (a handle must be kept, or Ray ends the actor);
 emptied when Ray starts again."""
@@ -667,15 +668,13 @@ class RayBackend:
 
     def submit(self, fn: Callable[..., Any], args: tuple, job: str, quick: bool) -> Any:
         ray = ensure_ray()
+        retries = JOB_RETRIES if cluster_address() is None else TASK_RETRIES
         with _lock:
-            if "task" not in _tasks:  # one remote function: exported to the GCS once per engine
-                _tasks["task"] = ray.remote(
-                    num_cpus=TASK_CPUS,
-                    max_retries=JOB_RETRIES if cluster_address() is None else TASK_RETRIES,
-                    retry_exceptions=False,
-                    max_calls=JOB_MAX_CALLS,
+            if retries not in _tasks:  # one remote function: exported to the GCS once per engine
+                _tasks[retries] = ray.remote(
+                    num_cpus=TASK_CPUS, max_retries=retries, retry_exceptions=False, max_calls=JOB_MAX_CALLS
                 )(_run_job_in_worker)
-        return _tasks["task"].remote(fn, args, _hub(), job)
+        return _tasks[retries].remote(fn, args, _hub(), job)
 
     def held(self) -> str | None:
         if cluster_address() is not None:
