@@ -16,7 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
-from pages.common import lab, remember_settings, tensorflow_line, undo_last  # noqa: E402
+from pages.common import lab, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
@@ -82,7 +82,8 @@ def sidebar() -> None:
 WARM_AFTER_SECONDS = 2.0
 
 page = st.navigation(PAGES, expanded=True)  # every step of the journey in sight
-page.run()
+with page_frame():  # a page that ends early (pages.common.end_page) still gets the sidebar
+    page.run()
 remember_settings()  # so the page shows these settings again when the visitor comes back
 sidebar()  # after the page, so it shows what the page just made
 

@@ -5,16 +5,18 @@ call -> these charts.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import re
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlencode
 
 import altair as alt
@@ -252,6 +254,35 @@ def set_model(model: Network | None, source: str, training: TrainingResult | Non
     state.model, state.model_source, state.training = model, source, training
     state.evaluation = state.evaluation_random = None
     state.evaluation_gifs = {}
+
+
+class _PageEnds(Exception):
+    """Raised by :func:`end_page` inside :func:`page_frame`, which catches it."""
+
+
+_framed = threading.local()
+
+
+@contextlib.contextmanager
+def page_frame() -> Iterator[None]:
+    """Where ``app.py`` runs the page: a page that ends early (:func:`end_page`) ends here, and
+    what ``app.py`` draws after it (the sidebar) still comes."""
+    _framed.active = True
+    try:
+        with contextlib.suppress(_PageEnds):
+            yield
+    finally:
+        _framed.active = False
+
+
+def end_page() -> NoReturn:
+    """End this page here, as ``st.stop()`` would, but inside :func:`page_frame` only the page
+    (``st.stop()`` ends the whole script run: the sidebar, drawn after the page, went missing on
+    every page that stopped early). A page run on its own (``AppTest`` runs a page's file
+    alone) stops with ``st.stop()``."""
+    if getattr(_framed, "active", False):
+        raise _PageEnds
+    st.stop()
 
 
 def lab() -> Lab:

@@ -15,6 +15,7 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     checked,
+    end_page,
     lab,
     progress_bar,
     ray_job,
@@ -40,7 +41,7 @@ dataset = state.dataset
 if dataset is None:
     st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
     st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
-    st.stop()
+    end_page()
 what_to_notice("ensemble", dataset.env_id)
 
 with st.form("ensemble_form"):

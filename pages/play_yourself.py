@@ -9,7 +9,7 @@ from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
 from cartpole_core.storage import RunRecord, dataset_to_bytes
-from pages.common import LIMITS, lab, ray_job, record_step, save_as_run, set_dataset, show_code, show_error
+from pages.common import LIMITS, end_page, lab, ray_job, record_step, save_as_run, set_dataset, show_code, show_error
 from pages.game import game
 
 state = lab()
@@ -49,7 +49,7 @@ if message is not None:
 
 if not games:
     st.info(f"No {env_id} games yet: play one above.", icon=":material/sports_esports:")
-    st.stop()
+    end_page()
 
 st.subheader("Your games")
 rows = [

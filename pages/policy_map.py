@@ -11,7 +11,7 @@ from cartpole_core.envs import env_info, make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import lab, share_settings, show_error, show_recipe, url_select
+from pages.common import end_page, lab, share_settings, show_error, show_recipe, url_select
 
 #: Grid points along each axis of the map.
 RESOLUTION = 60
@@ -41,7 +41,7 @@ if not players:
         "There is no network in this session yet: train one (or run generations) first.", icon=":material/neurology:"
     )
     st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
-    st.stop()
+    end_page()
 
 env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 info = env_info(env_id)
@@ -144,13 +144,13 @@ def current_policy() -> Policy:
 
 if x_dim == y_dim:
     st.error("Choose two different observation values for the two axes.")
-    st.stop()
+    end_page()
 try:
     policy = current_policy()
     grid = probability_grid(policy, base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], resolution=RESOLUTION)
 except (UserError, ValueError) as exc:
     show_error(exc)
-    st.stop()
+    end_page()
 
 action = list(info.action_names).index(action_name)
 dx, dy = float(grid.xs[1] - grid.xs[0]), float(grid.ys[1] - grid.ys[0])

@@ -28,7 +28,7 @@ from cartpole_core.storage import (
     run_zip,
     saving_off,
 )
-from pages.common import LIMITS, chosen_upload, lab, ray_job, set_dataset, set_model, show_error
+from pages.common import LIMITS, chosen_upload, end_page, lab, ray_job, set_dataset, set_model, show_error
 
 state = lab()
 st.title("Runs")
@@ -186,7 +186,7 @@ with st.expander("Open a run zip", icon=":material/upload:"):
 
 if not runs:
     st.info("No run has been saved yet.", icon=":material/folder_open:")
-    st.stop()
+    end_page()
 
 
 def headline(results: dict) -> str:
