@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from test_app import press, start, visit
 
 from cartpole_core.errors import UserError
 from cartpole_core.storage import OPERATOR_TOKEN_ENV, RunRecord, delete_run, list_runs, save_run
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 300  # seconds per script run: the first job starts the engine
 TOKEN = "operator-token-for-the-test"
 
 
@@ -23,29 +22,6 @@ def _runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CARTPOLE_LAB_RUNS", str(runs))
     monkeypatch.setenv(OPERATOR_TOKEN_ENV, TOKEN)
     return runs
-
-
-def start() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception
-    return at
-
-
-def visit(at: AppTest, page: str) -> AppTest:
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def press(at: AppTest, label: str) -> AppTest:
-    matches = [b for b in at.button if label in b.label]
-    assert matches, f"no button {label!r} among {[b.label for b in at.button]}"
-    matches[0].click()
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def labels(at: AppTest) -> list[str]:
