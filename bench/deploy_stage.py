@@ -90,7 +90,7 @@ def _journey(url: str) -> tuple[dict[str, float], list[str], str]:
             visit.number("Games per generation", 100)
             steps["Generations: 2 of 100 games"] = visit.timed_click(page.get_by_role("button", name="Run generations"))
             errors += visit.problems()
-            line = next((s for s in visit.sidebar().splitlines() if re.search(r"\bCPUs?\b", s)), "")
+            line = next((s for s in visit.sidebar().splitlines() if s.startswith("Server:")), "")
         finally:
             browser.close()
     return steps, errors, line
