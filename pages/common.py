@@ -104,6 +104,8 @@ class Lab:
     model: Network | None = None
     """The current network, as plain data: the web server never holds a Keras model."""
     model_source: str = ""
+    model_env_id: str = ""
+    """The game :attr:`model` plays ("" when not known: a file whose shape fits no suggested game)."""
     training: TrainingResult | None = None
     live_training: dict[str, Any] | None = None
     evaluation: EvaluationResult | None = None
@@ -170,7 +172,8 @@ def use_notebook_result(result: NotebookResult, dataset_source: str, model_sourc
     state.notebook, state.notebook_source = result, dataset_source
     state.generation, state.dataset = result.generation, result.generation.dataset
     state.dataset_source = dataset_source
-    set_model(result.model, model_source, result.training)  # a Network: the result came from a job
+    env_id = result.generation.config.env_id
+    set_model(result.model, model_source, result.training, env_id=env_id)  # a Network: the result came from a job
     state.evaluation, state.evaluation_random = result.evaluation, result.random_evaluation
     state.env_id = result.generation.config.env_id
 
@@ -245,13 +248,19 @@ def set_dataset(dataset: Dataset, source: str) -> None:
     state.dataset, state.dataset_source, state.env_id = dataset, source, dataset.env_id
 
 
-def set_model(model: Network | None, source: str, training: TrainingResult | None = None) -> None:
+def set_model(
+    model: Network | None, source: str, training: TrainingResult | None = None, env_id: str | None = None
+) -> None:
     """Make ``model`` this session's current model (forgetting what described the old one; the
-    old one can be brought back: :func:`undo_last`)."""
+    old one can be brought back: :func:`undo_last`). ``env_id``: the game it plays; None for a
+    file: the session's game when its shape fits it, else the first suggested game it fits."""
     state = lab()
     if state.model is not None and not (state.undo and state.undo[1].model is state.model):
         _keep_for_undo(f"the model “{state.model_source}” replaced by “{source}”")
     state.model, state.model_source, state.training = model, source, training
+    if env_id is None and model is not None:
+        env_id = next((e for e in (state.env_id, *SUGGESTED_ENV_IDS) if _shape_fits(model, e)), "")
+    state.model_env_id = env_id or ""
     state.evaluation = state.evaluation_random = None
     state.evaluation_gifs = {}
 
@@ -537,32 +546,141 @@ def show_error(exc: Exception) -> None:
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). Nothing you had was lost; try again.")
 
 
-def env_picker(key: str, help_text: str = "") -> EnvInfo | None:
-    """A select box of environments that also accepts any Gymnasium id typed in."""
+def _shape_fits(model: Network, env_id: str) -> bool:
+    """True when ``model`` reads ``env_id``'s observations and chooses among its actions."""
+    info = env_info(env_id)
+    return model.obs_dim == info.obs_dim and model.n_actions == info.n_actions
+
+
+def _pick_game(key: str) -> None:
+    """The picker ``key`` changed (a callback, before the page runs): its game becomes the
+    session's, so every page plays it; an id that is not a game is kept for the picker to refuse."""
+    chosen = st.session_state.get(key)
+    if chosen is None:
+        return
+    try:
+        st.session_state["lab"].env_id = env_info(str(chosen)).env_id
+    except UserError as exc:
+        st.session_state[f"_{key}_refused"] = str(exc)
+
+
+def _back_to(env_id: str) -> None:
+    """A button's callback: the session plays ``env_id`` again."""
+    st.session_state["lab"].env_id = env_id
+
+
+def env_picker(
+    key: str, help_text: str = "", *, label: str = "Environment", choices: tuple[str, ...] | None = None
+) -> EnvInfo | None:
+    """The session's game as a select box that also accepts any Gymnasium id typed in: its
+    value is always :attr:`Lab.env_id`, whichever page draws it, and a choice in it is the
+    session's game for every page. A page's link (``?<key>=<id>``) sets it once, on arrival.
+    ``choices``: the games this page can play (any when None); returns None, and shows an
+    empty picker, when the session's game is not among them."""
     state = lab()
-    options = list(dict.fromkeys([from_url(key, state.env_id), state.env_id, *SUGGESTED_ENV_IDS]))
-    env_id = st.selectbox(
-        "Environment",
+    link = st.query_params.get(key)
+    if link is not None and key not in st.session_state:  # arriving by a shared link
+        st.session_state[key] = link
+        _pick_game(key)
+    refused = st.session_state.pop(f"_{key}_refused", None)
+    if refused is not None:
+        show_error(UserError(refused))
+    playable = choices is None or state.env_id in choices
+    options = list(dict.fromkeys([state.env_id, *SUGGESTED_ENV_IDS])) if choices is None else list(choices)
+    st.session_state[key] = state.env_id if playable else None  # the picker shows the session's game
+    st.selectbox(
+        label,
         options,
         index=0,
         key=key,
-        accept_new_options=True,
+        on_change=_pick_game,
+        args=(key,),
+        accept_new_options=choices is None,
+        placeholder="Choose a game",
         help=help_text
-        or "The Gymnasium game to play. Any env with discrete actions and a flat observation works; "
-        "type another id to try it. Each game starts from settings that fit its scores:\n\n"
+        or "The Gymnasium game to play, on every page of this session. Any env with discrete actions and a flat "
+        "observation works; type another id to try it. Each game starts from settings that fit its scores:\n\n"
         + "\n".join(
             f"- **{env}**: keep {d.keeping()}, {d.goal_steps:,} steps" + f", {target_words(env)}"
             for env, d in ENV_DEFAULTS.items()
         )
         + "\n- any other env: keep the best 5 % of games",
     )
-    try:
-        info = env_info(str(env_id))
-    except UserError as exc:
-        show_error(exc)
-        return None
-    state.env_id = info.env_id
-    return info
+    return env_info(state.env_id) if playable else None
+
+
+def _other_game(line: str, other: str, offers: list[tuple[str, str, str]], key: str) -> None:
+    """``line`` (what is of the game ``other``, not the session's, and what fits), then links to
+    the pages that make what fits (``offers``: page, label, icon) and a button back to ``other``."""
+    st.warning(line, icon=":material/swap_horiz:")
+    row = st.container(horizontal=True)
+    for page, label, icon in offers:
+        row.page_link(page, label=label, icon=icon)
+    if other in SUGGESTED_ENV_IDS or other in ENV_DEFAULTS:
+        row.button(f"Play {other} again", key=f"{key}_back_to_game", on_click=_back_to, args=(other,),
+                   icon=":material/undo:", help=f"Make {other} the session's game again, on every page.")  # fmt: skip
+
+
+def session_dataset(key: str) -> Dataset | None:
+    """The session's dataset when it is of the session's game. A dataset of another game is
+    never used silently: the page says so in one line, offers to generate data for this game
+    (or to play the dataset's game again), and gets None. ``key``: the page's widget prefix."""
+    state = lab()
+    dataset = state.dataset
+    if dataset is None or dataset.env_id == state.env_id:
+        return dataset
+    env_id, other = state.env_id, dataset.env_id
+    line = f"Your dataset is of {other}; this page plays {env_id}: generate data for {env_id}, or play {other} again."
+    offers = [("pages/generate.py", f"Generate data for {env_id} →", ":material/dataset:")]
+    _other_game(line, other, offers, f"{key}_dataset")
+    return None
+
+
+def model_fits() -> bool:
+    """True when the session's model plays the session's game (False with no model)."""
+    state = lab()
+    if state.model is None:
+        return False
+    if state.model_env_id:
+        return state.model_env_id == state.env_id
+    return _shape_fits(state.model, state.env_id)
+
+
+def session_model(key: str, here: str = "") -> Network | None:
+    """The session's model when it plays the session's game. A model of another game is never
+    used silently: the page says so in one line, offers to train one for this game or to start
+    generations from a first network for it (or to play the model's game again), and gets None.
+    ``here``: this page's file, left out of the offers."""
+    state = lab()
+    if state.model is None or model_fits():
+        return state.model
+    env_id, other = state.env_id, state.model_env_id or "another game"
+    line = (
+        f"Your model plays {other}; this page plays {env_id}: train one on data of {env_id}, or start "
+        f"generations from a first network for it."
+    )
+    offers = [
+        ("pages/train.py", f"Train one for {env_id} →", ":material/neurology:"),
+        ("pages/generations.py", f"Generations for {env_id} →", ":material/trending_up:"),
+    ]
+    _other_game(line, other, [o for o in offers if o[0] != here], f"{key}_model")
+    return None
+
+
+def ensemble_fits() -> bool:
+    """True when the session's ensemble plays the session's game (False with no ensemble)."""
+    state = lab()
+    ev = state.ensemble_eval
+    return state.ensemble is not None and ev is not None and ev.ensemble.config.env_id == state.env_id
+
+
+def of_this_game(env_id: str, what: str) -> bool:
+    """True when a result made on ``env_id`` is of the session's game; else puts it away with one
+    line saying so (it comes back when that game is picked again) and returns False."""
+    if env_id == lab().env_id:
+        return True
+    st.caption(f"{what} {env_id}: it is shown again when {env_id} is the game.")
+    return False
 
 
 def settings_follow_env(page: str, env_id: str, defaults: dict[str, Any]) -> None:

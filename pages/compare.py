@@ -19,10 +19,15 @@ from pages.common import (
     MODEL_COLOR,
     checked,
     choice_chart,
+    ensemble_fits,
+    env_picker,
     lab,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
+    session_dataset,
+    session_model,
     setting,
     share_settings,
     show_code,
@@ -38,14 +43,17 @@ st.markdown(
     "confidence interval."
 )
 
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
-info = env_info(env_id)
+info = env_picker("cmp_env")
+assert info is not None  # any game: None only with choices
+env_id = info.env_id
+model = session_model("cmp")
 live = state.improve_live or {}
-snapshots: dict[int, Any] = live.get("snapshots", {})
+# Generations of another game are put away with their game (they come back with it).
+snapshots: dict[int, Any] = live.get("snapshots", {}) if live and live["config"].env_id == env_id else {}
 available = ["random"]
-if state.model is not None:
+if model is not None:
     available.append("current model")
-if state.ensemble is not None:
+if ensemble_fits():
     available.append("ensemble")
 available += [f"generation {g}" for g in sorted(snapshots)]
 
@@ -77,8 +85,8 @@ def make_policy(name: str) -> Policy:
     from cartpole_core.policies import ModelPolicy
 
     if name == "current model":
-        assert state.model is not None
-        return ModelPolicy(state.model, name=name)
+        assert model is not None
+        return ModelPolicy(model, name=name)
     if name == "ensemble":
         assert state.ensemble is not None
         return state.ensemble.policy()
@@ -102,15 +110,15 @@ if st.button(
     else:
         from cartpole_core.recipes import compare_recipe
 
-        st.session_state["cmp_results"] = results
+        st.session_state["cmp_results"] = (env_id, results)
         recipe = compare_recipe(list(chosen), info.n_actions, config, list(range(int(n_seeds))))
         if recipe is not None:
             record_step("compare", recipe, results, model=state.model)
     finally:
         bar.empty()
 
-results = st.session_state.get("cmp_results")
-if results:
+results_env, results = st.session_state.get("cmp_results", (env_id, None))
+if results and of_this_game(results_env, "Your last comparison was on"):
     rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
     df = pd.DataFrame(rows)
     base = alt.Chart(df, title="Mean score over seeds, with 95 % confidence intervals")
@@ -157,10 +165,10 @@ if results:
 
 st.subheader("Dataset inspector")
 gen = state.generation
-dataset = state.dataset
-if dataset is None:
+dataset = session_dataset("cmp")  # of another game: said here, with what fits
+if dataset is None and state.dataset is None:
     st.info("Generate a dataset to see its label balance and what kept and rejected games looked like.")
-else:
+elif dataset is not None:
     ds_info = env_info(dataset.env_id)
     counts = dataset.action_counts()
     balance = pd.DataFrame(

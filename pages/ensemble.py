@@ -16,10 +16,13 @@ from pages.common import (
     MODEL_COLOR,
     checked,
     end_page,
+    env_picker,
     lab,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
+    session_dataset,
     setting,
     share_settings,
     show_code,
@@ -37,10 +40,12 @@ st.markdown(
     "Below, every member and the ensemble meet exactly the same games."
 )
 
-dataset = state.dataset
-if dataset is None:
+env_picker("ens_env")
+dataset = session_dataset("ens")
+if dataset is None and state.dataset is None:
     st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
     st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
+if dataset is None:
     end_page()
 what_to_notice("ensemble", dataset.env_id)
 
@@ -115,7 +120,7 @@ if submitted and checked(members, epochs, games, seed):
         status.empty()
 
 ens, ev = state.ensemble, state.ensemble_eval
-if ens is not None and ev is not None:
+if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id, "Your ensemble plays"):
     best_member = max(m.mean for m in ev.members)
     m = st.columns(4)
     m[0].metric(f"Ensemble mean ({ens.config.vote} vote)", f"{ev.ensemble.mean:.1f}")

@@ -19,6 +19,7 @@ from pages.common import (
     from_url,
     in_words,
     lab,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
@@ -48,7 +49,7 @@ RULES = {"score": "games scoring at least a score", "share": "the best share of 
 
 
 info = env_picker("gen_env")
-fitted = GenerationConfig.for_env(info.env_id if info is not None else state.env_id)
+fitted = GenerationConfig.for_env(state.env_id)
 what_to_notice("generate", fitted.env_id)
 settings_follow_env(  # a new game starts from its own defaults: its scores use another scale
     "gen",
@@ -147,7 +148,7 @@ if submitted and info is not None and checked(games, goal_steps, keep_top if rul
         bar.empty()
 
 result = state.generation
-if result is not None:
+if result is not None and of_this_game(result.config.env_id, "Your last generated games were of"):
     cfg = result.config
     kept_if = f"score ≥ {result.threshold:g}" + (f" ({cfg.keeping()} asked)" if cfg.keep_top is not None else "")
     st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if {kept_if}")
@@ -206,7 +207,7 @@ if result is not None:
         )
 
 dataset = state.dataset
-if dataset is not None:
+if dataset is not None and of_this_game(dataset.env_id, "Your dataset is of"):
     st.subheader("The dataset")
     st.caption(f"{dataset.n_games:,} games, {len(dataset):,} rows, from {state.dataset_source}.")
     from cartpole_core.envs import env_info
@@ -248,4 +249,7 @@ if upload is not None:
         show_error(exc)
     else:
         set_dataset(loaded, f"uploaded {upload.name}")
-        st.success(f"Loaded {loaded.n_games:,} games, {len(loaded):,} rows of {loaded.env_id}.")
+        st.success(
+            f"Loaded {loaded.n_games:,} games, {len(loaded):,} rows of {loaded.env_id}: "
+            f"the session now plays {loaded.env_id}."
+        )

@@ -20,13 +20,16 @@ from pages.common import (
     MODEL_COLOR,
     board_results,
     checked,
+    env_picker,
     finish_stopped,
     from_url,
     lab,
+    of_this_game,
     ray_job,
     record_step,
     run_with_stop,
     save_as_run,
+    session_model,
     set_model,
     setting,
     settings_follow_env,
@@ -134,7 +137,8 @@ def keep_stopped_generations(result: Any) -> str | None:
     live = state.improve_live
     live["records"] = list(result.generations)  # the last generation's report may not have arrived
     live["snapshots"].setdefault(result.best_generation, result.model)
-    set_model(result.model, f"generation {result.best_generation} (stopped), mean {result.best_mean:.1f}")
+    source = f"generation {result.best_generation} (stopped), mean {result.best_mean:.1f}"
+    set_model(result.model, source, env_id=result.config.env_id)
     return f"Stopped. Kept the best network so far: generation {result.best_generation}, mean {result.best_mean:.1f}."
 
 
@@ -143,14 +147,14 @@ finish_stopped(
 )
 
 DEFAULTS = ImproveConfig()
+env_id = env_picker("imp_env").env_id  # type: ignore[union-attr]  (any game: None only with choices)
 start_choices = ["a first network trained on random games"]
-if state.model is not None:
+if session_model("imp", here="pages/generations.py") is not None:  # a model of another game: said, not offered
     start_choices.insert(0, f"the current model ({state.model_source})")
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
 fitted = env_defaults(env_id)  # the env's step limit, the score that masters it, its player and selection
 settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player, "imp_data": fitted.data})
 st.caption(
-    f"Environment: **{env_id}**, games of up to {fitted.goal_steps:,} steps"
+    f"{env_id}: games of up to {fitted.goal_steps:,} steps"
     + f", {target_words(env_id)}"
     + f" (the {fitted.player} player counts). Games are picked by "
     f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
@@ -304,7 +308,7 @@ with st.form("improve_form"):
 
 share_settings(
     [
-        "imp_generations", "imp_games", "imp_keep", "imp_epochs", "imp_data", "imp_explore",
+        "imp_env", "imp_generations", "imp_games", "imp_keep", "imp_epochs", "imp_data", "imp_explore",
         "imp_epsilon", "imp_eval", "imp_target", "imp_confirm", "imp_seed", "imp_temperature",
         "imp_first_games", "imp_first_epochs", "imp_batch", "imp_player",
     ]
@@ -365,11 +369,12 @@ if submitted and checked(generations, games, epochs, eval_games, confirm, seed, 
             state.improve = result
             recipe = improve_recipe(config, start_model is not None, result)
             record_step("generations", recipe, result, model=start_model)
-            set_model(result.model, f"generation {result.best_generation}, mean {result.best_mean:.1f}")
+            source = f"generation {result.best_generation}, mean {result.best_mean:.1f}"
+            set_model(result.model, source, env_id=config.env_id)
 
 result = state.improve
 live = state.improve_live
-if live and live["records"]:
+if live and live["records"] and of_this_game(live["config"].env_id, "Your last generations played"):
     records = live["records"]
     df = records_frame(records)
     best = max(records, key=lambda r: (r.mean, r.generation))

@@ -14,14 +14,19 @@ from pages.common import (
     board_results,
     checked,
     choice_chart,
+    ensemble_fits,
+    env_picker,
     lab,
     metrics_row,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
     save_as_run,
     scores_by_game_chart,
+    session_model,
     setting,
+    settings_follow_env,
     share_settings,
     show_code,
     show_error,
@@ -39,13 +44,11 @@ st.markdown(
     "Random play meets exactly the same games, so the comparison is fair."
 )
 
+env_id = env_picker("play_env").env_id  # type: ignore[union-attr]  (any game: None only with choices)
+settings_follow_env("play", env_id, {"play_mode": env_defaults(env_id).player})  # the game's counted player
+model = session_model("play")
 choices = ["current model", "ensemble", "random"]
-available = {
-    "current model": state.model is not None,
-    "ensemble": state.ensemble is not None,
-    "random": True,
-}
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
+available = {"current model": model is not None, "ensemble": ensemble_fits(), "random": True}
 what_to_notice("play", env_id)
 c = st.columns(4)
 policy_choice = url_select(
@@ -75,7 +78,7 @@ play_mode = url_select(
     help="greedy: always its most probable action; sampled: an action drawn from its probabilities "
     f"(the way Generations trains it). {env_id} counts the {env_defaults(env_id).player} player.",
 )
-if not available["current model"]:
+if state.model is None:
     st.info(
         "No model in this session yet: train one to see it play. Random play works meanwhile.",
         icon=":material/neurology:",
@@ -90,11 +93,12 @@ def current_policy() -> Policy:
     if policy_choice == "current model":
         from cartpole_core.policies import ModelPolicy
 
-        return ModelPolicy(state.model, name="network")
+        assert model is not None
+        return ModelPolicy(model, name="network")
     if policy_choice == "ensemble":
         assert state.ensemble is not None
         return state.ensemble.policy()
-    return RandomPolicy(env_info(state.env_id).n_actions)
+    return RandomPolicy(env_info(env_id).n_actions)
 
 
 if st.button(
@@ -124,7 +128,7 @@ if st.button(
         bar.empty()
 
 result, baseline = state.evaluation, state.evaluation_random
-if result is not None and baseline is not None:
+if result is not None and baseline is not None and of_this_game(result.config.env_id, "Your last evaluation was on"):
     info = env_info(result.config.env_id)
     how = " (sampled actions)" if result.config.sample_actions else " (most probable action)"
     yours = [g for g in state.your_games if g.env_id == info.env_id]

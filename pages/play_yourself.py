@@ -5,11 +5,21 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_info
 from cartpole_core.errors import UserError
 from cartpole_core.human import PLAYABLE, choose_games, game_seed, games_dataset, parse_game, replay
 from cartpole_core.storage import RunRecord, dataset_to_bytes
-from pages.common import LIMITS, end_page, lab, ray_job, record_step, save_as_run, set_dataset, show_code, show_error
+from pages.common import (
+    LIMITS,
+    end_page,
+    env_picker,
+    lab,
+    ray_job,
+    record_step,
+    save_as_run,
+    set_dataset,
+    show_code,
+    show_error,
+)
 from pages.game import game
 
 state = lab()
@@ -20,14 +30,20 @@ st.markdown(
     "Slow motion helps: a quarter of the game's 50 steps a second is easy to follow."
 )
 
-env_id = st.selectbox(
-    "Game",
-    list(PLAYABLE),
-    index=list(PLAYABLE).index(state.env_id) if state.env_id in PLAYABLE else 0,
-    key="you_env",
-    help="The games a person can play here, each with its own keys.",
+picked = env_picker(
+    "you_env",
+    "The games a person can play here, each with its own keys: the whole session then plays it.",
+    label="Game",
+    choices=tuple(PLAYABLE),
 )
-info = env_info(env_id)
+if picked is None:
+    st.info(
+        f"{state.env_id} cannot be played by hand here: choose {', '.join(PLAYABLE)} above (every page then plays it).",
+        icon=":material/sports_esports:",
+    )
+    end_page()
+info = picked
+env_id = info.env_id
 keys = PLAYABLE[env_id]
 st.caption(
     "Your keys: "
@@ -115,8 +131,8 @@ if kept:
         )
         st.page_link("pages/train.py", label="Train on your games →", icon=":material/neurology:")
 
-if state.dataset is not None and state.dataset.metadata.get("source") == "your games":
-    d = state.dataset
+d = state.dataset
+if d is not None and d.metadata.get("source") == "your games" and d.env_id == env_id:
     actions = st.container(horizontal=True)
     actions.download_button(
         "Download your games (.npz)",

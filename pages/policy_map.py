@@ -7,11 +7,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_info, make_env, obs_label
+from cartpole_core.envs import make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
-from pages.common import end_page, lab, share_settings, show_error, show_recipe, url_select
+from pages.common import (
+    end_page,
+    ensemble_fits,
+    env_picker,
+    lab,
+    session_model,
+    share_settings,
+    show_error,
+    show_recipe,
+    url_select,
+)
 
 #: Grid points along each axis of the map.
 RESOLUTION = 60
@@ -31,20 +41,22 @@ FIRST_AXES = {"CartPole": (2, 3), "Acrobot": (4, 5)}
 #: The overlaid game's colour: in no action's colour scale.
 PATH_COLOR = "#f2c14e"
 
+info = env_picker("map_env")
+assert info is not None  # any game: None only with choices
+env_id = info.env_id
+model = session_model("map")
 players: dict[str, str] = {}
-if state.model is not None:
+if model is not None:
     players["current model"] = "model"
-if state.ensemble is not None:
+if ensemble_fits():
     players["ensemble"] = "ensemble"
-if not players:
+if not players and state.model is None:
     st.warning(
         "There is no network in this session yet: train one (or run generations) first.", icon=":material/neurology:"
     )
     st.page_link("pages/train.py", label="Train a network →", icon=":material/neurology:")
+if not players:
     end_page()
-
-env_id = state.dataset.env_id if state.dataset is not None else state.env_id
-info = env_info(env_id)
 
 
 def dimension_ranges() -> list[tuple[float, float]]:
@@ -138,8 +150,8 @@ def current_policy() -> Policy:
         return state.ensemble.policy()
     from cartpole_core.policies import ModelPolicy
 
-    assert state.model is not None
-    return ModelPolicy(state.model, name="network")
+    assert model is not None
+    return ModelPolicy(model, name="network")
 
 
 if x_dim == y_dim:
@@ -207,6 +219,6 @@ if players[player] != "ensemble":
     from cartpole_core.recipes import policy_map_recipe
 
     recipe = policy_map_recipe(base, x_dim, y_dim, ranges[x_dim], ranges[y_dim], RESOLUTION)
-    show_recipe(recipe, "map", model=state.model)
+    show_recipe(recipe, "map", model=model)
 else:
     st.caption("Show the code: for the network only (the ensemble has no file to start from).")

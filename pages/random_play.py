@@ -11,6 +11,7 @@ from pages.common import (
     checked,
     env_picker,
     lab,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
@@ -78,7 +79,7 @@ if info is not None:
             bar.empty()
 
 result = state.random_play
-if result is not None:
+if result is not None and of_this_game(result.config.env_id, "Your last random play was of"):
     st.subheader(f"{result.config.games:,} random games of {result.config.env_id}")
     cols = st.columns([1, 2])
     with cols[0]:

@@ -28,6 +28,7 @@ from pages.common import (
     from_url,
     in_words,
     lab,
+    of_this_game,
     progress_bar,
     ray_job,
     record_step,
@@ -239,7 +240,7 @@ def sweep_form() -> SweepConfig | None:
         "own best games (the Generations page), starting from the notebook's network.",
     )
     info = env_picker("sweep_env")
-    env_id = info.env_id if info is not None else state.env_id
+    env_id = state.env_id
     fitted = GenerationConfig.for_env(env_id)
     settings_follow_env(
         "sweep",
@@ -588,5 +589,5 @@ st.caption(f"Trials run on the server's engine: {engine_info().describe()}.")
 config = sweep_form()
 if config is not None:
     run_sweep(config)
-if state.sweep is not None:
+if state.sweep is not None and of_this_game(state.sweep.config.env_id, "Your last sweep played"):
     show_result(state.sweep)

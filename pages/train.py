@@ -20,13 +20,17 @@ from pages.common import (
     checked,
     chosen_upload,
     curves_chart,
+    env_picker,
     finish_stopped,
     from_url,
     lab,
+    model_fits,
+    of_this_game,
     ray_job,
     record_step,
     run_with_stop,
     save_as_run,
+    session_dataset,
     set_model,
     setting,
     share_settings,
@@ -47,12 +51,15 @@ st.markdown(
     "**kept** game: plain imitation of lucky play. **Accuracy** is the share of rows where it picks that "
     "action."
 )
-what_to_notice("train", (state.dataset.env_id if state.dataset is not None else state.env_id))
+env_picker("train_env")
+what_to_notice("train", state.env_id)
 
 
 def keep_stopped_training(trained: Trained) -> str:
     """A training cut short by Stop: its network keeps the steps learned so far."""
-    set_model(trained.network, state.live_training["source"] + " (stopped)", trained.training)  # type: ignore[index]
+    live = state.live_training
+    assert live is not None
+    set_model(trained.network, live["source"] + " (stopped)", trained.training, env_id=live["env_id"])
     return (
         f"Training stopped. The network keeps what it learned so far ({trained.network.gradient_steps:,} "
         "gradient steps)."
@@ -80,7 +87,7 @@ def show_tensorboard_logs(folder: Path) -> None:
 
 finish_stopped(state.live_training, keep_stopped_training, "Training cancelled before it started: nothing changed.")
 
-dataset = state.dataset
+dataset = session_dataset("train")
 if dataset is not None:
     n_actions = dataset.n_actions
     st.caption(
@@ -88,10 +95,10 @@ if dataset is not None:
         "player's moves are noisy even in a kept game, so far from 100 % is normal: on CartPole-v1 the notebook "
         "reached about 61 % (chance 50 %), enough to play far better than random, as the next page shows."
     )
-if dataset is None:
+if dataset is None and state.dataset is None:
     st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
     st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
-else:
+elif dataset is not None:
     st.caption(
         f"Dataset: {dataset.n_games:,} games, {len(dataset):,} rows of {dataset.env_id} ({state.dataset_source})."
     )
@@ -184,7 +191,7 @@ else:
         else:
             rows: list[dict[str, float]] = []
             source = f"{'-'.join(map(str, model_cfg.hidden))} network, seed {seed}"
-            live = state.live_training = {"source": source}
+            live = state.live_training = {"source": source, "env_id": dataset.env_id}
             chart = st.empty()
             last_draw = [0.0]
 
@@ -209,7 +216,7 @@ else:
             )
             chart.empty()
             if trained is not None:
-                set_model(trained.network, source, trained.training)
+                set_model(trained.network, source, trained.training, env_id=dataset.env_id)
                 from dataclasses import replace
 
                 from cartpole_core.recipes import train_recipe
@@ -219,7 +226,11 @@ else:
                 record_step("train", recipe, trained.training, dataset=dataset)
 
     result = state.training
-    if state.model is not None and result is not None:
+    if (
+        state.model is not None
+        and result is not None
+        and (model_fits() or of_this_game(state.model_env_id or "another game", "Your model plays"))
+    ):
         st.subheader("Result")
         m = st.columns(5)
         m[0].metric("Accuracy", f"{result.final_accuracy:.3f}" if result.final_accuracy is not None else "–")

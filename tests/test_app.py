@@ -483,3 +483,93 @@ def test_every_page_plays_the_envs_own_game(env_id: str) -> None:
     visit(at, "pages/generations.py")
     text = " ".join(c.value for c in at.caption)
     assert f"games of up to {OWN_STEPS[env_id]:,} steps" in text and "Games are picked by" in text
+
+
+#: Each page that plays a game, and its game picker.
+PICKERS = {
+    "pages/random_play.py": "random_env",
+    "pages/play_yourself.py": "you_env",
+    "pages/generate.py": "gen_env",
+    "pages/train.py": "train_env",
+    "pages/play.py": "play_env",
+    "pages/ensemble.py": "ens_env",
+    "pages/generations.py": "imp_env",
+    "pages/sweep.py": "sweep_env",
+    "pages/policy_map.py": "map_env",
+    "pages/compare.py": "cmp_env",
+}
+
+
+def test_the_game_picked_on_one_page_is_every_pages_game() -> None:
+    """Issue 30, item 1: one game per session. Generate, drawn first with CartPole, does not
+    switch the game back after LunarLander is picked on Random play; every page's picker shows
+    the session's game, and switching it on one page switches it for all. (AppTest runs a page
+    alone, without app.py's sidebar: the browser test reads the sidebar.)"""
+    at = visit(start(), "pages/generate.py")
+    assert at.selectbox(key="gen_env").value == "CartPole-v1"
+    visit(at, "pages/random_play.py")
+    at.selectbox(key="random_env").set_value("LunarLander-v3").run()
+    assert not at.exception
+    for page, key in PICKERS.items():
+        visit(at, page)
+        picked = at.selectbox(key=key).value
+        assert picked == (None if page == "pages/play_yourself.py" else "LunarLander-v3"), (page, picked)
+        assert at.session_state["lab"].env_id == "LunarLander-v3", page  # what the sidebar says
+        if page == "pages/play_yourself.py":  # not a game a person plays here: it says so
+            assert any("LunarLander-v3 cannot be played by hand" in i.value for i in at.info)
+
+    visit(at, "pages/generations.py")
+    assert any(c.value.startswith("LunarLander-v3: games of up to 1,000 steps") for c in at.caption)
+    at.selectbox(key="imp_env").set_value("CartPole-v1").run()
+    for page, key in PICKERS.items():
+        visit(at, page)
+        assert at.selectbox(key=key).value == "CartPole-v1", page
+    assert at.session_state["lab"].env_id == "CartPole-v1"
+
+
+def test_a_shared_link_sets_the_game_once_on_arrival() -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/generate.py")
+    at.query_params["gen_env"] = "Acrobot-v1"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="gen_env").value == "Acrobot-v1" and at.session_state["lab"].env_id == "Acrobot-v1"
+    at.selectbox(key="gen_env").set_value("CartPole-v1").run()  # the link does not switch it back
+    assert at.selectbox(key="gen_env").value == "CartPole-v1" and at.session_state["lab"].env_id == "CartPole-v1"
+    visit(at, "pages/random_play.py")
+    assert at.selectbox(key="random_env").value == "CartPole-v1"
+
+
+def test_a_model_and_dataset_of_another_game_are_refused_with_the_fix() -> None:
+    """A CartPole model and dataset, then LunarLander picked: the pages say so in one line and
+    offer what fits; Generations starts from a first network for LunarLander; the results made
+    on CartPole are put away, not shown under LunarLander."""
+    at = _generate(start(), games=1000)
+    _train_tiny(at)
+    visit(at, "pages/play.py")
+    at.number_input(key="play_games").set_value(2)
+    press(at, "Play")
+    assert at.subheader and "CartPole-v1" in at.subheader[0].value
+    at.selectbox(key="play_env").set_value("LunarLander-v3").run()
+    assert not at.exception
+    line = "Your model plays CartPole-v1; this page plays LunarLander-v3"
+    assert any(w.value.startswith(line) for w in at.warning)
+    assert at.selectbox(key="play_policy").options == ["random"]
+    assert not any("CartPole-v1" in h.value for h in at.subheader), "CartPole's evaluation is put away"
+    assert any(c.value.startswith("Your last evaluation was on CartPole-v1") for c in at.caption)
+
+    visit(at, "pages/generations.py")
+    assert any(w.value.startswith(line) for w in at.warning)
+    assert at.radio(key="imp_start").options == ["a first network trained on random games"]
+    for page in ("pages/train.py", "pages/ensemble.py", "pages/compare.py"):
+        visit(at, page)
+        assert any(
+            w.value.startswith("Your dataset is of CartPole-v1; this page plays LunarLander-v3") for w in at.warning
+        ), page
+    visit(at, "pages/policy_map.py")
+    assert any(w.value.startswith(line) for w in at.warning) and not at.get("vega_lite_chart")
+
+    visit(at, "pages/train.py")
+    press(at, "Play CartPole-v1 again")
+    assert at.session_state["lab"].env_id == "CartPole-v1" and at.selectbox(key="train_env").value == "CartPole-v1"
+    assert not at.warning

@@ -840,3 +840,35 @@ def test_show_the_code_on_generate_and_train(server: str, browser, shots: Path) 
     expander = page.locator('[data-testid="stExpander"]').filter(has_text="Show the code")
     assert expander.get_by_role("button", name="dataset.npz").count() == 1, "the dataset it reads, to download"
     page.close()
+
+
+def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser, shots: Path) -> None:
+    """Issue 30, item 1: LunarLander-v3 picked on Random play is the game of Generate, Train,
+    Generations, Play & evaluate, Policy map and Compare (each picker shows it, the sidebar says
+    it, nothing fails); CartPole-v1 picked again on one page is the game of another."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    open_page(page, "Generate data")  # drawn once with CartPole: its own earlier choice
+    assert "CartPole-v1" in page.locator(".st-key-gen_env").inner_text()
+    open_page(page, "Random play")
+    choose_env(page, "random_env", "LunarLander-v3")
+    pickers = {
+        "Generate data": "gen_env", "Train": "train_env", "Generations": "imp_env", "Play & evaluate": "play_env",
+        "Policy map": "map_env", "Compare": "cmp_env",
+    }  # fmt: skip
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    for name, key in pickers.items():
+        open_page(page, name)
+        no_exception(page)
+        assert "LunarLander-v3" in page.locator(f".st-key-{key}").inner_text(), name
+        assert "Environment: LunarLander-v3" in sidebar.inner_text(), name
+        if name == "Generations":
+            assert shows(page, "LunarLander-v3: games of up to 1,000 steps")
+            screenshot(page, shots / "generations_lunarlander.png")
+    choose_env(page, "cmp_env", "CartPole-v1")
+    open_page(page, "Generations")
+    assert "CartPole-v1" in page.locator(".st-key-imp_env").inner_text()
+    assert "Environment: CartPole-v1" in sidebar.inner_text()
+    no_exception(page)
+    page.close()
