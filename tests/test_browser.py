@@ -842,6 +842,13 @@ def test_show_the_code_on_generate_and_train(server: str, browser, shots: Path) 
     page.close()
 
 
+def picker_text(page, key: str) -> str:
+    """What the select box ``key`` shows (its text and, for one that takes typed ids, its field's value)."""
+    return page.locator(f".st-key-{key}").first.evaluate(
+        "el => el.innerText + ' ' + [...el.querySelectorAll('input')].map(i => i.value).join(' ')"
+    )
+
+
 def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser, shots: Path) -> None:
     """Issue 30, item 1: LunarLander-v3 picked on Random play is the game of Generate, Train,
     Generations, Play & evaluate, Policy map and Compare (each picker shows it, the sidebar says
@@ -850,7 +857,7 @@ def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser
     page.goto(server)
     settle(page)
     open_page(page, "Generate data")  # drawn once with CartPole: its own earlier choice
-    assert "CartPole-v1" in page.locator(".st-key-gen_env").inner_text()
+    assert "CartPole-v1" in picker_text(page, "gen_env")
     open_page(page, "Random play")
     choose_env(page, "random_env", "LunarLander-v3")
     pickers = {
@@ -861,14 +868,14 @@ def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser
     for name, key in pickers.items():
         open_page(page, name)
         no_exception(page)
-        assert "LunarLander-v3" in page.locator(f".st-key-{key}").inner_text(), name
+        assert "LunarLander-v3" in picker_text(page, key), name
         assert "Environment: LunarLander-v3" in sidebar.inner_text(), name
         if name == "Generations":
             assert shows(page, "LunarLander-v3: games of up to 1,000 steps")
             screenshot(page, shots / "generations_lunarlander.png")
     choose_env(page, "cmp_env", "CartPole-v1")
     open_page(page, "Generations")
-    assert "CartPole-v1" in page.locator(".st-key-imp_env").inner_text()
+    assert "CartPole-v1" in picker_text(page, "imp_env")
     assert "Environment: CartPole-v1" in sidebar.inner_text()
     no_exception(page)
     page.close()
