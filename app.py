@@ -16,7 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
-from pages.common import lab, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
+from pages.common import lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
@@ -51,15 +51,18 @@ def sidebar() -> None:
         st.markdown("### This session")
         st.caption(f"Environment: **{state.env_id}**")
         if state.dataset is not None:
+            other = "" if state.dataset.env_id == state.env_id else f", of {state.dataset.env_id}"
             st.caption(
                 f"Dataset: **{state.dataset.n_games:,} games**, {len(state.dataset):,} rows ({state.dataset_source})"
+                + other
             )
         else:
             st.caption("Dataset: none yet")
         if state.model is not None:
             acc = state.training.final_accuracy if state.training else None
             acc_text = f", accuracy {acc:.2f}" if acc is not None else ""
-            st.caption(f"Model: **{state.model_source}**{acc_text}")
+            other = "" if model_fits() else f", plays {state.model_env_id or 'another game'}"
+            st.caption(f"Model: **{state.model_source}**{acc_text}{other}")
         else:
             st.caption("Model: none yet")
         if state.undo is not None:
