@@ -110,15 +110,15 @@ if st.button(
     else:
         from cartpole_core.recipes import compare_recipe
 
-        st.session_state["cmp_results"] = (env_id, results)
+        st.session_state["cmp_results"], st.session_state["_cmp_results_env"] = results, env_id
         recipe = compare_recipe(list(chosen), info.n_actions, config, list(range(int(n_seeds))))
         if recipe is not None:
             record_step("compare", recipe, results, model=state.model)
     finally:
         bar.empty()
 
-results_env, results = st.session_state.get("cmp_results", (env_id, None))
-if results and of_this_game(results_env, "Your last comparison was on"):
+results = st.session_state.get("cmp_results")
+if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Your last comparison was on"):
     rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
     df = pd.DataFrame(rows)
     base = alt.Chart(df, title="Mean score over seeds, with 95 % confidence intervals")
