@@ -31,4 +31,4 @@ VOLUME /runs
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/_stcore/health' % os.environ.get('PORT', '8501'), timeout=4)"]
-CMD ["./serve"]
+CMD ["sh", "./serve"]

@@ -52,7 +52,7 @@ from cartpole_core.runner import SILENCE_SECONDS, Backend, EngineLost, InProcess
 
 #: CPUs each task holds; workers cap their TensorFlow and BLAS threads to it.
 TASK_CPUS = 1
-#: A task whose worker died (a node removed, a process killed) is run again this often.
+#: On a cluster, a task or job whose worker died (a node removed) is run again this often.
 TASK_RETRIES = 3
 #: On a local Ray, a job whose worker died is not run again behind the visitor's back: it was
 #: killed for memory, most likely, and would be again; the visitor is told in one line and
@@ -549,7 +549,8 @@ def run_tasks(
     yielded as cancelled (only when stopped by ``should_stop``).
     """
     ray = ensure_ray()
-    task = ray.remote(num_cpus=TASK_CPUS, max_retries=TASK_RETRIES, retry_exceptions=False)(_run_in_worker)
+    retries = JOB_RETRIES if cluster_address() is None else TASK_RETRIES  # as for jobs (above)
+    task = ray.remote(num_cpus=TASK_CPUS, max_retries=retries, retry_exceptions=False)(_run_in_worker)
     fn_ref = ray.put(fn)
     pending = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
     try:
@@ -571,6 +572,10 @@ def run_tasks(
                     cause = getattr(exc, "cause", None)
                     yield TaskOutcome(index, error=cause if isinstance(cause, BaseException) else exc)
                 except ray.exceptions.RayError as exc:  # a worker or node lost beyond the retries
+                    if isinstance(exc, ray.exceptions.OutOfMemoryError | ray.exceptions.WorkerCrashedError):
+                        from cartpole_core.errors import UserError
+
+                        exc = UserError(worker_lost_line())  # one plain line, not Ray's report
                     yield TaskOutcome(index, error=exc)
                 else:
                     yield TaskOutcome(index, result=result, node=node)
@@ -679,7 +684,16 @@ class RayBackend:
     def held(self) -> str | None:
         if cluster_address() is not None:
             return None  # a cluster's nodes are not this container: Ray places jobs by its own resources
-        return memory_hold(capacity())
+        reason = memory_hold(capacity())
+        if reason is None:
+            return None
+        # Only a job that ends gives memory back: with none of this engine's jobs running, the
+        # memory is the sessions' or idle workers' (which the job reuses) and waiting cannot help.
+        try:
+            running = self.book("counts")[0]
+        except EngineLost:
+            return None
+        return reason if running else None
 
     def wait(self, handle: Any, seconds: float) -> bool:
         with _replaced_under_us():

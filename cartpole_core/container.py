@@ -281,11 +281,25 @@ def _own_memory_cgroup(sources: Sources) -> tuple[Path, int] | None:
     return None
 
 
+def _affinity() -> int:
+    """CPUs this process may run on (Linux's affinity; the machine's cores elsewhere)."""
+    getaffinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(getaffinity(0)) if getaffinity is not None else os.cpu_count() or 1
+
+
+def _physical_memory() -> int:
+    """The machine's memory where ``/proc/meminfo`` is missing (bytes; 4 GB if unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows), or no such name
+        return 4 * GB
+
+
 def _shm_free(sources: Sources) -> int:
     """Free bytes in /dev/shm (0 where it cannot be read), as Ray measures them."""
     try:
         stats = os.statvfs(sources.shm)
-    except OSError:
+    except (OSError, AttributeError):  # no /dev/shm, or no statvfs (Windows)
         return 0
     return stats.f_bsize * stats.f_bavail
 
@@ -320,9 +334,9 @@ def detect(sources: Sources | None = None, environ: Mapping[str, str] | None = N
     sources = sources or Sources()
     env = os.environ if environ is None else environ
     machine = _keyed(_read(sources.meminfo))
-    machine_bytes = machine.get("MemTotal", 0) * 1024 or 4 * GB
+    machine_bytes = machine.get("MemTotal", 0) * 1024 or _physical_memory()
 
-    affinity = sources.affinity if sources.affinity is not None else len(os.sched_getaffinity(0))
+    affinity = sources.affinity if sources.affinity is not None else _affinity()
     cpus, cpus_from = affinity, "affinity"
     quota = _cpu_quota(sources)
     if quota is not None and math.ceil(quota[0] - 1e-9) < cpus:

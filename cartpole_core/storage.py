@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import hmac
 import io
@@ -29,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import unicodedata
 import uuid
@@ -270,11 +270,22 @@ def _unwritable(folder: Path) -> str:
     if not probe.is_dir():
         return "not a folder"
     allowed = os.access(probe, os.W_OK | os.X_OK)
+    if probe != folder:  # nothing is written beside the runs folder (the app's own folder, say)
+        return "" if allowed else _why_not_writable(probe)
     try:  # also where access() says no: the failed write names the reason (read-only file system, ...)
         os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".tmp-probe-"))  # left by a kill: swept as a .tmp-
     except OSError as exc:
         return (exc.strerror or str(exc)).lower()
     return "" if allowed else "permission denied"
+
+
+def _why_not_writable(folder: Path) -> str:
+    """Why ``os.access`` says ``folder`` cannot be written: a read-only mount or permissions."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        read_only = False
+    return "read-only file system" if read_only else "permission denied"
 
 
 def _cannot_save(root: Path, why: str) -> UserError:
@@ -340,7 +351,9 @@ class RunRecord:
 
     def owned_by(self, secret: str | None) -> bool:
         """True when ``secret`` is the secret of the session that saved this run."""
-        return bool(secret and self.owner) and hmac.compare_digest(self.owner, owner_id(str(secret)))
+        return bool(secret and self.owner) and hmac.compare_digest(
+            self.owner.encode(errors="replace"), owner_id(str(secret)).encode()
+        )
 
 
 def may_delete(record: RunRecord, owner_secret: str | None = None, operator_token: str | None = None) -> bool:
@@ -369,12 +382,21 @@ def _runs_lock(root: Path) -> Iterator[None]:
     file lies in it): saves, deletes and renames that read the list and then change it do so
     one at a time, across threads and processes. The heavy writes (datasets, models) happen
     before, outside it."""
+    try:
+        import fcntl  # POSIX only: elsewhere one server's threads take turns by the lock below
+    except ImportError:
+        with _local_runs_lock:
+            yield
+        return
     handle = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
         os.close(handle)  # closing the folder releases its lock
+
+
+_local_runs_lock = threading.Lock()
 
 
 def _remove(folder: Path) -> None:
@@ -403,13 +425,16 @@ def save_run(
     *,
     owner_secret: str | None = None,
     per_owner: int | None = None,
+    stale_after_s: float | None = None,
 ) -> RunRecord:
     """Save a run as a new folder, atomically (all of it appears at once or nothing).
 
     ``owner_secret``: the saving session's secret; the run keeps its :func:`owner_id`.
     ``per_owner``: that owner keeps at most this many runs, their own oldest removed to make
-    room. ``keep``: the most runs the server holds; a save beyond it is refused (a
-    :class:`UserError`) rather than remove another visitor's run. A folder that cannot be
+    room. ``keep``: the most runs the server holds; a save beyond it removes anyone's runs older
+    than ``stale_after_s`` seconds, oldest first, to make room (a session's secret dies with the
+    session, so without this a server would fill up for good), and is refused (a
+    :class:`UserError`) rather than remove another visitor's younger run. A folder that cannot be
     written is a :class:`UserError` naming ``$CARTPOLE_LAB_RUNS``. Returns the record as saved.
     """
     root = root or runs_dir()
@@ -449,11 +474,18 @@ def save_run(
                 runs = list_runs(root)
                 mine = [r for r in runs if owner and r.owner == owner]  # newest first
                 making_room = mine[max(per_owner - 1, 0) :] if per_owner is not None else []
-                if keep is not None and len(runs) - len(making_room) >= keep:
+                over = len(runs) - len(making_room) - keep + 1 if keep is not None else 0
+                if over > 0 and stale_after_s is not None:
+                    going = {r.run_id for r in making_room}
+                    stale = [r for r in reversed(runs)  # oldest first
+                             if r.run_id not in going and time.time() - r.created > stale_after_s]  # fmt: skip
+                    making_room += stale[:over]
+                    over -= len(stale[:over])
+                if over > 0:
                     raise UserError(
-                        f"This server holds its most runs ({keep}): nothing was saved, and no one else's run "
-                        "was removed to make room. Delete one of your runs on the Runs page, or ask the operator "
-                        "to clear old ones."
+                        f"This server holds its most runs ({keep}): nothing was saved, and no one else's recent "
+                        "run was removed to make room. Delete one of your runs on the Runs page, or ask the "
+                        "operator to clear old ones."
                     )
                 os.rename(tmp, root / run_id)
                 for old in making_room:

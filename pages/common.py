@@ -449,6 +449,7 @@ def save_as_run(
             keep=LIMITS["runs_kept"],
             owner_secret=state.owner_secret,
             per_owner=quota,
+            stale_after_s=LIMITS["run_days"] * 86_400,
         )
         gone = before - {r.run_id for r in list_runs()}
     except Exception as exc:  # a full disk or a bad record: the session keeps what it had

@@ -48,7 +48,7 @@ if has_operator():
         token = st.text_input(
             "Operator token",
             type="password",
-            key="runs_operator_token",
+            key="_runs_operator_token",  # "_": not kept among the session's remembered settings
             help="The server's CARTPOLE_LAB_OPERATOR_TOKEN: with it you can delete any run and clear the board.",
         )
         if token and is_operator(token):

@@ -32,7 +32,8 @@ LIMIT_DEFAULTS: dict[str, tuple[int, str]] = {
     "games_per_generation": (1_000, "games each generation plays"),
     "gif_frames": (300, "frames in one GIF"),
     "upload_mb": (50, "size of one uploaded file, in MB"),
-    "runs_kept": (200, "saved runs the server holds (beyond it a save is refused, nobody's run removed)"),
+    "runs_kept": (200, "saved runs the server holds (beyond it anyone's older than RUN_DAYS make room, oldest first)"),
+    "run_days": (7, "days a saved run is sure to stay (a full server removes older ones to make room)"),
     "runs_per_visitor": (20, "saved runs each visitor keeps (their own oldest go first)"),
     "sweep_trials": (40, "trials in one sweep (values × seeds)"),
 }

@@ -331,7 +331,14 @@ def test_on_the_local_ray_a_heavy_job_waits_for_memory_and_starts_once_it_falls(
     ensure_ray(num_cpus=2)
     cap, use = short_of_memory(tmp_path, used_mb=2480, limit_mb=2765)
     monkeypatch.setattr(cluster, "capacity", lambda: cap)
-    places, results = [], []
+    # With nothing of the engine's running, waiting could not free memory: a job starts at once.
+    assert run_job(count_to, 2, 0.01) == {"done": 2, "of": 2}
+    first, places, results = [], [], []  # a job runs: one that ends may give memory back
+    running = threading.Thread(target=lambda: first.append(run_job(count_to, 150, 0.1)))
+    running.start()
+    deadline = time.monotonic() + 60
+    while not ((c := job_counts()) and c.running == 1) and time.monotonic() < deadline:
+        time.sleep(0.1)
     visitor = threading.Thread(target=lambda: results.append(run_job(count_to, 3, 0.01, waiting=places.append)))
     visitor.start()
     deadline = time.monotonic() + 30
@@ -339,10 +346,12 @@ def test_on_the_local_ray_a_heavy_job_waits_for_memory_and_starts_once_it_falls(
         time.sleep(0.05)
     assert places and {p.reason for p in places} == {"waiting for memory: 2.4 of 2.7 GB in use"}, places
     counts = job_counts()
-    assert counts is not None and (counts.running, counts.queued) == (0, 1), counts
+    assert counts is not None and (counts.running, counts.queued) == (1, 1), counts
     use(1500)
     visitor.join(timeout=60)
     assert results == [{"done": 3, "of": 3}]
+    running.join(timeout=60)
+    assert first == [{"done": 150, "of": 150}]
 
 
 def test_a_worker_killed_mid_job_is_one_plain_line_and_the_next_job_runs(monkeypatch):

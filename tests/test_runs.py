@@ -91,7 +91,7 @@ def test_a_run_is_deleted_only_by_the_session_that_saved_it_or_the_operator(_run
         delete_run(run.run_id, owner_secret=secret(b))
     assert secret(a) not in everything_drawn(visit(a, "pages/runs.py")), "the secret never reaches the page"
 
-    b.text_input(key="runs_operator_token").set_value("not-the-token").run()
+    b.text_input(key="_runs_operator_token").set_value("not-the-token").run()
     assert any("not this server's operator token" in e.value for e in b.error)
     assert "Yes, delete it for everyone" not in labels(b)
 
@@ -100,7 +100,7 @@ def test_a_run_is_deleted_only_by_the_session_that_saved_it_or_the_operator(_run
     assert list_runs() == []
 
     again = save_for(a, "second", _runs_dir)
-    b.text_input(key="runs_operator_token").set_value(TOKEN).run()
+    b.text_input(key="_runs_operator_token").set_value(TOKEN).run()
     assert any("Operator" in s.value for s in b.success)
     press(b, "Yes, delete it for everyone")
     assert again not in {r.run_id for r in list_runs()} and not b.exception
@@ -162,7 +162,7 @@ def test_the_board_ranks_runs_under_the_names_chosen_and_the_operator_clears_it(
     assert board_table(a, "CartPole-v1")["name"].tolist() == ["Bo", "Ada (you)"]
     assert "Clear the board" not in labels(a), "only the operator clears it"
 
-    a.text_input(key="runs_operator_token").set_value(TOKEN).run()
+    a.text_input(key="_runs_operator_token").set_value(TOKEN).run()
     press(a, "Clear the board")
     assert any("Nobody is on the board yet" in i.value for i in a.info)
     assert len(list_runs()) == 4, "the runs stay"

@@ -503,6 +503,43 @@ def test_a_full_server_refuses_a_save_and_removes_no_one_elses_run(tmp_path):
     assert {r.run_id for r in list_runs(tmp_path)} == {newer.run_id} | {r.run_id for r in others}
 
 
+def test_a_full_server_makes_room_with_anyones_stale_runs_only(tmp_path):
+    """A session's secret dies with the session, so runs nobody may delete would fill a demo
+    server for good: a save on a full server removes anyone's runs older than the stale age,
+    oldest first, as many as it needs, and never a younger one."""
+    import time
+
+    now, week = time.time(), 7 * 86_400.0
+    stale = [save_run(record(f"b {i}", created=now - 10 * 86_400 + i), root=tmp_path, owner_secret="b")
+             for i in range(2)]  # fmt: skip
+    young = save_run(record("c", created=now - 3_600), root=tmp_path, owner_secret="c")
+    first = save_run(record("a 1", created=now), root=tmp_path, owner_secret="a", keep=3, stale_after_s=week)
+    assert {r.run_id for r in list_runs(tmp_path)} == {stale[1].run_id, young.run_id, first.run_id}
+    second = save_run(record("a 2", created=now), root=tmp_path, owner_secret="a", keep=3, stale_after_s=week)
+    assert {r.run_id for r in list_runs(tmp_path)} == {young.run_id, first.run_id, second.run_id}
+    with pytest.raises(UserError, match=r"holds its most runs \(3\)"):  # only recent runs left: refused
+        save_run(record("a 3", created=now), root=tmp_path, owner_secret="a", keep=3, stale_after_s=week)
+    assert {r.run_id for r in list_runs(tmp_path)} == {young.run_id, first.run_id, second.run_id}
+
+
+def test_a_runs_folder_yet_to_be_made_is_checked_without_writing_beside_it(tmp_path, monkeypatch):
+    """Where the runs folder does not exist yet (``./runs`` in the app's folder), checking it
+    writes nothing into its parent, not even a probe made and removed at once."""
+    import tempfile
+
+    from cartpole_core.storage import saving_off
+
+    parent = tmp_path / "app"
+    parent.mkdir()
+    made: list[str] = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(str(k.get("dir"))) or real(*a, **k))
+    assert saving_off(parent / "runs") == ""
+    assert made == [] and list(parent.iterdir()) == [], "nothing was written beside the runs folder"
+    (parent / "runs").mkdir()
+    assert saving_off(parent / "runs") == "" and made == [str(parent / "runs")], "inside it, a real probe"
+
+
 def test_sessions_saving_at_once_lose_no_run(tmp_path, small_dataset):
     """Eight visitors save three runs each at the same moment, each keeping at most two: every
     visitor ends with exactly their two newest, whole; nothing else is removed."""
