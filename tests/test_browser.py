@@ -879,3 +879,31 @@ def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser
     assert "Environment: CartPole-v1" in sidebar.inner_text()
     no_exception(page)
     page.close()
+
+
+def test_a_model_of_another_game_is_refused_at_the_page_with_the_fix(server: str, browser, shots: Path) -> None:
+    """Issue 30, item 1: a CartPole network, then LunarLander-v3 picked on Play & evaluate: the
+    page says in one line that the model plays CartPole-v1, offers to train one or start
+    generations for LunarLander, plays only random there; "Play CartPole-v1 again" brings the
+    game back on every page and the model with it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    generate(page, 300)
+    train(page, "16", epochs=1)
+    open_page(page, "Play & evaluate")
+    choose_env(page, "play_env", "LunarLander-v3")
+    no_exception(page)
+    assert shows(page, "Your model plays CartPole-v1; this page plays LunarLander-v3")
+    for offer in ("Train one for LunarLander-v3", "Generations for LunarLander-v3"):
+        assert page.get_by_role("link", name=offer).count() == 1, offer
+    policy = picker_text(page, "play_policy")
+    assert "random" in policy and "network" not in policy.lower(), policy
+    screenshot(page, shots / "model_of_another_game.png")
+    page.get_by_role("button", name="Play CartPole-v1 again").first.click()
+    settle(page)
+    no_exception(page)
+    assert "CartPole-v1" in picker_text(page, "play_env")
+    assert page.get_by_text("Your model plays CartPole-v1").count() == 0
+    assert "Environment: CartPole-v1" in page.locator('[data-testid="stSidebar"]').inner_text()
+    page.close()
