@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import 
 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
 from pages.common import lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
-from pages.server import server_line  # noqa: E402
+from pages.server import capacity_line, engine_line, server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
 
@@ -77,8 +77,8 @@ def sidebar() -> None:
         st.caption(server_line())
         info = engine_info()
         if info.capacity is not None:  # what the container gives, as the engine found it
-            st.caption(f"Server: {info.capacity.describe()}")
-        st.caption("Heavy work: " + info.describe())
+            st.caption(capacity_line(info.capacity))
+        st.caption(engine_line(info))
 
 
 #: How long after the first page's script the engine's warm-up begins (seconds).

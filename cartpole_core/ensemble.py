@@ -65,7 +65,7 @@ class EnsemblePolicy:
         if vote not in VOTES:
             raise UserError(f"vote must be 'soft' or 'hard', got {vote!r}.")
         if len({m.n_actions for m in members}) != 1:
-            raise UserError("All members of an ensemble must play the same env (same number of actions).")
+            raise UserError("All members of an ensemble must play the same game (same number of actions).")
         self.members = members
         self.vote = vote
         self.name = name

@@ -75,7 +75,7 @@ SCORE_MEANING: dict[str, str] = {
     "or the cart leaves the track, or when it reaches the step limit (500 in CartPole-v1).",
     "Acrobot": "-1 for every step until the free end swings above the line; higher (closer to 0) is better.",
     "MountainCar": "-1 for every step until the car reaches the flag; higher (closer to 0) is better.",
-    "LunarLander": "Points for landing softly on the pad, minus fuel and crashes; 200 counts as solved.",
+    "LunarLander": "Points for landing softly on the pad, minus fuel and crashes.",
 }
 
 
@@ -139,7 +139,7 @@ ENV_DEFAULTS: dict[str, EnvDefaults] = {
         target=-110.0,
         hint="In MountainCar-v0 random pushes almost never reach the flag: about 4 in 100 games do "
         "within 5,000 steps, none within 200. Keep the games that got farthest instead (Generations "
-        "does), raise goal steps a lot, or choose another env.",
+        "does), raise goal steps a lot, or choose another game.",
         progress_dim=0,
         play_steps=1000,
     ),
@@ -190,13 +190,13 @@ def env_info(env_id: str) -> EnvInfo:
     has and what is supported.
     """
     if not isinstance(env_id, str) or not env_id.strip():
-        raise UserError("The environment id is empty: give a Gymnasium id such as CartPole-v1.")
+        raise UserError("The environment id is empty: give a game's id such as CartPole-v1.")
     env_id = env_id.strip()
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
         raise UserError(
-            f"Unknown environment {env_id!r}: use a registered Gymnasium id such as {', '.join(SUGGESTED_ENV_IDS)}."
+            f"Unknown environment {env_id!r}: use a game's id such as {', '.join(SUGGESTED_ENV_IDS)}."
         ) from exc
     try:
         env = gym.make(env_id)
@@ -264,22 +264,22 @@ def obs_label(info: EnvInfo, dim: int) -> str:
 
 def target_words(env_id: str) -> str:
     """What the env's target means, one meaning of "solved" everywhere: Gymnasium's
-    ``reward_threshold``. ``"mastered at a mean of 500 (every game to the step limit;
-    Gymnasium counts 475 as solved)"`` or ``"solved at a mean of −100 (Gymnasium's bar)"``."""
+    ``reward_threshold``, in a learner's words. ``"mastered at a mean of 500 (every game to the
+    step limit; 475 counts as solved)"`` or ``"solved at a mean of −100 (the game's own bar)"``."""
     info, target = env_info(env_id), env_defaults(env_id).target
     solved = info.reward_threshold
     if target is None:
         return "no known score that solves it" if solved is None else f"solved at a mean of {solved:g}"
     if solved is not None and target != solved:
-        return f"mastered at a mean of {target:g} (every game to the step limit; Gymnasium counts {solved:g} as solved)"
-    return f"solved at a mean of {target:g} (Gymnasium's bar)"
+        return f"mastered at a mean of {target:g} (every game to the step limit; {solved:g} counts as solved)"
+    return f"solved at a mean of {target:g} (the game's own bar)"
 
 
 def score_meaning(info: EnvInfo) -> str:
     """One or two sentences on what a game's score (sum of rewards) means in this env."""
     text = SCORE_MEANING.get(_family(info.env_id), "The score is the sum of the rewards of one game.")
     if info.reward_threshold is not None:
-        text += f" Gymnasium counts {info.reward_threshold:g} as solved."
+        text += f" A mean of {info.reward_threshold:g} counts as solved."
     return text
 
 

@@ -167,7 +167,7 @@ class GenerationResult:
             best = float(self.scores.max()) if self.scores.size else 0.0
             if self.config.keep_top is not None:  # every game scored the same: none is better
                 hint = env_defaults(self.config.env_id).hint or (
-                    "Give games more steps (goal steps), play more games, or choose another env."
+                    "Give games more steps (goal steps), play more games, or choose another game."
                 )
                 raise UserError(
                     f"All {self.games:,} random games of {self.config.env_id} scored {best:g}: random play "

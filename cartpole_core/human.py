@@ -102,10 +102,10 @@ def parse_game(message: Any) -> PlayedGame:
     played here, a seed that is not a whole number in Gymnasium's range, actions that are not a
     list of whole numbers, an impossible action, or more steps than the game allows."""
     if not isinstance(message, dict):
-        raise UserError("The game's message is not a game (expected its env, seed and actions): play it again.")
+        raise UserError("The game's message is not a game (expected its game, seed and actions): play it again.")
     env_id = message.get("env_id")
     if not isinstance(env_id, str):
-        raise UserError("The game's message names no env: play it again.")
+        raise UserError("The game's message names no game: play it again.")
     _check_env(env_id)
     seed = message.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -197,7 +197,7 @@ def games_dataset(games: list[HumanGame]) -> Dataset:
         raise UserError("No games to keep: play a game first, or keep more of them.")
     env_ids = {g.env_id for g in games}
     if len(env_ids) > 1:
-        raise UserError(f"Your games were played in {', '.join(sorted(env_ids))}: keep the games of one env.")
+        raise UserError(f"Your games were played in {', '.join(sorted(env_ids))}: keep those of one of them.")
     info = env_info(games[0].env_id)
     return Dataset(
         observations=np.concatenate([g.observations for g in games]).astype(np.float32),

@@ -807,7 +807,7 @@ def new_log_folder(label: str, keep: int = LOGS_KEPT) -> Path:
         folder.mkdir()
     except OSError as exc:
         raise UserError(
-            f"TensorBoard logs cannot be written on this server: {root}/ cannot be written "
+            f"Training logs cannot be written on this server: {root}/ cannot be written "
             f"({(exc.strerror or str(exc)).lower()}). Train without them, or the operator sets "
             f"{LOGS_DIR_ENV} to a writable folder."
         ) from exc

@@ -79,8 +79,7 @@ class TrainingConfig:
             check_range("seed", self.seed, *bounds(self, "seed"))
         if self.tensorboard_dir and importlib.util.find_spec("tensorboard") is None:
             raise UserError(
-                "TensorBoard logs need the tensorboard package: run 'pip install tensorboard', "
-                "or train without a TensorBoard folder."
+                "Training logs need the tensorboard package: run 'pip install tensorboard', or train without logs."
             )
         return self
 

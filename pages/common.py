@@ -599,13 +599,14 @@ def env_picker(
         accept_new_options=choices is None,
         placeholder="Choose a game",
         help=help_text
-        or "The Gymnasium game to play, on every page of this session. Any env with discrete actions and a flat "
-        "observation works; type another id to try it. Each game starts from settings that fit its scores:\n\n"
+        or "The game to play, on every page of this session. Another game of the same collection works too when "
+        "its player chooses one of a few actions and sees a list of numbers: type its id to try it. Each game "
+        "starts from settings that fit its scores:\n\n"
         + "\n".join(
             f"- **{env}**: keep {d.keeping()}, {d.goal_steps:,} steps" + f", {target_words(env)}"
             for env, d in ENV_DEFAULTS.items()
         )
-        + "\n- any other env: keep the best 5 % of games",
+        + "\n- any other game: keep the best 5 % of games",
     )
     return env_info(state.env_id) if playable else None
 
@@ -771,13 +772,13 @@ def tensorflow_line() -> str:
     """Where TensorFlow runs: in Ray's workers, never in this web server (unless the Policy
     map drew a custom uploaded model that NumPy cannot play)."""
     if "tensorflow" not in sys.modules:
-        return "TensorFlow: only in Ray's workers, where every heavy job runs"
+        return "Networks are trained in the background, apart from this web server"
     # While another session's thread still imports it (~5 s), the module is half made: no
     # __version__ yet.
     version = getattr(sys.modules["tensorflow"], "__version__", None)
     if version is None:
-        return "TensorFlow: loading here (a custom model's Policy map)"
-    return f"TensorFlow {version} also loaded here (a custom model's Policy map)"
+        return "Networks: their library is loading in this web server too (an uploaded model's Policy map)"
+    return "Networks: their library is also in this web server (an uploaded model's Policy map)"
 
 
 # ---------------------------------------------------------------- charts
@@ -812,7 +813,7 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
     )
     if threshold is None:
         return bars
-    line = pd.DataFrame({"threshold": [threshold], "label": [f"kept from {threshold:g}"]})
+    line = pd.DataFrame({"threshold": [threshold], "label": [f"kept from {score_text(threshold)}"]})
     rule = (
         alt.Chart(line)
         .mark_rule(color=ACCENT, strokeWidth=2)
@@ -830,7 +831,7 @@ def counter_chart(counts: dict[float, int]) -> alt.Chart:
     """Bar chart of kept games per score (the notebook's Counter)."""
     df = pd.DataFrame({"score": list(counts.keys()), "games": list(counts.values())})
     return (
-        alt.Chart(df, title="Kept games per score (the notebook's Counter)")
+        alt.Chart(df, title="Kept games per score (as the notebook counts them)")
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("score:Q", title="score"),
@@ -936,8 +937,17 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
 
 
 def score_text(score: float) -> str:
-    """A score as people read it: ``"500"`` for whole numbers (CartPole), ``"-421.1"`` otherwise."""
-    return f"{score:g}" if float(score).is_integer() else f"{score:.1f}"
+    """A score as people read it: ``"500"`` for whole numbers (CartPole), ``"-421.1"`` otherwise
+    (a cut at -55.1961 reads -55.2)."""
+    return f"{score:.0f}" if float(score).is_integer() else f"{score:.1f}"
+
+
+def next_step(*steps: tuple[str, str]) -> None:
+    """The journey's next step, one line at a page's end: ``(page, label)`` each, e.g.
+    ``next_step(("pages/train.py", "Train"))``; a second step is offered as "or …"."""
+    row = st.container(horizontal=True)
+    for i, (page, label) in enumerate(steps):
+        row.page_link(page, label=f"{'Next: ' if i == 0 else 'or '}{label} →")
 
 
 def metrics_row(result: EvaluationResult, label: str = "") -> None:

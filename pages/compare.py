@@ -22,6 +22,7 @@ from pages.common import (
     ensemble_fits,
     env_picker,
     lab,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
@@ -156,7 +157,7 @@ if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Y
     if any(r.interval.clipped for r in results):
         st.caption(
             "Intervals marked *cut* ran past the highest (or lowest) score a game can have and "
-            "are shown up to it: a Student t interval is symmetric, scores are not."
+            "are shown up to it: an interval reaches as far above the mean as below it, scores cannot."
         )
     if not show_code("compare", results):
         st.caption(
@@ -220,3 +221,4 @@ elif dataset is not None:
     )
     if len(frames) == 1:
         st.caption("Rejected games are shown for datasets generated in this session.")
+next_step(("pages/runs.py", "Runs"))

@@ -18,6 +18,7 @@ from pages.common import (
     end_page,
     env_picker,
     lab,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
@@ -81,7 +82,13 @@ with st.form("ensemble_form"):
         key="ens_games",
         help="Games every member and the ensemble play.",
     )
-    seed = url_number(c[4], "Seed", *setting(EnsembleConfig, "seed"), key="ens_seed", help="Member i uses seed + i.")
+    seed = url_number(
+        c[4],
+        "Seed",
+        *setting(EnsembleConfig, "seed"),
+        key="ens_seed",
+        help="Member 1 uses this seed, member 2 the next one, and so on.",
+    )
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
 share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
@@ -157,3 +164,4 @@ if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id
     st.page_link(
         "pages/play.py", label="Watch the ensemble play (choose 'ensemble') →", icon=":material/sports_esports:"
     )
+next_step(("pages/generations.py", "Generations"))

@@ -19,12 +19,14 @@ from pages.common import (
     from_url,
     in_words,
     lab,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
     record_step,
     save_as_run,
     score_histogram,
+    score_text,
     set_dataset,
     setting,
     settings_follow_env,
@@ -150,15 +152,16 @@ if submitted and info is not None and checked(games, goal_steps, keep_top if rul
 result = state.generation
 if result is not None and of_this_game(result.config.env_id, "Your last generated games were of"):
     cfg = result.config
-    kept_if = f"score ≥ {result.threshold:g}" + (f" ({cfg.keeping()} asked)" if cfg.keep_top is not None else "")
+    asked = f" ({cfg.keeping()} asked)" if cfg.keep_top is not None else ""
+    kept_if = f"score ≥ {score_text(result.threshold)}{asked}"
     st.subheader(f"{result.games:,} random games of {cfg.env_id}, kept if {kept_if}")
     st.caption(f"Made with: {cfg.games:,} games of at most {cfg.goal_steps:,} steps, seed {cfg.seed}.")
     m = st.columns(5)
     m[0].metric("Games played", f"{result.games:,}")
     m[1].metric("Kept", f"{result.accepted:,}")
     m[2].metric("Acceptance rate", f"{result.acceptance_rate:.1%}")
-    m[3].metric("Average kept score", "–" if result.accepted_mean is None else f"{result.accepted_mean:.2f}")
-    m[4].metric("Median kept score", "–" if result.accepted_median is None else f"{result.accepted_median:g}")
+    m[3].metric("Average kept score", "–" if result.accepted_mean is None else f"{result.accepted_mean:.1f}")
+    m[4].metric("Median kept score", "–" if result.accepted_median is None else score_text(result.accepted_median))
     if result.accepted == 0:
         try:
             result.require_accepted()
@@ -239,7 +242,7 @@ upload = chosen_upload(
     ["npz"],
     "Use this dataset",
     key="gen_upload",
-    help="It is checked (shapes, types, actions, env) before it replaces the current dataset.",
+    help="It is checked (its numbers, its actions and its game) before it replaces the current dataset.",
     button_help="Check the file and make it this session's dataset.",
 )
 if upload is not None:
@@ -253,3 +256,4 @@ if upload is not None:
             f"Loaded {loaded.n_games:,} games, {len(loaded):,} rows of {loaded.env_id}: "
             f"the session now plays {loaded.env_id}."
         )
+next_step(("pages/train.py", "Train"))

@@ -24,6 +24,7 @@ from pages.common import (
     finish_stopped,
     from_url,
     lab,
+    next_step,
     of_this_game,
     ray_job,
     record_step,
@@ -43,14 +44,16 @@ from pages.common import (
 )
 from pages.learn import what_to_notice
 
-#: The race against Stable-Baselines3's PPO (BENCHMARKS.md, stage 11), one sentence per env.
+#: The race against Stable-Baselines3's PPO with RL Baselines3 Zoo's settings (BENCHMARKS.md, stage
+#: 11), one sentence per env, in a learner's words (the Glossary says what PPO is).
 RACE_SUMMARY = (
-    "Against Stable-Baselines3's PPO with RL Baselines3 Zoo's settings, from random play on a 2-core machine "
-    "(BENCHMARKS.md, stage 11): **CartPole-v1** to a mean of 475 in a median 3.1 s over 10 seeds (slowest 4.3 s), "
-    "PPO 5.0 s (slowest 7.1 s), every network 500 on 1,000 fresh games; **Acrobot-v1** solved (≥ −100) on 3 of 3 "
-    "seeds in a median 6.6 s, PPO 9.1 s; **MountainCar-v0** solved (≥ −110) on 3 of 3 seeds in a median 7.9 s, "
-    "PPO 102 s; **LunarLander-v3** not yet: three seeds climbed from −170 to about −80 in 10 minutes, another "
-    "reaches a positive mean in about 20 generations, where PPO reached +172 in 8 minutes."
+    "Against a standard reinforcement-learning method (PPO, with the settings published for each game), from "
+    "random play on a 2-core machine: **CartPole-v1** reaches a mean of 475 in a median 3.1 s over 10 seeds "
+    "(slowest 4.3 s), PPO in 5.0 s (slowest 7.1 s), and every network scores 500 on 1,000 fresh games; "
+    "**Acrobot-v1** is solved (≥ −100) on 3 of 3 seeds in a median 6.6 s, PPO 9.1 s; **MountainCar-v0** is "
+    "solved (≥ −110) on 3 of 3 seeds in a median 7.9 s, PPO 102 s; **LunarLander-v3** not yet: three seeds "
+    "climbed from −170 to about −80 in 10 minutes, another reaches a positive mean in about 20 generations, "
+    "where PPO reached +172 in 8 minutes."
 )
 
 state = lab()
@@ -156,7 +159,7 @@ settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": f
 st.caption(
     f"{env_id}: games of up to {fitted.goal_steps:,} steps"
     + f", {target_words(env_id)}"
-    + f" (the {fitted.player} player counts). Games are picked by "
+    + f"; the {fitted.player} player counts. Games are picked by "
     f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
     + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
     + "; the score shown is always the game's own."
@@ -484,3 +487,4 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
             state.timelapse_gif,
             caption="The same game, played by each generation in turn (sped up), with its generation's mean",
         )
+next_step(("pages/sweep.py", "Sweep"), ("pages/compare.py", "Compare"))

@@ -11,4 +11,4 @@ lab()
 st.title("Glossary")
 st.markdown("The words the other pages use, in the order you meet them.")
 for term, meaning in GLOSSARY.items():
-    st.markdown(f"**{term.capitalize()}** — {meaning}")
+    st.markdown(f"**{term[0].upper() + term[1:]}** — {meaning}")  # PPO stays PPO

@@ -17,6 +17,7 @@ from pages.common import (
     progress_bar,
     ray_job,
     record_step,
+    score_text,
     setting,
     share_settings,
     show_code,
@@ -93,10 +94,13 @@ st.markdown(
 
 with st.expander("About: which notebook this is, and why imitating lucky games works", icon=":material/school:"):
     st.markdown(
-        "CartPole Lab grew from a classic teaching notebook (Jupyter, TensorFlow/Keras, Gymnasium's "
-        "CartPole): it plays 10,000 random games, keeps the ones scoring at least 50, trains a network to "
-        "answer each kept observation with the action taken there, and lets that network play. Every step "
-        "of it is a page here (1 to 4), with its figures; pages 5 to 7 go further.\n\n"
+        "CartPole Lab grew from a classic teaching notebook on CartPole: it plays 10,000 random games, keeps "
+        "the ones scoring at least 50, trains a network to answer each kept observation with the action taken "
+        "there, and lets that network play. Every step of it is a page here (1 to 4), with its figures; pages "
+        "5 to 7 go further.\n\n"
+        "**Where the games come from.** The games come from Gymnasium, a standard collection of games for "
+        "learning programs: CartPole (keep a pole upright on a cart), then Acrobot, MountainCar and "
+        "LunarLander, harder tests of the same idea. Each page plays the game you pick.\n\n"
         "**Why it works.** A random game that lasted long is one where, more often than not, the random "
         "push happened to be the right one. The network learns the *typical* move in each situation from "
         "thousands of such steps: it keeps their tendency and drops their noise, so it plays far better "
@@ -199,14 +203,14 @@ if state.notebook is not None:
     c[0].metric(
         "Kept games", f"{g.accepted:,}", f"{g.acceptance_rate:.1%} of {g.games:,}", delta_color="off", delta_arrow="off"
     )
-    c[1].metric("Average accepted score", f"{g.accepted_mean:.2f}")
+    c[1].metric("Average accepted score", f"{g.accepted_mean:.1f}")
     c[2].metric("Training accuracy", f"{t.final_accuracy:.3f}")
     c[3].metric("Network's average score", f"{e.mean:.1f}", f"{e.mean - rnd.mean:+.1f} vs random", delta_color="normal")
     c[4].metric("Random play's average", f"{rnd.mean:.1f}")
     ratios = e.choice_ratios
     st.caption(
         " · ".join(f"Choice {a}: {ratios[a]:.2f}" for a in reversed(range(len(ratios))))
-        + f" · median accepted score {g.accepted_median:g}"
+        + f" · median accepted score {score_text(g.accepted_median)}"
         + " · seconds: "
         + ", ".join(f"{k} {v:.1f}" for k, v in r.seconds.items())
     )

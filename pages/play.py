@@ -18,6 +18,7 @@ from pages.common import (
     env_picker,
     lab,
     metrics_row,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
@@ -210,3 +211,4 @@ if result is not None and baseline is not None and of_this_game(result.config.en
             model=state.model if result.policy_name == "network" else None,
             code=shown_step("play", result),
         )
+next_step(("pages/ensemble.py", "Ensemble"), ("pages/generations.py", "Generations"))

@@ -13,9 +13,11 @@ from pages.common import (
     end_page,
     env_picker,
     lab,
+    next_step,
     ray_job,
     record_step,
     save_as_run,
+    score_text,
     set_dataset,
     show_code,
     show_error,
@@ -83,7 +85,7 @@ rows = [
 ]
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 scores = [g.score for g in games]
-st.caption(f"{len(games)} game(s): mean score {sum(scores) / len(scores):.1f}, best {max(scores):g}.")
+st.caption(f"{len(games)} game(s): mean score {sum(scores) / len(scores):.1f}, best {score_text(max(scores))}.")
 
 watch = st.columns([1, 3])
 number = watch[0].selectbox(  # keyed by the count: after a new game, the newest is chosen
@@ -105,7 +107,8 @@ if watch[0].button(
 if state.your_film is not None and state.your_film[0] == env_id and state.your_film[1] <= len(games):
     shown = games[state.your_film[1] - 1]
     watch[1].image(
-        state.your_film[2], caption=f"Your game {state.your_film[1]} as the server replayed it: score {shown.score:g}"
+        state.your_film[2],
+        caption=f"Your game {state.your_film[1]} as the server replayed it: score {score_text(shown.score)}",
     )
 
 with st.form("you_keep"):
@@ -154,3 +157,4 @@ if d is not None and d.metadata.get("source") == "your games" and d.env_id == en
             dataset=d,
         )
     show_code("play_yourself", d)
+next_step(("pages/train.py", "Train"), ("pages/generate.py", "Generate data"))

@@ -16,6 +16,8 @@ from pages.common import (
     ensemble_fits,
     env_picker,
     lab,
+    next_step,
+    score_text,
     session_model,
     share_settings,
     show_error,
@@ -213,7 +215,7 @@ if overlay:
             )
             .encode(x="x:Q", y="y:Q", order="step:Q", tooltip=["step:Q"])
         )
-        st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {game.scores[0]:g}).")
+        st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {score_text(game.scores[0])}).")
 st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
 if players[player] != "ensemble":
     from cartpole_core.recipes import policy_map_recipe
@@ -222,3 +224,4 @@ if players[player] != "ensemble":
     show_recipe(recipe, "map", model=model)
 else:
     st.caption("Show the code: for the network only (the ensemble has no file to start from).")
+next_step(("pages/compare.py", "Compare"))

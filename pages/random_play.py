@@ -11,11 +11,13 @@ from pages.common import (
     checked,
     env_picker,
     lab,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
     record_step,
     score_histogram,
+    score_text,
     setting,
     share_settings,
     show_code,
@@ -84,13 +86,15 @@ if result is not None and of_this_game(result.config.env_id, "Your last random p
     cols = st.columns([1, 2])
     with cols[0]:
         if state.random_gif:
-            st.image(state.random_gif, caption=f"Game 1 of seed {result.config.seed}: score {result.scores[0]:g}")
+            caption = f"Game 1 of seed {result.config.seed}: score {score_text(result.scores[0])}"
+            st.image(state.random_gif, caption=caption)
     with cols[1]:
         m = st.columns(4)
         m[0].metric("Mean score", f"{result.mean:.1f}")
-        m[1].metric("Median", f"{result.median:g}")
-        m[2].metric("Best", f"{result.max:g}")
-        m[3].metric("Worst", f"{result.min:g}")
+        m[1].metric("Median", score_text(result.median))
+        m[2].metric("Best", score_text(result.max))
+        m[3].metric("Worst", score_text(result.min))
         st.altair_chart(score_histogram(result.scores, "Scores of random play"), width="stretch")
     st.caption(f"Played in {result.seconds:.2f} s.")
     show_code("random_play", result)
+next_step(("pages/play_yourself.py", "Play it yourself"), ("pages/generate.py", "Generate data"))

@@ -28,7 +28,12 @@ from cartpole_core.storage import (
     run_zip,
     saving_off,
 )
-from pages.common import LIMITS, chosen_upload, end_page, lab, ray_job, set_dataset, set_model, show_error
+from pages.common import LIMITS, chosen_upload, end_page, lab, ray_job, score_text, set_dataset, set_model, show_error
+
+#: The page that saved each kind of run.
+MADE_ON = {"generate": "Generate data", "train": "Train", "evaluate": "Play & evaluate", "improve": "Generations",
+           "sweep": "Sweep"}  # fmt: skip
+
 
 state = lab()
 st.title("Runs")
@@ -49,7 +54,7 @@ if has_operator():
             "Operator token",
             type="password",
             key="_runs_operator_token",  # "_": not kept among the session's remembered settings
-            help="The server's CARTPOLE_LAB_OPERATOR_TOKEN: with it you can delete any run and clear the board.",
+            help="The token the server was started with: with it you can delete any run and clear the board.",
         )
         if token and is_operator(token):
             st.success("Operator: you can delete any run and clear the board.", icon=":material/key:")
@@ -126,7 +131,7 @@ def show_board() -> None:
                 "mean on fresh games": e.score,
                 "games played": e.games,
                 "seconds": e.seconds,
-                "made on": "Generations" if e.kind == "improve" else "Play & evaluate",
+                "made on": MADE_ON.get(e.kind, e.kind),
                 "saved": time.strftime("%m-%d %H:%M", time.localtime(e.created)),
             }
             for place, e in enumerate(entries, start=1)
@@ -190,9 +195,10 @@ if not runs:
 
 
 def headline(results: dict) -> str:
-    for key in ("mean", "accepted_mean", "accuracy"):
-        if isinstance(results.get(key), (int, float)):
-            return f"{key.replace('_', ' ')} {results[key]:.3g}"
+    for key, words in (("mean", "mean"), ("accepted_mean", "mean kept score"), ("accuracy", "accuracy")):
+        value = results.get(key)
+        if isinstance(value, (int, float)):
+            return f"{words} {value:.3f}" if key == "accuracy" else f"{words} {score_text(value)}"
     return ""
 
 
@@ -200,7 +206,7 @@ table = pd.DataFrame(
     [
         {
             "saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
-            "kind": r.kind,
+            "made on": MADE_ON.get(r.kind, r.kind),
             "name": r.name,
             "by": whose(r),
             "result": headline(r.results),

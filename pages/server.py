@@ -14,12 +14,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from cartpole_core.progress import ProgressCallback
 from cartpole_core.runner import Waiting
+
+if TYPE_CHECKING:
+    from cartpole_core.cluster import EngineInfo
+    from cartpole_core.container import Capacity
 
 #: Name -> (default, meaning). Shown in the README; each can be overridden by
 #: CARTPOLE_LAB_MAX_<NAME upper-cased>.
@@ -80,9 +84,39 @@ def server_line() -> str:
     if counts is None:
         return "Jobs: none yet on this server"
     return (
-        f"Ray: {counts.cpus_busy} of {counts.cpus} CPUs busy; this server's jobs: "
+        f"Processors busy: {counts.cpus_busy} of {counts.cpus}; this server's jobs: "
         f"{counts.running} running, {counts.queued} waiting"
     )
+
+
+def _processors(n: int) -> str:
+    return f"{n} processor{'s' * (n != 1)}"
+
+
+def capacity_line(capacity: Capacity) -> str:
+    """What this server has, in a visitor's words: ``"This server: 1 processor, 2.7 GB of
+    memory"`` (the library's ``describe()`` says ``"1 CPU, 2.7 GB"``)."""
+    size = capacity.memory_bytes
+    memory = f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
+    return f"This server: {_processors(capacity.cpus)}, {memory} of memory"
+
+
+def engine_line(info: EngineInfo, head: str = "Heavy work (training, playing games): ") -> str:
+    """Where heavy work runs and whether it is ready, in a visitor's words (the library's
+    ``describe()`` names the engine for the operator): ``"Heavy work (training, playing
+    games): 2 jobs at once, ready"``."""
+    if info.warm == "warming":
+        return head + "getting ready (a first job may wait a few seconds)"
+    if info.warm == "healing":
+        return head + "starting again after a fault (a job may wait a few seconds)"
+    if info.kind == "Ray cluster":
+        if not info.started:
+            return head + "on a cluster of machines, joined with the first job"
+        return head + f"on a cluster of {info.nodes} machine{'s' * (info.nodes != 1)}, {_processors(info.cpus)}"
+    text = head + f"{info.cpus} job{'s' * (info.cpus != 1)} at once"
+    if info.started and info.warm == "ready":
+        return text + ", ready"
+    return text if info.started else text + " (it starts with the first one)"
 
 
 def ray_job(
@@ -121,9 +155,9 @@ def ray_job(
             behind = f" ({ahead} job(s) ahead of yours)" if ahead else ""
             text = f"{label} is {place.reason}{behind}. It starts by itself as soon as enough is free."
         elif ahead:
-            text = f"{label} is queued: {ahead} job(s) ahead of yours. It starts by itself as soon as a CPU is free."
+            text = f"{label} is queued: {ahead} job(s) ahead of yours. It starts by itself once a processor is free."
         else:
-            text = f"{label} is next in line: it starts as soon as a CPU is free."
+            text = f"{label} is next in line: it starts as soon as a processor is free."
         notice.info(text, icon=":material/hourglass_top:")
         if not queued[1]:  # a widget is drawn once per script run
             cancel.button("Cancel", key=f"cancel_{label}", help="Leave the queue; nothing you have is lost.")

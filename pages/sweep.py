@@ -28,6 +28,7 @@ from pages.common import (
     from_url,
     in_words,
     lab,
+    next_step,
     of_this_game,
     progress_bar,
     ray_job,
@@ -44,6 +45,7 @@ from pages.common import (
     url_score,
     use_notebook_result,
 )
+from pages.server import engine_line
 
 state = lab()
 st.title("Sweep")
@@ -72,7 +74,7 @@ from cartpole_core.sweep import (  # noqa: E402
     value_text,
 )
 
-MODES = {"notebook": "the notebook pipeline (generate → train → play)", "generations": "generations (improve)"}
+MODES = {"notebook": "the notebook pipeline (generate → train → play)", "generations": "generations"}
 #: What each trial varies first, and its values, until someone picks otherwise.
 FIRST_VARY = {"notebook": ("score_requirement", "50,60"), "generations": ("keep_top", "0.1,0.3")}
 NONE = "none"
@@ -100,7 +102,7 @@ def trial_row(trial: Trial, generations: bool, machines: dict[str, str]) -> dict
         "kept games": s.accepted if s else None,
         "accuracy": round(s.accuracy, 3) if s and s.accuracy is not None else None,
         "mean": round(s.mean, 1) if s else None,
-        "median": s.median if s else None,
+        "median": round(s.median, 1) if s else None,
         "seconds": round(s.seconds, 1) if s else None,
         "machine": machines.setdefault(trial.node, f"machine {len(machines) + 1}") if trial.node else None,
         "error": in_words(trial.error) if trial.error else None,
@@ -180,7 +182,8 @@ def base_settings(mode: str, env_id: str, eval_games: int, refused: list[str]) -
                 )
                 fitted = replace(fitted, score_requirement=float(requirement))
             else:
-                c[1].caption(f"Kept: {fitted.keeping()} (this game's default; vary keep_top to change it).")
+                share = setting_words("keep_top")
+                c[1].caption(f"Kept: {fitted.keeping()} (this game's default; vary {share} to change it).")
             c[2].caption("The network and its training: the notebook's, unless the sweep varies them.")
             if games is None:
                 refused.append("Random games")
@@ -564,7 +567,7 @@ def show_result(result: SweepResult) -> None:
     m[3].metric(
         "Seconds",
         f"{result.seconds:.1f}",
-        f"{result.workers} CPUs, {result.nodes} machine{'s' * (result.nodes != 1)}",
+        f"{result.workers} processor{'s' * (result.workers != 1)}, {result.nodes} machine{'s' * (result.nodes != 1)}",
         delta_color="off",
         delta_arrow="off",
     )
@@ -585,9 +588,10 @@ def show_result(result: SweepResult) -> None:
 
 
 finish_stopped(state.sweep_live, keep_stopped_sweep, "Sweep stopped before any trial finished: nothing to show.")
-st.caption(f"Trials run on the server's engine: {engine_info().describe()}.")
+st.caption(engine_line(engine_info(), head="Trials run side by side: ") + ".")
 config = sweep_form()
 if config is not None:
     run_sweep(config)
 if state.sweep is not None and of_this_game(state.sweep.config.env_id, "Your last sweep played"):
     show_result(state.sweep)
+next_step(("pages/policy_map.py", "Policy map"))

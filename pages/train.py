@@ -25,6 +25,7 @@ from pages.common import (
     from_url,
     lab,
     model_fits,
+    next_step,
     of_this_game,
     ray_job,
     record_step,
@@ -62,15 +63,15 @@ def keep_stopped_training(trained: Trained) -> str:
     set_model(trained.network, live["source"] + " (stopped)", trained.training, env_id=live["env_id"])
     return (
         f"Training stopped. The network keeps what it learned so far ({trained.network.gradient_steps:,} "
-        "gradient steps)."
+        "learning steps)."
     )
 
 
 def show_tensorboard_logs(folder: Path) -> None:
     """Where this training's TensorBoard logs are and how to open them."""
     st.markdown(
-        f"**TensorBoard logs** were written to `{folder}`. Where this app runs, open them with "
-        f"`tensorboard --logdir {folder.parent}` and then http://localhost:6006; or download them "
+        f"**Training logs** were written to `{folder}`. Where this app runs, open them in the notebook's log "
+        f"viewer with `tensorboard --logdir {folder.parent}` and then http://localhost:6006; or download them "
         "and run the same command on your own machine (`pip install tensorboard`)."
     )
     if folder.exists():
@@ -126,7 +127,7 @@ elif dataset is not None:
             step=1e-4,
             format="%.4f",
             key="train_lr",
-            help="Adam's step size: larger learns faster but less steadily.",
+            help="How big each learning step is: larger learns faster but less steadily.",
         )
         st.markdown("**Training**")
         c = st.columns(4)
@@ -160,11 +161,11 @@ elif dataset is not None:
             help="Same seed, same starting weights, same shuffling.",
         )
         tensorboard = st.checkbox(
-            "Write TensorBoard logs",
+            "Write training logs",
             value=False,
             key="train_tensorboard",
-            help="Like the notebook's logs/ folder: loss and accuracy per epoch, the graph and the weights, "
-            "for TensorBoard. You can download them after training.",
+            help="Like the notebook's logs/ folder: loss and accuracy per epoch, the network's layers and "
+            "weights, for the notebook's log viewer. You can download them after training.",
         )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
 
@@ -249,7 +250,7 @@ elif dataset is not None:
             title = "Per batch" + (f" (moving average of {window} batches)" if window > 1 else "")
             st.altair_chart(curves_chart(smooth, "step", title, "batch"))
         steps = state.model.gradient_steps
-        st.caption(f"{result.samples:,} training rows · {steps:,} gradient steps learned · {state.model_source}")
+        st.caption(f"{result.samples:,} training rows · {steps:,} learning steps so far · {state.model_source}")
         show_code("train", result)
         if result.config.tensorboard_dir:
             show_tensorboard_logs(Path(result.config.tensorboard_dir))
@@ -293,7 +294,7 @@ upload = chosen_upload(
     ["keras"],
     "Use this model",
     key="train_upload",
-    help="Loaded in Keras's safe mode: files that carry code are refused.",
+    help="Loaded in safe mode: files that carry code are refused.",
     button_help="Load the file in safe mode and make it this session's model.",
 )
 if upload is not None:
@@ -306,3 +307,4 @@ if upload is not None:
     else:
         set_model(uploaded, f"uploaded {upload.name}")
         st.success(f"Loaded {upload.name}.")
+next_step(("pages/play.py", "Play & evaluate"))

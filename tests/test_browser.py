@@ -280,8 +280,8 @@ def test_stop_keeps_what_the_network_learned(server: str, browser) -> None:
     settle(page)
     no_exception(page)
     assert shows(page, "Training stopped. The network keeps what it learned so far")
-    caption = page.get_by_text("gradient steps learned").first.inner_text()
-    steps = int(re.search(r"([\d,]+) gradient steps learned", caption).group(1).replace(",", ""))
+    caption = page.get_by_text("learning steps so far").first.inner_text()
+    steps = int(re.search(r"([\d,]+) learning steps so far", caption).group(1).replace(",", ""))
     assert 0 < steps < 50 * 900, caption
     assert "(stopped)" in page.locator('[data-testid="stMetric"]', has_text="Epochs").first.inner_text()
 
@@ -363,7 +363,7 @@ def test_two_visitors_at_once_never_see_each_others_data(server: str, browser) -
     for page in (alice, bob):
         page.get_by_role("button", name="Train", exact=False).filter(has_text="Train").last.click()
     for page, hidden, other in ((alice, "24", "40"), (bob, "40", "24")):
-        shows(page, "gradient steps learned", timeout_s=240)
+        shows(page, "learning steps so far", timeout_s=240)
         settle(page)
         sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
         assert f"Model: {hidden} network" in sidebar and f"Model: {other} network" not in sidebar, sidebar
@@ -629,7 +629,7 @@ def test_pages_opened_while_a_fresh_server_warms_its_engine_never_see_it_half_st
                 visits += 1
                 no_exception(page)
                 sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-                assert "Heavy work:" in sidebar and "Server:" in sidebar, sidebar
+                assert "Heavy work (training, playing games):" in sidebar and "This server:" in sidebar, sidebar
             assert visits >= len(names)
         finally:
             page.close()

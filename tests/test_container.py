@@ -200,8 +200,9 @@ def test_this_machine_one_cpu_by_affinity():
 
 
 def test_the_sidebar_says_what_the_engine_found(tmp_path, monkeypatch):
-    """One short caption: "Server: 1 CPU, 2.7 GB" (here from the variables, as on a container
-    whose files say so), and the engine's line counts jobs at once, not the host's cores."""
+    """One short caption: "This server: 1 processor, 2.7 GB of memory" (here from the variables,
+    as on a container whose files say so), and the engine's line counts jobs at once, not the
+    host's cores, in a visitor's words (no library name)."""
     from streamlit.testing.v1 import AppTest
 
     from cartpole_core import cluster
@@ -213,6 +214,7 @@ def test_the_sidebar_says_what_the_engine_found(tmp_path, monkeypatch):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert not at.exception, at.exception
     captions = [c.value for c in at.sidebar.caption]
-    assert "Server: 1 CPU, 2.7 GB" in captions, captions
-    engine = next(c for c in captions if c.startswith("Heavy work: "))
-    assert engine.startswith("Heavy work: local Ray, 1 job at once"), engine
+    assert "This server: 1 processor, 2.7 GB of memory" in captions, captions
+    engine = next(c for c in captions if c.startswith("Heavy work "))
+    assert engine.startswith("Heavy work (training, playing games): 1 job at once"), engine
+    assert "Ray" not in " ".join(captions) and "CPU" not in " ".join(captions), captions

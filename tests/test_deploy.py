@@ -131,7 +131,7 @@ def server_errors(log: Path) -> list[str]:
 def test_a_visitors_journey_on_a_server_run_as_a_container(image: Path, tmp_path: Path, browser) -> None:
     """Home's whole notebook, Generate and Save as a run, Train, Generations: no error on the
     page or in the server's log, the run saved in ``$CARTPOLE_LAB_RUNS``, the sidebar says the
-    server has 1 CPU, and nothing was written into the app's folder."""
+    server has 1 processor, and nothing was written into the app's folder."""
     from test_browser import click_key, generate, no_exception, open_page, set_number, settle, shows, train
 
     runs = tmp_path / "runs"
@@ -142,7 +142,7 @@ def test_a_visitors_journey_on_a_server_run_as_a_container(image: Path, tmp_path
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(url)
         settle(page)
-        assert re.search(r"\b1 CPU\b", sidebar_text(page)), sidebar_text(page)
+        assert re.search(r"\b1 processor\b", sidebar_text(page)), sidebar_text(page)
 
         click_key(page, "home_run")
         settle(page, timeout_s=300)
@@ -164,7 +164,7 @@ def test_a_visitors_journey_on_a_server_run_as_a_container(image: Path, tmp_path
         settle(page, timeout_s=300)
         no_exception(page)
         assert page.locator('[data-testid="stMetric"]').count() > 0
-        assert re.search(r"\b1 CPU\b", sidebar_text(page)), sidebar_text(page)
+        assert re.search(r"\b1 processor\b", sidebar_text(page)), sidebar_text(page)
         page.close()
     assert not server_errors(log), server_errors(log)
     assert sorted(p.relative_to(image).as_posix() for p in image.rglob("*")) == before

@@ -72,7 +72,7 @@ def test_every_playable_game_replays() -> None:
     ("message", "says"),
     [
         ("left, right", "not a game"),
-        ({"seed": 1, "actions": [0]}, "names no env"),
+        ({"seed": 1, "actions": [0]}, "names no game"),
         ({"env_id": "LunarLander-v3", "seed": 1, "actions": [0]}, "cannot be played in the page"),
         ({"env_id": "CartPole-v1", "seed": -1, "actions": [0]}, "is not a whole number from 0"),
         ({"env_id": "CartPole-v1", "seed": "7", "actions": [0]}, "is not a whole number from 0"),

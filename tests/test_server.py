@@ -128,7 +128,7 @@ def test_every_uploader_sets_the_servers_size_limit_and_loading_stays_safe() -> 
 
 
 def test_the_sidebar_says_how_busy_the_server_is() -> None:
-    """Counts only: Ray's busy CPUs and this server's jobs, never whose (queue places and
+    """Counts only: the engine's busy processors and this server's jobs, never whose (queue places and
     running counts under load: test_jobs)."""
     from streamlit.testing.v1 import AppTest
 
@@ -140,4 +140,28 @@ def test_the_sidebar_says_how_busy_the_server_is() -> None:
     assert "Jobs: none yet on this server" in [c.value for c in at.sidebar.caption]
     run_job(generate, GenerationConfig(games=20, score_requirement=0), progress=lambda p: False)
     line = server_line()
-    assert line.startswith("Ray: ") and line.endswith("this server's jobs: 0 running, 0 waiting"), line
+    assert line.startswith("Processors busy: ") and line.endswith("this server's jobs: 0 running, 0 waiting"), line
+
+
+def test_the_engine_and_the_server_in_a_visitors_words() -> None:
+    """Issue 30: the sidebar's lines name no library and no CPU (the library's ``describe()``
+    keeps the operator's words), in every state of the engine."""
+    from cartpole_core.cluster import EngineInfo
+    from cartpole_core.container import Capacity
+    from pages.server import capacity_line, engine_line
+
+    local = EngineInfo("local Ray", started=True, nodes=1, cpus=2, warm="ready")
+    head = "Heavy work (training, playing games): "
+    pairs = [
+        (engine_line(local), head + "2 jobs at once, ready"),
+        (engine_line(EngineInfo("local Ray", False, 0, 1)), head + "1 job at once (it starts with the first one)"),
+        (engine_line(EngineInfo("local Ray", True, 1, 2, warm="warming")), head + "getting ready (a first job may "
+         "wait a few seconds)"),
+        (engine_line(EngineInfo("Ray cluster", True, 3, 24)), head + "on a cluster of 3 machines, 24 processors"),
+        (engine_line(local, head="Trials run side by side: "), "Trials run side by side: 2 jobs at once, ready"),
+    ]  # fmt: skip
+    assert [line for line, _ in pairs] == [expected for _, expected in pairs]
+    assert local.describe() == "local Ray, 2 jobs at once, ready", "the operator's words stay"
+    cap = Capacity(cpus=1, cpus_from="test", memory_bytes=2765 * 2**20, memory_from="test", object_store_bytes=0,
+                   object_store_in_shm=False, jobs=1, quick_slots=1, memory_guard=0.9)  # fmt: skip
+    assert capacity_line(cap) == "This server: 1 processor, 2.7 GB of memory"

@@ -669,7 +669,7 @@ def test_an_unwritable_logs_folder_is_a_user_error(tmp_path, monkeypatch):
 
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("CARTPOLE_LAB_LOGS", str(tmp_path / "a-file" / "logs"))
-    with pytest.raises(UserError, match="TensorBoard logs cannot be written.*CARTPOLE_LAB_LOGS"):
+    with pytest.raises(UserError, match="Training logs cannot be written.*CARTPOLE_LAB_LOGS"):
         new_log_folder("seed 0")
 
 
