@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_browser
-from tests.test_browser import generate, no_exception, screenshot, settle, train
+from tests.test_browser import generate, no_exception, screenshot, set_number, settle, train
 
 server, browser, shots = test_browser.server, test_browser.browser, test_browser.shots  # its fixtures
 
@@ -97,6 +97,37 @@ def test_a_session_this_server_does_not_keep_starts_afresh_and_says_why(server: 
     (cookie,) = [c for c in phone.cookies() if c["name"] == COOKIE]
     assert cookie["value"] != stale, "a token the server does not know is never adopted"
     phone.close()
+
+
+def test_a_reload_of_a_shared_links_page_keeps_the_visitors_own_settings(server: str, browser) -> None:
+    """Arrived by a shared link, changed a setting, made something, reloaded: the visitor's own
+    settings and dataset come back, not the link's again (the page's address follows its
+    settings); the same link opened by someone else still gives the link's settings."""
+    link = f"{server}/generate?gen_games=2500&gen_seed=7"
+    visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = visitor.new_page()
+    page.goto(link)
+    settle(page)
+    games = page.get_by_label("Games", exact=True).first
+    assert games.input_value() == "2500"
+    set_number(page, "Games", 700)
+    page.get_by_role("button", name="Play and keep the good games").click()
+    settle(page)
+    assert "700 random games" in session_lines(page)
+    page.reload()
+    settle(page)
+    no_exception(page)
+    assert page.get_by_label("Games", exact=True).first.input_value() == "700"
+    assert page.get_by_label("Seed", exact=True).first.input_value() == "7"
+    assert "700 random games" in session_lines(page)
+    visitor.close()
+
+    someone = browser.new_context(viewport={"width": 1400, "height": 1000})
+    theirs = someone.new_page()
+    theirs.goto(link)
+    settle(theirs)
+    assert theirs.get_by_label("Games", exact=True).first.input_value() == "2500"
+    someone.close()
 
 
 @contextlib.contextmanager
