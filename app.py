@@ -16,6 +16,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import pages.common
 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
+from pages import sessions  # noqa: E402
 from pages.common import lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import capacity_line, engine_line, server_line  # noqa: E402
 
@@ -49,6 +50,7 @@ def sidebar() -> None:
     state = lab()
     with st.sidebar:
         st.markdown("### This session")
+        sessions.show_kept(nothing_yet=state.dataset is None and state.model is None)  # keeps the cookie
         st.caption(f"Environment: **{state.env_id}**")
         if state.dataset is not None:
             other = "" if state.dataset.env_id == state.env_id else f", of {state.dataset.env_id}"

@@ -29,6 +29,7 @@ from cartpole_core.errors import UserError, bounds
 from cartpole_core.errors import default as default_of
 from cartpole_core.progress import Progress, ProgressCallback
 from cartpole_core.storage import ANONYMOUS, RunRecord, board_score, list_runs, save_run
+from pages import sessions
 from pages.server import LIMITS, ray_job  # noqa: F401  (re-exported for the pages)
 
 if TYPE_CHECKING:
@@ -295,10 +296,12 @@ def end_page() -> NoReturn:
 
 
 def lab() -> Lab:
-    """This session's :class:`Lab` (created on first use)."""
+    """This session's :class:`Lab`: on a session's first use, the one this browser had before a
+    reload or a dropped tab when the server still keeps it, else a new one
+    (:func:`pages.sessions.begin`)."""
     _leave_legacy_page_mode()
     if "lab" not in st.session_state:
-        st.session_state["lab"] = Lab()
+        st.session_state["lab"] = sessions.begin(Lab)
     return st.session_state["lab"]
 
 
@@ -728,7 +731,7 @@ def run_with_stop(
     a stopped job hands over in ``live`` (the page's entry in the session), so the next script
     run, the one Stop's click starts, keeps it with :func:`finish_stopped`. Returns the result,
     or None when the job failed (the page keeps what it had)."""
-    live.update(done=False, stopped=None)
+    live.update(done=False, stopped=None, running=True)
     stop_slot = st.empty()
     stop_slot.button(stop_label, icon=":material/stop:", key=f"{key}_stop", help=stop_help)
     update, bar = progress_bar(label)
@@ -751,6 +754,7 @@ def run_with_stop(
         live["done"] = True
         return result
     finally:
+        live["running"] = False  # after a Stop too: the script run holding the job has ended
         stop_slot.empty()
         bar.empty()
 
@@ -759,8 +763,9 @@ def finish_stopped(live: dict[str, Any] | None, keep: Callable[[Any], str | None
     """At the top of a page: if its last job was cut short by a Stop click (its script run
     ended mid-job), make what the job handed over the session's with ``keep`` (which returns
     the line to show, or None when there is nothing to keep), or say ``nothing`` when it
-    handed over nothing (stopped while queued)."""
-    if live is None or live.get("done", True):
+    handed over nothing (stopped while queued). A job still running elsewhere (the same
+    session in another tab, or the tab that was just reloaded, ending) is left alone."""
+    if live is None or live.get("done", True) or live.get("running", False):
         return
     live["done"] = True
     partial = live.get("stopped")
