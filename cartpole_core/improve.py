@@ -14,7 +14,8 @@ Three things keep it from losing ground (each measured over many seeds, see BENC
   are mostly lucky ones.)
 - **Elitism**: a generation whose network measures clearly worse than the best so far is
   not built on; the next generation starts again from the best network (``fallback``),
-  unless the player that collects the games got clearly better.
+  unless the player that collects the games got clearly better. Each generation's record
+  says which network it started from and why (:data:`START_REASONS`).
 - **Both players are measured**, on the same fixed evaluation games every generation: the
   most probable action (greedy) and an action drawn from the probabilities (sampled). The
   env's profile says which one counts for its target (:attr:`EnvDefaults.player`): on
@@ -51,6 +52,14 @@ if TYPE_CHECKING:  # TensorFlow comes with the first network built, not with the
     import keras
 
 DATA_MODES = ("best", "replace", "add")
+#: Why a generation started from the network it did (:attr:`GenerationRecord.start_reason`),
+#: judged on the previous generation against the best so far (the counted player's evaluation
+#: games): ``best`` it was the best so far; ``noise`` below the best, by less than twice the
+#: standard error of the difference; ``collecting`` clearly below, but the player that collects
+#: the games got clearly better than the best network's (the method's own progress, which a
+#: fall back would undo); ``fallback`` clearly below: the best network again; ``kept`` clearly
+#: below, with ``fallback`` off.
+START_REASONS = ("best", "noise", "collecting", "fallback", "kept")
 #: Offsets that keep the play, evaluation and confirmation games of one seed apart.
 _EVAL_SEED_OFFSET, _CONFIRM_SEED_OFFSET = 1_000_003, 2_000_003
 
@@ -208,6 +217,10 @@ class GenerationRecord:
     """Evaluation mean of actions drawn from the probabilities (the same games)."""
     started_from: int = -1
     """The generation whose network this one was trained from (-1: none, generation 0)."""
+    start_reason: str = ""
+    """Why it started from that network, one of :data:`START_REASONS` ("": generation 0)."""
+    best_before: int = -1
+    """The best generation so far when this one started (-1: generation 0)."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,27 @@ class _Level:
     def clearly_below(self, other: _Level) -> bool:
         """Lower than ``other`` by more than twice the standard error of the difference."""
         return self.mean < other.mean - 2 * math.hypot(self.se, other.se)
+
+
+def start_reason(
+    last: dict[str, _Level], top: dict[str, _Level], is_best: bool, player: str, collecting: str, fallback: bool
+) -> str:
+    """Whether the next generation builds on the last network or on the best one, and why
+    (one of :data:`START_REASONS`; ``fallback`` alone means the best one). ``last`` and
+    ``top``: each player's level of the last and of the best network; ``is_best``: the last is
+    the best; ``player`` counts, ``collecting`` plays the games the data comes from.
+
+    Elitism: build on the best network, not on one clearly worse (by more than twice the
+    standard error of the difference: a noisy game's evaluation wobbles without any loss of
+    ground), unless the player that collects the games got clearly better: that is the method
+    making progress, which a fall back would undo."""
+    if is_best:
+        return "best"
+    if not last[player].clearly_below(top[player]):
+        return "noise"
+    if top[collecting].clearly_below(last[collecting]):
+        return "collecting"
+    return "fallback" if fallback else "kept"
 
 
 @dataclass(frozen=True)
@@ -368,6 +402,8 @@ def improve(
                 greedy_mean=means["greedy"],
                 sampled_mean=means["sampled"],
                 started_from=int(extra.get("started_from", -1)),
+                start_reason=str(extra.get("start_reason", "")),
+                best_before=int(extra.get("best_before", -1)),
             )
         )
         report(
@@ -413,13 +449,9 @@ def improve(
         if reached or stop[0] or time.perf_counter() - started > config.max_seconds:
             break
         began = time.perf_counter()
-        started_from = last_generation
-        # Elitism: build on the best network, not on one clearly worse (by more than twice the
-        # standard error of the difference: a noisy game's evaluation wobbles without any loss of
-        # ground), unless the player that collects the games got clearly better: that is the
-        # method making progress, which a fall back would undo.
-        worse = last[config.player].clearly_below(top[config.player])
-        if config.fallback and worse and not top[collecting].clearly_below(last[collecting]):
+        started_from, best_before = last_generation, best_generation
+        why = start_reason(last, top, last_generation == best_generation, config.player, collecting, config.fallback)
+        if why == "fallback":  # elitism (see start_reason)
             model.set_weights(best_weights)
             started_from = best_generation
         play_cfg = replace(
@@ -457,7 +489,7 @@ def improve(
             sub(generation, "training"),
         )
         last = measure(generation, data, fit, began, play_mean=played.mean, env_steps=played.steps_played,
-                            started_from=started_from)  # fmt: skip
+                       started_from=started_from, start_reason=why, best_before=best_before)  # fmt: skip
         last_generation = generation
         if last[config.player].mean >= best_mean:
             top, best_mean, best_weights, best_generation = (

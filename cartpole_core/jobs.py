@@ -134,25 +134,47 @@ def play_job(
     """``policy`` and random play on the games of ``config``, and three filmed games of at most
     ``max_gif_frames`` frames each (a long game keeps every k-th step). Filming holds every
     frame of a game in memory (~0.7 MB each for CartPole), which is why it runs as a job."""
-    from cartpole_core.evaluate import evaluate, record_episode
+    from cartpole_core.evaluate import evaluate
+    from cartpole_core.policies import RandomPolicy
+
+    result = evaluate(policy, config, progress)
+    baseline = evaluate(RandomPolicy(policy.n_actions), config)
+    return Played(result, baseline, film_job(policy, result, baseline, max_gif_frames))
+
+
+def film_job(
+    policy: Policy,
+    result: EvaluationResult,
+    baseline: EvaluationResult,
+    max_gif_frames: int,
+    progress: ProgressCallback | None = None,
+) -> dict[str, tuple[bytes, str]]:
+    """The GIFs of :attr:`Played.gifs` for an evaluation already played: ``policy``'s best and
+    worst games of ``result`` and random play on the best one (``baseline``: random play on the
+    same games), each of at most ``max_gif_frames`` frames, played again from their starts
+    (e.g. the notebook's evaluation, which films nothing)."""
+    from cartpole_core.evaluate import record_episode
     from cartpole_core.gif import frames_to_gif
     from cartpole_core.policies import RandomPolicy
+    from cartpole_core.progress import report
+
+    config = result.config
 
     def film(player: Policy, game: int, steps: int) -> tuple[bytes, float]:
         stride = gif_stride(steps, max_gif_frames, smallest=2)
         episode = record_episode(player, config, game, frame_stride=stride)
         return frames_to_gif(episode.frames, frame_stride=stride), episode.score
 
-    result = evaluate(policy, config, progress)
-    randomly = RandomPolicy(policy.n_actions)
-    baseline = evaluate(randomly, config)
     gifs = {}
-    for label, game in (("best", result.best_game), ("worst", result.worst_game)):
+    for i, (label, game) in enumerate((("best", result.best_game), ("worst", result.worst_game))):
         data, score = film(policy, game, int(result.lengths[game]))
         gifs[label] = (data, f"{label.capitalize()} game (#{game + 1}): score {score:g}")
+        report(progress, (i + 1) / 3, f"filmed the {label} game")
+    randomly = RandomPolicy(policy.n_actions)
     data, score = film(randomly, result.best_game, int(baseline.lengths[result.best_game]))
     gifs["random"] = (data, f"Random play on the same game (#{result.best_game + 1}): score {score:g}")
-    return Played(result, baseline, gifs)
+    report(progress, 1.0, "filmed random play")
+    return gifs
 
 
 def timelapse_job(

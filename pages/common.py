@@ -77,6 +77,19 @@ def _leave_legacy_page_mode() -> None:
 ACCENT = "#d1495b"
 RANDOM_COLOR = "#8d99ae"
 MODEL_COLOR = "#00798c"
+#: Each kind of player's colour, the same on every chart of every page and game: random play
+#: grey, the greedy network teal, the sampled network purple, an ensemble green, you amber.
+PLAYER_COLORS = {
+    "random": RANDOM_COLOR,
+    "greedy": MODEL_COLOR,
+    "sampled": "#7b4ea3",
+    "ensemble": "#3f8f4f",
+    "you": "#e0a030",
+}
+#: How each way of playing picks a move, in a learner's words ("the network, …").
+PLAYER_WORDS = {"greedy": "always its most probable move", "sampled": "drawing its moves from its probabilities"}
+#: The two ways of playing as a select box shows them (short: a box a quarter of the page wide).
+PLAYER_CHOICES = {"greedy": "greedy: most probable move", "sampled": "sampled: draws its moves"}
 
 
 @dataclass(frozen=True)
@@ -886,11 +899,65 @@ def batch_curves(batches: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return own, window
 
 
-def policy_colors(names: list[str]) -> alt.Scale:
-    """Random play always grey; the other players in the app's colours."""
-    palette = [MODEL_COLOR, ACCENT, "#edae49", "#66a182"]
-    others = iter(palette)
-    return alt.Scale(domain=names, range=[RANDOM_COLOR if n == "random" else next(others, "#333333") for n in names])
+def player_kind(name: str, sampled: bool = False) -> str:
+    """Which of :data:`PLAYER_COLORS` a player named ``name`` is: ``random``, ``you``, an
+    ``ensemble`` (its name says so), or a network: ``sampled`` or ``greedy`` as its name says,
+    else as ``sampled`` says (how the page's networks play)."""
+    low = name.lower()
+    if low.startswith("random"):
+        return "random"
+    if low == "you":
+        return "you"
+    if "ensemble" in low:
+        return "ensemble"
+    if "sampled" in low or "greedy" in low:
+        return "sampled" if "sampled" in low else "greedy"
+    return "sampled" if sampled else "greedy"
+
+
+def policy_colors(names: list[str], sampled: bool = False) -> alt.Scale:
+    """Each player's colour by what it is (:func:`player_kind`), never by its place in the
+    legend: random play always grey, the greedy network, the sampled network, an ensemble and
+    you each their own colour on every chart."""
+    return alt.Scale(domain=names, range=[PLAYER_COLORS[player_kind(n, sampled)] for n in names])
+
+
+def network_label(name: str, sampled: bool) -> str:
+    """A chart's name for a network or ensemble that plays ``sampled`` or greedy: ``"network,
+    sampled"``; random play stays ``"random"``."""
+    if player_kind(name) == "random":
+        return name
+    return f"{name}, {'sampled' if sampled else 'greedy'}"
+
+
+def player_title(name: str, sampled: bool) -> str:
+    """The player in a result's title, in a learner's words: ``"the network, drawing its
+    moves from its probabilities"``, ``"the ensemble, always its most probable move"``,
+    ``"random play"``."""
+    kind = player_kind(name)
+    if kind == "random":
+        return "random play"
+    who = "the ensemble" if kind == "ensemble" else "the network"
+    return f"{who}, {PLAYER_WORDS['sampled' if sampled else 'greedy']}"
+
+
+def counted_player_line(env_id: str, sampled: bool | None = None) -> str:
+    """One sentence on which player ``env_id`` counts and why; ``sampled``: how the result on
+    show plays (None: no result), said when it is the other player."""
+    from cartpole_core.envs import env_defaults
+
+    counted = env_defaults(env_id).player
+    if counted == "sampled":
+        line = (
+            f"{env_id} counts the network that draws its moves from its probabilities: that is how the "
+            "cross-entropy method trains it, and the greedy player (always its most probable move) can be far "
+            "worse than the one the method trains."
+        )
+    else:
+        line = f"{env_id} counts the network that always makes its most probable move (greedy), as the notebook plays."
+    if sampled is not None and sampled != (counted == "sampled"):
+        line += " The result below is of the other player: choose the counted one to compare with the target."
+    return line
 
 
 def scores_by_game_chart(results: dict[str, np.ndarray], title: str) -> alt.Chart:

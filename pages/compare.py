@@ -10,30 +10,36 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import env_info
+from cartpole_core.envs import PLAYERS, env_defaults, env_info
 from cartpole_core.evaluate import EvaluationConfig, compare
 from cartpole_core.policies import Policy, RandomPolicy
 from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
+    PLAYER_CHOICES,
+    PLAYER_WORDS,
     checked,
     choice_chart,
+    counted_player_line,
     ensemble_fits,
     env_picker,
     lab,
     next_step,
     of_this_game,
+    policy_colors,
     progress_bar,
     ray_job,
     record_step,
     session_dataset,
     session_model,
     setting,
+    settings_follow_env,
     share_settings,
     show_code,
     show_error,
     url_number,
+    url_select,
 )
 
 state = lab()
@@ -58,7 +64,9 @@ if ensemble_fits():
     available.append("ensemble")
 available += [f"generation {g}" for g in sorted(snapshots)]
 
-c = st.columns(3)
+counted = env_defaults(env_id).player
+settings_follow_env("cmp", env_id, {"cmp_mode": counted})  # the game's counted player
+c = st.columns(4)
 chosen = c[0].multiselect(
     "Players",
     available,
@@ -75,9 +83,19 @@ games = url_number(
     key="cmp_games",
     help="Games each player plays on each seed.",
 )
+mode = url_select(
+    c[3],
+    "How the networks play",
+    list(PLAYERS),
+    counted,
+    key="cmp_mode",
+    format_func=PLAYER_CHOICES.get,
+    help="greedy: every network (and the ensemble) makes its most probable move; sampled: a move drawn from its "
+    f"probabilities. Random play always draws at random. {env_id} counts the {counted} player.",
+)
 
 
-share_settings(["cmp_seeds", "cmp_games"])
+share_settings(["cmp_seeds", "cmp_games", "cmp_mode"])
 
 
 def make_policy(name: str) -> Policy:
@@ -104,7 +122,7 @@ if st.button(
     update, bar = progress_bar("Playing")
     try:
         policies = {name: make_policy(name) for name in chosen}
-        config = EvaluationConfig.for_env(env_id, games=int(games))
+        config = EvaluationConfig.for_env(env_id, games=int(games), sample_actions=mode == "sampled")
         results = ray_job("Comparing", compare, policies, config, list(range(int(n_seeds))), progress=update)
     except Exception as exc:  # shown to the user; the session keeps what it had
         show_error(exc)
@@ -112,6 +130,7 @@ if st.button(
         from cartpole_core.recipes import compare_recipe
 
         st.session_state["cmp_results"], st.session_state["_cmp_results_env"] = results, env_id
+        st.session_state["_cmp_results_sampled"] = config.sample_actions
         recipe = compare_recipe(list(chosen), info.n_actions, config, list(range(int(n_seeds))))
         if recipe is not None:
             record_step("compare", recipe, results, model=state.model)
@@ -120,12 +139,17 @@ if st.button(
 
 results = st.session_state.get("cmp_results")
 if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Your last comparison was on"):
+    sampled = bool(st.session_state.get("_cmp_results_sampled", False))
+    moves = PLAYER_WORDS["sampled" if sampled else "greedy"].replace("its", "their")
+    st.subheader(f"Every player on the same games, the networks {moves}")
+    st.markdown(counted_player_line(env_id, sampled))
     rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
     df = pd.DataFrame(rows)
     base = alt.Chart(df, title="Mean score over seeds, with 95 % confidence intervals")
-    bars = base.mark_bar(color=MODEL_COLOR, opacity=0.8).encode(
+    bars = base.mark_bar(opacity=0.8).encode(
         x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("mean:Q", title="mean score"),
+        color=alt.Color("player:N", scale=policy_colors([r.name for r in results], sampled), legend=None),
         tooltip=[
             "player:N",
             alt.Tooltip("mean:Q", format=".1f"),
@@ -144,6 +168,7 @@ if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Y
             [
                 {
                     "player": r.name,
+                    "plays": "at random" if r.name == "random" else PLAYER_WORDS["sampled" if sampled else "greedy"],
                     "mean": round(r.mean, 1),
                     "95 % CI": f"{r.ci95[0]:.1f} – {r.ci95[1]:.1f}" + (" (cut)" if r.interval.clipped else ""),
                     "per seed": ", ".join(f"{m:.1f}" for m in r.seed_means),

@@ -8,13 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from cartpole_core.ensemble import EnsembleConfig
+from cartpole_core.envs import PLAYERS, env_defaults
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.progress import Progress
 from pages.common import (
-    ACCENT,
     LIMITS,
-    MODEL_COLOR,
+    PLAYER_CHOICES,
+    PLAYER_COLORS,
+    PLAYER_WORDS,
     checked,
+    counted_player_line,
     end_page,
     env_picker,
     lab,
@@ -25,6 +28,7 @@ from pages.common import (
     record_step,
     session_dataset,
     setting,
+    settings_follow_env,
     share_settings,
     show_code,
     show_error,
@@ -49,6 +53,8 @@ if dataset is None and state.dataset is None:
 if dataset is None:
     end_page()
 what_to_notice("ensemble", dataset.env_id)
+counted = env_defaults(dataset.env_id).player
+settings_follow_env("ens", dataset.env_id, {"ens_mode": counted})  # the game's counted player
 
 with st.form("ensemble_form"):
     c = st.columns(5)
@@ -89,9 +95,19 @@ with st.form("ensemble_form"):
         key="ens_seed",
         help="Member 1 uses this seed, member 2 the next one, and so on.",
     )
+    mode = url_select(
+        st.columns(5)[0],
+        "How they play",
+        list(PLAYERS),
+        counted,
+        key="ens_mode",
+        format_func=PLAYER_CHOICES.get,
+        help="greedy: each player makes its most probable move (the ensemble: its vote's); sampled: a move drawn "
+        f"from its probabilities (the ensemble: from its vote's shares). {dataset.env_id} counts the {counted} player.",
+    )
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
-share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed"])
+share_settings(["ens_members", "ens_vote", "ens_epochs", "ens_games", "ens_seed", "ens_mode"])
 if submitted and checked(members, epochs, games, seed):
     from cartpole_core.ensemble import evaluate_ensemble
     from cartpole_core.jobs import ensemble_job
@@ -111,7 +127,9 @@ if submitted and checked(members, epochs, games, seed):
             "Training the ensemble", ensemble_job, dataset, ModelConfig(), TrainingConfig(), cfg, progress=member_update
         )
         eval_update, eval_bar = progress_bar("Playing")
-        config = EvaluationConfig.for_env(dataset.env_id, games=int(games), seed=int(seed))
+        config = EvaluationConfig.for_env(
+            dataset.env_id, games=int(games), seed=int(seed), sample_actions=mode == "sampled"
+        )
         evaluation = ray_job("Playing", evaluate_ensemble, trained.policy(), config, progress=eval_update)
         eval_bar.empty()
     except Exception as exc:  # shown to the user; the session keeps what it had
@@ -128,6 +146,13 @@ if submitted and checked(members, epochs, games, seed):
 
 ens, ev = state.ensemble, state.ensemble_eval
 if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id, "Your ensemble plays"):
+    sampled = ev.ensemble.config.sample_actions
+    moves = PLAYER_WORDS["sampled" if sampled else "greedy"].replace("its", "their")
+    st.subheader(
+        f"The ensemble and its {len(ev.members)} members, {moves}, on {ev.ensemble.config.games:,} games of "
+        f"{ev.ensemble.config.env_id}"
+    )
+    st.markdown(counted_player_line(ev.ensemble.config.env_id, sampled))
     best_member = max(m.mean for m in ev.members)
     m = st.columns(4)
     m[0].metric(f"Ensemble mean ({ens.config.vote} vote)", f"{ev.ensemble.mean:.1f}")
@@ -147,7 +172,12 @@ if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id
             x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("mean score:Q", title="mean score"),
             color=alt.Color(
-                "kind:N", scale=alt.Scale(domain=["member", "ensemble"], range=[MODEL_COLOR, ACCENT]), legend=None
+                "kind:N",
+                scale=alt.Scale(
+                    domain=["member", "ensemble"],
+                    range=[PLAYER_COLORS["sampled" if sampled else "greedy"], PLAYER_COLORS["ensemble"]],
+                ),
+                legend=None,
             ),
             tooltip=["player:N", alt.Tooltip("mean score:Q", format=".1f")],
         )

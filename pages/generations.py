@@ -9,15 +9,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import PLAYERS, env_defaults, selection_words, target_words
+from cartpole_core.envs import PLAYERS, env_defaults, env_info, score_range, selection_words, target_words
 from cartpole_core.errors import UserError
-from cartpole_core.improve import DATA_MODES, ImproveConfig
+from cartpole_core.improve import DATA_MODES, GenerationRecord, ImproveConfig
 from cartpole_core.progress import Progress
 from cartpole_core.storage import RunRecord
 from pages.common import (
     ACCENT,
     LIMITS,
-    MODEL_COLOR,
+    PLAYER_COLORS,
     board_results,
     checked,
     env_picker,
@@ -26,6 +26,7 @@ from pages.common import (
     lab,
     next_step,
     of_this_game,
+    policy_colors,
     ray_job,
     record_step,
     run_with_stop,
@@ -60,47 +61,154 @@ state = lab()
 st.title("Generations")
 st.markdown(
     "The notebook stops at a network that imitates lucky random play. Repeat its own idea: let the "
-    "network play, **keep its best games, and retrain on them** (the cross-entropy method). A "
-    "generation that plays clearly worse than the best network is not built on: the next starts again "
-    "from the best. Every generation is measured on the same "
-    "fixed games twice: playing its **most probable action** (greedy) and **drawing its action from its "
-    "probabilities** (sampled, how it plays while collecting games)."
+    "network play, **keep its best games, and retrain on them** (the cross-entropy method). Every generation "
+    "is measured on the same fixed games twice: playing its **most probable action** (greedy) and **drawing "
+    "its action from its probabilities** (sampled, how it plays while collecting games). A generation whose "
+    "counted player scores clearly worse than the best network's (by more than the measurement's noise) is "
+    "not built on: the next starts again from the best, **unless the player that collects the games got "
+    "clearly better** (that is the method making progress, which starting over would undo). The table says, "
+    "generation by generation, which network the next one started from and why."
 )
 st.caption(RACE_SUMMARY)
 
 
-def records_frame(records: list[Any]) -> pd.DataFrame:
-    """One row per generation; ``mean`` … ``max`` are of the player that counts (``player``)."""
-    return pd.DataFrame(
-        [
-            {
-                "generation": r.generation,
-                "player": r.player,
-                "mean": r.mean,
-                "greedy mean": r.greedy_mean,
-                "sampled mean": r.sampled_mean,
+def signed(score: float, env_id: str) -> str:
+    """A mean score as the verdict says it: ``"241.3"``, ``"500"``, and with its sign where a
+    game's scores can be negative (``"+11.7"``, ``"-98.2"``)."""
+    text = f"{round(score, 1):g}" if float(round(score, 1)).is_integer() else f"{score:.1f}"
+    negative_scores = score_range(env_id, 1)[0] < 0
+    return f"+{text}" if negative_scores and score > 0 else text
+
+
+def next_step_words(record: GenerationRecord, after: GenerationRecord | None, config: ImproveConfig) -> str:
+    """What the generation after ``record`` started from, and why (``after``: that
+    generation's record; None for the last one)."""
+    if after is None:
+        return "—"
+    best, reason = after.best_before, after.start_reason
+    collecting = "sampled" if config.sample_actions else "greedy"
+    if reason == "best":
+        return "built on: the best so far"
+    if reason == "noise":
+        return f"built on: below generation {best}, within the noise"
+    if reason == "collecting":
+        return f"built on: clearly worse than generation {best}, but its {collecting} player clearly better"
+    if reason == "fallback":
+        return f"not built on: clearly worse than generation {best}; the next starts from {best}"
+    if reason == "kept":
+        return f"built on: clearly worse than generation {best} (falling back is off)"
+    return f"built on: generation {after.started_from}" if after.started_from == record.generation else "—"
+
+
+def records_frame(records: list[Any], config: ImproveConfig | None = None) -> pd.DataFrame:
+    """One row per generation; ``mean`` … ``max`` are of the player that counts (``player``);
+    with ``config``, a column saying what the next generation started from and why."""
+    rows = []
+    for i, r in enumerate(records):
+        row = {
+            "generation": r.generation,
+            "mean": r.mean,
+            "greedy mean": r.greedy_mean,
+            "sampled mean": r.sampled_mean,
+        }
+        if config is not None:
+            row["next generation"] = next_step_words(r, records[i + 1] if i + 1 < len(records) else None, config)
+        rows.append(
+            row
+            | {
+                "trained from": "—" if r.started_from < 0 else f"generation {r.started_from}",
                 "median": r.median,
                 "min": r.min,
                 "max": r.max,
-                "trained from": "—" if r.started_from < 0 else f"generation {r.started_from}",
+                "player": r.player,
                 "rows": r.samples,
                 "accuracy": "—" if r.accuracy is None else f"{r.accuracy:.3f}",
                 "seconds": r.seconds,
                 "elapsed": r.elapsed,
             }
-            for r in records
-        ]
+        )
+    return pd.DataFrame(rows)
+
+
+def verdict(records: list[GenerationRecord], config: ImproveConfig, stopped: bool | None) -> tuple[bool, str]:
+    """Whether the run reached its target, and the one sentence that says how it ended: solved
+    (or mastered) at which generation and whether it stopped there, or how far it got.
+    ``stopped``: True when Stop ended it, None when not known (no result came back)."""
+    env_id, target, last = config.env_id, config.target_mean, records[-1].generation
+    best = max(records, key=lambda r: (r.mean, r.generation))  # the later one on a tie, as the run keeps
+    counted = f"the {config.player} player's mean"
+    if target is None:
+        best_words = f"{signed(best.mean, env_id)} at generation {best.generation}"
+        return False, f"No target set: the best, {counted}, is {best_words}."
+    top = score_range(env_id, config.goal_steps)[1]
+    own = {env_defaults(env_id).target, env_info(env_id).reward_threshold}
+    reached = next((r for r in records if r.mean >= target), None)
+    if reached is not None:
+        g, early = reached.generation, reached.generation < config.max_generations
+        if target >= top:
+            if early:
+                return True, f"Mastered: stopping at generation {g} ({top:g} is the most a game can score)."
+            return True, f"Mastered at generation {g} ({top:g} is the most a game can score)."
+        what = "Solved" if target in own else "Reached the target"
+        stop = f"; stopping there, before the {config.max_generations} generations allowed" if early else ""
+        score = signed(reached.mean, env_id)
+        return True, f"{what} at generation {g}: {counted} {score} against the target {target:g}{stop}."
+    what = "Not mastered yet" if target >= top else "Not solved yet" if target in own else "Target not reached yet"
+    if stopped:
+        ended = f"when you stopped it after generation {last}"
+    elif stopped is None:
+        ended = f"when it ended after generation {last}"
+    elif last < config.max_generations and records[-1].elapsed > config.max_seconds:
+        ended = f"when the time limit ({config.max_seconds:g} s) ended it after generation {last}"
+    else:
+        ended = f"after all {config.max_generations} generations"
+    return False, (
+        f"{what}: best {signed(best.mean, env_id)} against the target {target:g} ({counted}, generation "
+        f"{best.generation}), {ended}."
     )
+
+
+def what_the_numbers_show(records: list[GenerationRecord], config: ImproveConfig) -> str:
+    """What the records show, player by player: where each started and ended, its best when it
+    fell back from there, and the generations not built on."""
+    env_id, last = config.env_id, records[-1].generation
+    if last == 0:
+        return (
+            f"Only generation 0 so far: the greedy player {signed(records[0].greedy_mean, env_id)}, the sampled "
+            f"player {signed(records[0].sampled_mean, env_id)}."
+        )
+    lines = []
+    for player in PLAYERS:
+        means = [getattr(r, f"{player}_mean") for r in records]
+        first, end = means[0], means[-1]
+        peak = max(range(len(means)), key=lambda i: (means[i], i))
+        verb = "climbed" if end > first else "fell" if end < first else "stayed"
+        line = (
+            f"the {player} player{' (the one that counts)' if player == config.player else ''} {verb} from "
+            f"{signed(first, env_id)} at generation 0 to {signed(end, env_id)} at generation {last}"
+        )
+        if means[peak] > end:
+            line += f", below its best, {signed(means[peak], env_id)} at generation {records[peak].generation}"
+        lines.append(line)
+    text = "In this run, " + "; ".join(lines) + "."
+    fell_back = sum(r.start_reason == "fallback" for r in records)
+    if fell_back:
+        times = "Once" if fell_back == 1 else f"{fell_back} times"
+        text += (
+            f" {times} a generation clearly worse than the best was not built on: the next one started again from "
+            "the best (see the table)."
+        )
+    return text
 
 
 def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     """Both players' mean score per generation, the counted player's min-max range as a band
-    and the target as a rule."""
+    and the target as a rule; each player in its own colour (the same on every page)."""
     counted = str(df["player"].iloc[0]) if len(df) else "greedy"
     base = alt.Chart(
         df, title=f"Evaluation score per generation (same games every generation; band: {counted} min–max)"
     )
-    band = base.mark_area(opacity=0.15, color=MODEL_COLOR).encode(
+    band = base.mark_area(opacity=0.15, color=PLAYER_COLORS[counted]).encode(
         x=alt.X("generation:Q", title="generation", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("min:Q", title="score"),
         y2="max:Q",
@@ -108,20 +216,15 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     players = df.melt(
         id_vars=["generation"], value_vars=["greedy mean", "sampled mean"], var_name="player", value_name="score"
     )
-    players["player"] = players["player"].map(
-        lambda p: p.removesuffix(" mean") + (" (counts)" if p.startswith(counted) else "")
-    )
+    names = {p: p.removesuffix(" mean") + (" (counts)" if p.startswith(counted) else "") for p in players["player"]}
+    players["player"] = players["player"].map(names)
     line = (
         alt.Chart(players)
         .mark_line(point=True)
         .encode(
             x="generation:Q",
             y="score:Q",
-            color=alt.Color(
-                "player:N",
-                title="player",
-                scale=alt.Scale(range=[MODEL_COLOR, ACCENT] if counted == "greedy" else [ACCENT, MODEL_COLOR]),
-            ),
+            color=alt.Color("player:N", title="player", scale=policy_colors(sorted(set(names.values())))),
             tooltip=["generation:Q", "player:N", alt.Tooltip("score:Q", format=".1f")],
         )
     )
@@ -164,7 +267,19 @@ st.caption(
     + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
     + "; the score shown is always the game's own."
 )
-what_to_notice("generations", env_id)
+notice = st.empty()  # "What to notice", with what this session's numbers show (drawn again below)
+
+
+def draw_notice() -> None:
+    live = state.improve_live
+    numbers = ""
+    if live and live["records"] and live["config"].env_id == env_id:
+        numbers = what_the_numbers_show(live["records"], live["config"])
+    with notice.container():
+        what_to_notice("generations", env_id, numbers)
+
+
+draw_notice()
 with st.form("improve_form"):
     start_from = st.radio(
         "Start from",
@@ -280,8 +395,8 @@ with st.form("improve_form"):
             "Build on the best network",
             value=DEFAULTS.fallback,
             key="imp_fallback",
-            help="A generation that plays worse than the best so far is not built on: the next starts again "
-            "from the best network.",
+            help="A generation whose counted player scores clearly worse than the best so far is not built on "
+            "(unless the player collecting the games got clearly better): the next starts again from the best network.",
         )
         c = st.columns(4)
         first_games = url_number(
@@ -378,8 +493,8 @@ if submitted and checked(generations, games, epochs, eval_games, confirm, seed, 
 result = state.improve
 live = state.improve_live
 if live and live["records"] and of_this_game(live["config"].env_id, "Your last generations played"):
-    records = live["records"]
-    df = records_frame(records)
+    records, run_config = live["records"], live["config"]
+    df = records_frame(records, run_config)
     best = max(records, key=lambda r: (r.mean, r.generation))
     m = st.columns(4)
     m[0].metric("Generations", f"{len(records) - 1}")
@@ -402,7 +517,9 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
             help="The best network on games it was never measured on.",
         )
     m[3].metric("Seconds", f"{records[-1].elapsed:.1f}")
-    st.altair_chart(progress_chart(df, result.config.target_mean if result else None), width="stretch")
+    reached, sentence = verdict(records, run_config, None if result is None else result.stopped_early)
+    (st.success if reached else st.info)(sentence, icon=":material/flag:")
+    st.altair_chart(progress_chart(df, run_config.target_mean), width="stretch")
     kept = pd.DataFrame(
         [
             {"generation": r.generation, "score": score, "games": count}
@@ -415,10 +532,11 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
         st.altair_chart(
             alt.Chart(
                 kept,
-                title="Kept games per score, each generation (the Counter, generation by generation)",
+                title="Kept games per score, each generation (the Counter, generation by generation; played by the "
+                f"{'sampled' if run_config.sample_actions else 'greedy'} player)",
                 height=alt.Step(28),  # per row: a fixed pixel height squashes the rows in Streamlit
             )
-            .mark_circle(color=MODEL_COLOR)
+            .mark_circle(color=PLAYER_COLORS["sampled" if run_config.sample_actions else "greedy"])
             .encode(
                 x=alt.X("score:Q", title="score of a kept game"),
                 y=alt.Y("generation:O", title="generation"),
@@ -432,7 +550,17 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
             ),
             width="stretch",
         )
-    st.dataframe(df.round(3), hide_index=True, width="stretch")
+    st.dataframe(
+        df.round(3),
+        hide_index=True,
+        width="stretch",
+        column_config={"next generation": st.column_config.TextColumn(width=460)},
+    )
+    if (df["next generation"].str.startswith("not built on")).any():
+        st.caption(
+            "Not built on: that generation's network scored clearly below the best one's, so the next generation "
+            "started again from the best network."
+        )
     show_code("generations", result)
     if result is not None and st.button(
         "Save as a run",
@@ -487,4 +615,6 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
             state.timelapse_gif,
             caption="The same game, played by each generation in turn (sped up), with its generation's mean",
         )
+
+draw_notice()  # with this run's numbers
 next_step(("pages/sweep.py", "Sweep"), ("pages/compare.py", "Compare"))

@@ -108,15 +108,19 @@ def _notes(page: str, env_id: str) -> str:
     if page == "generations":
         return (
             "Each generation learns from the network's own best games, so the data gets better as the network "
-            f"does. Watch both players' means climb toward the target ({target_words(env_id)})."
+            f"does. Watch the mean of the player that counts ({d.player}) rise toward the target ({env_id} is "
+            f"{target_words(env_id)}), and whether the other player follows: the two can part ways."
         )
     return ""
 
 
-def what_to_notice(page: str, env_id: str) -> None:
-    """Two or three lines on what to look at on ``page``, for the game ``env_id``."""
+def what_to_notice(page: str, env_id: str, numbers: str = "") -> None:
+    """Two or three lines on what to look at on ``page``, for the game ``env_id``; ``numbers``:
+    what this session's own results show, computed from them (said after the lines)."""
     text = _notes(page, env_id)
     if text:
         with st.expander("What to notice", icon=":material/lightbulb:"):
             st.markdown(text)
+            if numbers:
+                st.markdown(numbers)
             st.caption("Words you meet here are explained on the Glossary page.")

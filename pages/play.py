@@ -6,20 +6,25 @@ import numpy as np
 import streamlit as st
 
 from cartpole_core.envs import PLAYERS, env_defaults, env_info
-from cartpole_core.evaluate import EvaluationConfig
+from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
+    PLAYER_CHOICES,
+    Step,
     board_results,
     checked,
     choice_chart,
+    counted_player_line,
     ensemble_fits,
     env_picker,
     lab,
     metrics_row,
+    network_label,
     next_step,
     of_this_game,
+    player_title,
     progress_bar,
     ray_job,
     record_step,
@@ -29,8 +34,8 @@ from pages.common import (
     setting,
     settings_follow_env,
     share_settings,
-    show_code,
     show_error,
+    show_recipe,
     shown_step,
     url_number,
     url_select,
@@ -40,9 +45,9 @@ from pages.learn import what_to_notice
 state = lab()
 st.title("Play & evaluate")
 st.markdown(
-    "Now the network plays: each step it sees the observation and takes its most probable action "
-    "(from the very first observation — the notebook chose the first action at random). "
-    "Random play meets exactly the same games, so the comparison is fair."
+    "Now the network plays: each step it sees the observation and makes a move, either always its most "
+    "probable one or one drawn from its probabilities (from the very first observation — the notebook chose "
+    "the first action at random). Random play meets exactly the same games, so the comparison is fair."
 )
 
 env_id = env_picker("play_env").env_id  # type: ignore[union-attr]  (any game: None only with choices)
@@ -76,9 +81,11 @@ play_mode = url_select(
     list(PLAYERS),
     env_defaults(env_id).player,
     key="play_mode",
+    format_func=PLAYER_CHOICES.get,
     help="greedy: always its most probable action; sampled: an action drawn from its probabilities "
     f"(the way Generations trains it). {env_id} counts the {env_defaults(env_id).player} player.",
 )
+why_slot = st.empty()  # which player this game counts, and why: here when no result of it says so
 if state.model is None:
     st.info(
         "No model in this session yet: train one to see it play. Random play works meanwhile.",
@@ -128,18 +135,60 @@ if st.button(
     finally:
         bar.empty()
 
+
+def play_step(result: EvaluationResult, baseline: EvaluationResult) -> Step | None:
+    """The code of the evaluation on show: the step that made it here, or for the notebook's
+    own evaluation (Home's one click, a sweep's best settings) the code of that evaluation
+    alone, the session's network on the same games (not kept as a step of its own: the
+    session's notebook has it already)."""
+    step = shown_step("play", result)
+    notebook = state.notebook
+    if step is None and notebook is not None and notebook.evaluation is result and model is not None:
+        from cartpole_core.recipes import play_recipe
+
+        step = Step("play", play_recipe(result.config, result, baseline), result, model=model)
+    return step
+
+
+def film_if_missing(result: EvaluationResult, baseline: EvaluationResult) -> None:
+    """An evaluation that came without its films (the notebook's, made on Home) gets them
+    here, once: its best and worst games and random play on the best, played again by the
+    session's network."""
+    notebook = state.notebook
+    if state.evaluation_gifs or model is None or notebook is None or notebook.evaluation is not result:
+        return
+    from cartpole_core.jobs import film_job
+    from cartpole_core.policies import ModelPolicy
+
+    update, bar = progress_bar("Filming the best and the worst game")
+    try:
+        gifs = ray_job("Filming", film_job, ModelPolicy(model, name=result.policy_name), result, baseline,
+                       LIMITS["gif_frames"], progress=update)  # fmt: skip
+    except Exception as exc:  # shown to the user; the scores are shown anyway
+        show_error(exc)
+    else:
+        state.evaluation_gifs = gifs
+    finally:
+        bar.empty()
+
+
 result, baseline = state.evaluation, state.evaluation_random
+if result is None or result.config.env_id != env_id or result.policy_name == "random":
+    why_slot.caption(counted_player_line(env_id))
 if result is not None and baseline is not None and of_this_game(result.config.env_id, "Your last evaluation was on"):
     info = env_info(result.config.env_id)
-    how = " (sampled actions)" if result.config.sample_actions else " (most probable action)"
+    sampled = result.config.sample_actions and result.policy_name != "random"
+    name = "network" if result.policy_name == "model" else result.policy_name  # "model": the notebook's network
     yours = [g for g in state.your_games if g.env_id == info.env_id]
     you = None  # your scores on the very same starts, game for game (see Play it yourself)
     if yours and result.config.seed == 0 and result.config.games <= len(yours):
         you = np.asarray([g.score for g in yours[: result.config.games]], dtype=float)
-    player = result.policy_name + ("" if result.policy_name == "random" else how)
-    st.subheader(
-        f"{'you vs ' if you is not None else ''}{player} vs random on {result.config.games:,} games of {info.env_id}"
-    )
+    title = f"{'you vs ' if you is not None else ''}{player_title(result.policy_name, sampled)}"
+    versus = "" if result.policy_name == "random" else ", vs random play"
+    st.subheader(f"{title[0].upper()}{title[1:]}{versus} on {result.config.games:,} games of {info.env_id}")
+    if result.policy_name != "random":
+        st.markdown(counted_player_line(info.env_id, sampled))
+    film_if_missing(result, baseline)
     if you is not None:
         c = st.columns(4)
         for col, name, value in zip(
@@ -154,7 +203,7 @@ if result is not None and baseline is not None and of_this_game(result.config.en
             f"You played {len(yours)} {info.env_id} game(s): play with seed 0 and at most {len(yours)} games "
             "to meet them on the same starts, you vs the network vs random."
         )
-    metrics_row(result, result.policy_name)
+    metrics_row(result, name)
     metrics_row(baseline, "random")
     gif_cols = st.columns(3)
     for col, key in zip(gif_cols, ("best", "worst", "random"), strict=True):
@@ -167,7 +216,7 @@ if result is not None and baseline is not None and of_this_game(result.config.en
             scores_by_game_chart(
                 {
                     **({"you": you} if you is not None else {}),
-                    result.policy_name: result.scores,
+                    network_label(name, sampled): result.scores,
                     "random": baseline.scores,
                 },
                 "Every game's score, same games",
@@ -177,7 +226,8 @@ if result is not None and baseline is not None and of_this_game(result.config.en
     with c2:
         st.altair_chart(
             choice_chart(
-                {result.policy_name: result.choice_ratios, "random": baseline.choice_ratios}, info.action_names
+                {network_label(name, sampled): result.choice_ratios, "random": baseline.choice_ratios},
+                info.action_names,
             ),
             width="stretch",
         )
@@ -185,7 +235,10 @@ if result is not None and baseline is not None and of_this_game(result.config.en
         f"{result.steps_played:,} steps in {result.seconds:.2f} s "
         f"({1000 * result.seconds / max(result.steps_played, 1):.3f} ms a step, all games at once)."
     )
-    if not show_code("play", result):
+    code = play_step(result, baseline)
+    if code is not None:
+        show_recipe(code.recipe, "play", model=code.model)
+    else:
         st.caption("Show the code: for the network only (random play's is on Random play; the ensemble has no file).")
     if st.button(
         "Save as a run",
@@ -193,6 +246,7 @@ if result is not None and baseline is not None and of_this_game(result.config.en
         key="play_save_run",
         help="Keep these scores (and the model) on the server to compare later (see Runs).",
     ):
+        by_network = result.policy_name in ("network", "model")  # "model": the notebook's own evaluation
         save_as_run(
             RunRecord(
                 kind="evaluate",
@@ -205,10 +259,10 @@ if result is not None and baseline is not None and of_this_game(result.config.en
                     "random_scores": baseline.scores,
                     "random_mean": baseline.mean,
                     "choice_ratios": result.choice_ratios,
-                    **board_results(state.model if result.policy_name == "network" else None, result.config),
+                    **board_results(state.model if by_network else None, result.config),
                 },
             ),
-            model=state.model if result.policy_name == "network" else None,
-            code=shown_step("play", result),
+            model=state.model if by_network else None,
+            code=code,
         )
 next_step(("pages/ensemble.py", "Ensemble"), ("pages/generations.py", "Generations"))

@@ -7,18 +7,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import make_env, obs_label
+from cartpole_core.envs import PLAYERS, env_defaults, make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
 from pages.common import (
+    PLAYER_CHOICES,
+    counted_player_line,
     end_page,
     ensemble_fits,
     env_picker,
     lab,
     next_step,
+    player_title,
     score_text,
     session_model,
+    settings_follow_env,
     share_settings,
     show_error,
     show_recipe,
@@ -122,7 +126,8 @@ action_name = url_select(
     help="The action whose probability the colours show.",
 )
 x_dim, y_dim = names.index(x_name), names.index(y_name)
-share_settings(["map_player", "map_x", "map_y", "map_action"])
+counted = env_defaults(env_id).player
+settings_follow_env("map", env_id, {"map_mode": counted})  # the game's counted player
 base = start_state()
 others = [i for i in range(info.obs_dim) if i not in (x_dim, y_dim)]
 if others:
@@ -138,12 +143,24 @@ if others:
             key=f"map_fix_{i}",
             help=f"Value of {names[i]} for every point of the map.",
         )
-overlay = st.checkbox(
+overlay_col, mode_col = st.columns([2, 1], vertical_alignment="bottom")
+overlay = overlay_col.checkbox(
     "Overlay the states of one evaluation game",
     value=True,
     key="map_overlay",
     help="Game 1 of seed 0, played by this player.",
 )
+mode = url_select(
+    mode_col,
+    "How it plays that game",
+    list(PLAYERS),
+    counted,
+    key="map_mode",
+    format_func=PLAYER_CHOICES.get,
+    help="The map shows the probabilities, the same for both; the overlaid game is played greedy (always the "
+    f"most probable move) or sampled (a move drawn from them). {env_id} counts the {counted} player.",
+)
+share_settings(["map_player", "map_x", "map_y", "map_action", "map_mode"])
 
 
 def current_policy() -> Policy:
@@ -195,7 +212,11 @@ heat = (
 layers: list[alt.Chart] = [heat]
 if overlay:
     try:
-        game = evaluate(policy, EvaluationConfig.for_env(env_id, games=1, seed=0, keep_observations=True))
+        sampled = mode == "sampled"
+        game = evaluate(
+            policy,
+            EvaluationConfig.for_env(env_id, games=1, seed=0, keep_observations=True, sample_actions=sampled),
+        )
     except UserError as exc:
         show_error(exc)
     else:
@@ -215,7 +236,10 @@ if overlay:
             )
             .encode(x="x:Q", y="y:Q", order="step:Q", tooltip=["step:Q"])
         )
-        st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {score_text(game.scores[0])}).")
+        st.caption(
+            f"The overlaid game lasted {int(game.lengths[0])} steps (score {score_text(game.scores[0])}), played by "
+            f"{player_title(players[player], sampled)}. {counted_player_line(env_id, sampled)}"
+        )
 st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
 if players[player] != "ensemble":
     from cartpole_core.recipes import policy_map_recipe

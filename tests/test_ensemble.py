@@ -204,3 +204,24 @@ def test_stopping_keeps_the_members_finished_so_far(small_dataset):
 def test_train_ensemble_on_an_empty_dataset_is_a_user_error(small_dataset):
     with pytest.raises(UserError, match="no rows"):
         train_ensemble(small_dataset.subset_games(np.array([], dtype=np.int64)), config=EnsembleConfig(members=2))
+
+
+@pytest.mark.parametrize("vote", ["soft", "hard"])
+def test_evaluate_ensemble_plays_sampled_when_asked(tiny_ensemble, vote):
+    """Issue 30, item 2: the ensemble plays as LunarLander's counted player does, drawing its
+    moves from its probabilities (a hard vote: from its vote's shares), and so does each member:
+    every one the same as on its own, seeded, and not the greedy play."""
+    from dataclasses import replace
+
+    policy = tiny_ensemble.policy(vote)
+    sampled = EvaluationConfig(games=6, seed=1, sample_actions=True)
+    result = evaluate_ensemble(policy, sampled)
+    assert result.ensemble.config.sample_actions and all(m.config.sample_actions for m in result.members)
+    alone = evaluate(policy, sampled)
+    np.testing.assert_array_equal(result.ensemble.scores, alone.scores)
+    np.testing.assert_array_equal(result.ensemble.choice_counts, alone.choice_counts)
+    np.testing.assert_array_equal(result.members[0].scores, evaluate(policy.members[0], sampled).scores)
+    again = evaluate_ensemble(policy, sampled)
+    np.testing.assert_array_equal(again.ensemble.scores, result.ensemble.scores)
+    greedy = evaluate_ensemble(policy, replace(sampled, sample_actions=False))
+    assert not np.array_equal(greedy.ensemble.observations, result.ensemble.observations), "it drew its moves"

@@ -9,7 +9,7 @@ import pytest
 
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
-from cartpole_core.improve import ImproveConfig, games_dataset, improve, select_best
+from cartpole_core.improve import ImproveConfig, games_dataset, improve, select_best, start_reason
 from cartpole_core.policies import RandomPolicy
 
 SMALL = dict(games_per_generation=30, eval_games=10, confirm_games=20, epochs=1, target_mean=None)
@@ -100,6 +100,8 @@ def test_a_worse_generation_is_not_built_on(make_tiny_model, small_dataset, monk
         result = improve(ImproveConfig(max_generations=2, seed=5, fallback=fallback, **SMALL), model)
         g0, g1, g2 = result.generations
         assert g1.mean < g0.mean and g1.mean <= 10, "generation 1 really got worse"
+        assert (g1.start_reason, g1.started_from, g1.best_before) == ("best", 0, 0)
+        assert g2.best_before == 0 and g2.start_reason == ("fallback" if fallback else "kept")
         if fallback:
             assert g2.started_from == 0
             assert all(np.array_equal(a, b) for a, b in zip(starts[2], first, strict=True)), "began from the best"
@@ -109,6 +111,26 @@ def test_a_worse_generation_is_not_built_on(make_tiny_model, small_dataset, monk
             assert not all(np.array_equal(a, b) for a, b in zip(starts[2], first, strict=True))
         assert result.best_mean >= g0.mean
         model.set_weights(first)
+
+
+def test_start_reason_says_why_a_worse_generation_is_or_is_not_built_on() -> None:
+    """Issue 30, item 2: the rule the Generations page states, reason by reason. A level is a
+    mean with its standard error; "clearly below" is by more than twice the standard error of
+    the difference (here 2 * hypot(10, 10) = 28.3)."""
+    from cartpole_core.improve import _Level
+
+    def levels(greedy: float, sampled: float) -> dict[str, _Level]:
+        return {"greedy": _Level(greedy, 10.0), "sampled": _Level(sampled, 10.0)}
+
+    top = levels(241.0, 200.0)
+    assert start_reason(top, top, True, "greedy", "sampled", True) == "best"
+    assert start_reason(levels(220.0, 190.0), top, False, "greedy", "sampled", True) == "noise"
+    assert start_reason(levels(142.0, 190.0), top, False, "greedy", "sampled", True) == "fallback"
+    assert start_reason(levels(142.0, 190.0), top, False, "greedy", "sampled", False) == "kept"
+    # 241 -> 142 built on: the sampled player, the one collecting the games, got clearly better.
+    assert start_reason(levels(142.0, 260.0), top, False, "greedy", "sampled", True) == "collecting"
+    # Where the counted player collects the games (LunarLander), clearly worse always falls back.
+    assert start_reason(levels(142.0, 150.0), top, False, "sampled", "sampled", True) == "fallback"
 
 
 def test_both_players_are_measured_and_the_counted_one_is_named(make_tiny_model) -> None:
