@@ -57,10 +57,17 @@ choices = ["current model", "ensemble", "random"]
 available = {"current model": model is not None, "ensemble": ensemble_fits(), "random": True}
 what_to_notice("play", env_id)
 c = st.columns(4)
+players = [name for name in choices if available[name]]
+if st.session_state.get("_play_offered", players) != players and players[0] != "random":
+    # a network (or an ensemble) is here since this page was last drawn: it is the one shown,
+    # not the random player remembered from when there was nothing else
+    st.session_state.pop("play_policy", None)
+    state.settings.pop("play_policy", None)
+st.session_state["_play_offered"] = players
 policy_choice = url_select(
     c[0],
     "Player",
-    players := [name for name in choices if available[name]],
+    players,
     players[0],
     key="play_policy",
     help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
