@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import 
 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
 from pages import sessions  # noqa: E402
-from pages.common import lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
+from pages.common import Lab, lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
 from pages.server import capacity_line, engine_line, server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
@@ -74,6 +74,16 @@ def sidebar() -> None:
                 st.rerun()
         if state.ensemble is not None:
             st.caption(f"Ensemble: **{len(state.ensemble.models)} members**, {state.ensemble.config.vote} vote")
+        if state.dataset is not None or state.model is not None or state.steps:
+            with st.popover("Start afresh", icon=":material/restart_alt:"):
+                st.caption(
+                    "Forget this session's dataset, models and results, on this server too (for a shared "
+                    "computer, or a clean slate). Runs you saved stay on the Runs page, but this browser can "
+                    "no longer delete them."
+                )
+                if st.button("Forget my session", key="start_afresh", type="primary"):
+                    st.session_state["lab"] = sessions.start_afresh(Lab)
+                    st.rerun()
         st.divider()
         st.caption(tensorflow_line())
         st.caption(server_line())

@@ -89,6 +89,8 @@ class Gone(enum.Enum):
     """Kept its time after the visitor left, then let go."""
     NO_ROOM = "no room"
     """Let go to make room for newer visitors (the store was full)."""
+    LEFT = "left"
+    """Its visitor started afresh (:func:`start_afresh`)."""
     UNKNOWN = "unknown"
     """Never seen by this server since it started (it restarted, or the token is not its)."""
 
@@ -158,6 +160,11 @@ class SessionStore(Generic[T]):
             if entry is not None:
                 entry.last_seen = self._clock()
                 entry.holders.add(holder)
+
+    def forget(self, token: str) -> None:
+        """Let go of the session of ``token`` now (its visitor started afresh)."""
+        with self._lock:
+            self._drop(_digest(token), Gone.LEFT)
 
     def sweep(self) -> None:
         """Note which sessions a tab still holds (their time starts again) and let go of those
@@ -251,6 +258,8 @@ def ended_line(why: Gone, minutes: int = MINUTES, kept: int = KEPT) -> str:
     """The line saying why the visitor's earlier session did not come back."""
     if why is Gone.EXPIRED:
         reason = f"this server keeps a session {kept_for(minutes)} after your last visit"
+    elif why is Gone.LEFT:
+        reason = "you started afresh"
     elif why is Gone.NO_ROOM:
         reason = f"this server keeps {kept} sessions at most and made room for newer visitors"
     else:
@@ -292,6 +301,21 @@ def begin(make: Callable[[], T]) -> T:
     _start_sweeper()
     if ended:
         st.toast(ended, icon=":material/history:", duration="long")
+    return value
+
+
+def start_afresh(make: Callable[[], T]) -> T:
+    """Forget this visitor's session (its work, its widgets, its token) and begin a new one,
+    ``make()``, under a new token: for a shared computer, or to clear the slate. Another tab of
+    the same session keeps what it shows until it reloads."""
+    token, holder = st.session_state.get(_TOKEN_KEY), _browser_session()
+    if token is not None:
+        STORE.forget(str(token))
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    value = make()
+    if holder is not None and MINUTES > 0:
+        st.session_state[_TOKEN_KEY] = STORE.new(value, holder)
     return value
 
 

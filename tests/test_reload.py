@@ -30,7 +30,7 @@ COOKIE = "cartpole_lab_session"
 def session_lines(page) -> str:
     """The sidebar's "This session" block (up to the hardware lines)."""
     text = page.locator('[data-testid="stSidebar"]').inner_text()
-    return text[text.index("This session") : text.index("TensorFlow")]
+    return text[text.index("This session") : text.index("Networks")]  # the footer starts with where networks train
 
 
 def dataset_and_model(page) -> tuple[str, str]:
@@ -76,6 +76,19 @@ def test_a_reload_keeps_the_dataset_and_model_and_another_visitor_gets_none(serv
     second_tab.goto(server)
     settle(second_tab)
     assert dataset_and_model(second_tab) == (dataset, model)
+
+    # Start afresh (a shared computer): the work is forgotten on the server too, a reload
+    # does not bring it back, and the browser gets a new token.
+    second_tab.get_by_role("button", name="Start afresh").click()
+    second_tab.get_by_role("button", name="Forget my session").click()
+    settle(second_tab)
+    no_exception(second_tab)
+    assert dataset_and_model(second_tab) == ("Dataset: none yet", "Model: none yet"), session_lines(second_tab)
+    second_tab.reload()
+    settle(second_tab)
+    assert dataset_and_model(second_tab) == ("Dataset: none yet", "Model: none yet"), session_lines(second_tab)
+    (fresh,) = [c for c in visitor.cookies() if c["name"] == COOKIE]
+    assert fresh["value"] != cookie["value"]
     visitor.close()
 
 

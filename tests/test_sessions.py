@@ -58,6 +58,17 @@ def test_a_reload_brings_back_the_very_same_lab_with_its_owner_secret() -> None:
     assert isinstance(back, Lab) and back.owner_secret == lab.owner_secret
 
 
+def test_a_session_forgotten_by_its_visitor_is_gone_at_once_even_with_a_tab_open() -> None:
+    kept, _, tabs = store()
+    tabs.open.add("tab 1")
+    token = kept.new(Lab(), "tab 1")
+    other = kept.new(Lab(), "tab 2")
+    kept.forget(token)
+    assert kept.resume(token, "tab 1") is Gone.LEFT and len(kept) == 1
+    assert isinstance(kept.resume(other, "tab 2"), Lab), "nobody else's session goes with it"
+    assert ended_line(Gone.LEFT) == "Your earlier session ended: you started afresh."
+
+
 def test_tokens_are_secret_random_and_only_their_hash_is_kept() -> None:
     kept, _, _ = store()
     tokens = {kept.new(Lab(), f"tab {i}") for i in range(20)}
