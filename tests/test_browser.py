@@ -862,7 +862,7 @@ def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser
     choose_env(page, "random_env", "LunarLander-v3")
     pickers = {
         "Generate data": "gen_env", "Train": "train_env", "Generations": "imp_env", "Play & evaluate": "play_env",
-        "Policy map": "map_env", "Compare": "cmp_env",
+        "Ensemble": "ens_env", "Sweep": "sweep_env", "Policy map": "map_env", "Compare": "cmp_env",
     }  # fmt: skip
     sidebar = page.locator('[data-testid="stSidebar"]')
     for name, key in pickers.items():
