@@ -19,6 +19,7 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     board_results,
+    chart_title,
     checked,
     env_picker,
     finish_stopped,
@@ -57,13 +58,8 @@ state = lab()
 st.title("Generations")
 st.markdown(
     "The notebook stops at a network that imitates lucky random play. Repeat its own idea: let the "
-    "network play, **keep its best games, and retrain on them** (the cross-entropy method). A "
-    "generation that plays clearly worse than the best network is not built on: the next starts again "
-    "from the best. Every generation is measured on the same "
-    "fixed games twice: playing its **most probable action** (greedy) and **drawing its action from its "
-    "probabilities** (sampled, how it plays while collecting games)."
+    "network play, **keep its best games, and retrain on them** (the cross-entropy method)."
 )
-st.caption(RACE_SUMMARY)
 
 
 def records_frame(records: list[Any]) -> pd.DataFrame:
@@ -94,9 +90,7 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     """Both players' mean score per generation, the counted player's min-max range as a band
     and the target as a rule."""
     counted = str(df["player"].iloc[0]) if len(df) else "greedy"
-    base = alt.Chart(
-        df, title=f"Evaluation score per generation (same games every generation; band: {counted} min–max)"
-    )
+    base = alt.Chart(df)
     band = base.mark_area(opacity=0.15, color=MODEL_COLOR).encode(
         x=alt.X("generation:Q", title="generation", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("min:Q", title="score"),
@@ -118,6 +112,7 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
                 "player:N",
                 title="player",
                 scale=alt.Scale(range=[MODEL_COLOR, ACCENT] if counted == "greedy" else [ACCENT, MODEL_COLOR]),
+                legend=alt.Legend(orient="bottom"),
             ),
             tooltip=["generation:Q", "player:N", alt.Tooltip("score:Q", format=".1f")],
         )
@@ -126,7 +121,10 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     if target is not None:
         rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT, strokeDash=[4, 4])
         layers.append(rule.encode(y="target:Q"))
-    return alt.layer(*layers)
+    title = chart_title("Evaluation score per generation", f"same games every generation; band: {counted} min–max")
+    # The height holds the title and the legend under the plot (the legend is there, not at the
+    # side, so the plot keeps its width on a phone): 430 px leave the plot its ~200.
+    return alt.layer(*layers).properties(title=title, height=430)
 
 
 def keep_stopped_generations(result: Any) -> str | None:
@@ -153,14 +151,6 @@ if session_model("imp", here="pages/generations.py") is not None:  # a model of 
     start_choices.insert(0, f"the current model ({state.model_source})")
 fitted = env_defaults(env_id)  # the env's step limit, the score that masters it, its player and selection
 settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player, "imp_data": fitted.data})
-st.caption(
-    f"{env_id}: games of up to {fitted.goal_steps:,} steps"
-    + f", {target_words(env_id)}"
-    + f" (the {fitted.player} player counts). Games are picked by "
-    f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
-    + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
-    + "; the score shown is always the game's own."
-)
 what_to_notice("generations", env_id)
 with st.form("improve_form"):
     start_from = st.radio(
@@ -305,6 +295,23 @@ with st.form("improve_form"):
             help="Rows per learning step, for the first network and every generation.",
         )
     submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
+# After the button (on a phone too, the button is on the first screen): how a run goes, and how fast.
+with st.expander("How generations go, and how fast", icon=":material/school:"):
+    st.markdown(
+        "A generation that plays clearly worse than the best network is not built on: the next starts again "
+        "from the best. Every generation is measured on the same "
+        "fixed games twice: playing its **most probable action** (greedy) and **drawing its action from its "
+        "probabilities** (sampled, how it plays while collecting games)."
+    )
+    st.caption(
+        f"{env_id}: games of up to {fitted.goal_steps:,} steps"
+        + f", {target_words(env_id)}"
+        + f" (the {fitted.player} player counts). Games are picked by "
+        f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
+        + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
+        + "; the score shown is always the game's own."
+    )
+    st.caption(RACE_SUMMARY)
 
 share_settings(
     [
@@ -412,8 +419,8 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
         st.altair_chart(
             alt.Chart(
                 kept,
-                title="Kept games per score, each generation (the Counter, generation by generation)",
-                height=alt.Step(28),  # per row: a fixed pixel height squashes the rows in Streamlit
+                title=chart_title("Kept games per score, each generation", "the Counter, generation by generation"),
+                height=alt.Step(32),  # per row: a fixed pixel height squashes the rows in Streamlit
             )
             .mark_circle(color=MODEL_COLOR)
             .encode(

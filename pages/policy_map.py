@@ -12,6 +12,7 @@ from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
 from pages.common import (
+    chart_title,
     end_page,
     ensemble_fits,
     env_picker,
@@ -177,7 +178,7 @@ cells = pd.DataFrame(
     }
 )
 heat = (
-    alt.Chart(cells, title=f"P({action_name}) by {x_name} and {y_name}")
+    alt.Chart(cells)
     .mark_rect()
     .encode(
         x=alt.X("x:Q", title=x_name, scale=alt.Scale(domain=list(ranges[x_dim]), nice=False)),
@@ -185,7 +186,10 @@ heat = (
         y=alt.Y("y:Q", title=y_name, scale=alt.Scale(domain=list(ranges[y_dim]), nice=False)),
         y2="y2:Q",
         color=alt.Color(
-            "p:Q", title=f"P({action_name})", scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True)
+            "p:Q",
+            title=f"P({action_name})",
+            scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True),
+            legend=alt.Legend(orient="bottom"),  # the map keeps the width, on a phone too
         ),
         tooltip=[alt.Tooltip("p:Q", format=".2f", title=f"P({action_name})")],
     )
@@ -214,7 +218,9 @@ if overlay:
             .encode(x="x:Q", y="y:Q", order="step:Q", tooltip=["step:Q"])
         )
         st.caption(f"The overlaid game lasted {int(game.lengths[0])} steps (score {game.scores[0]:g}).")
-st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
+title = chart_title(f"P({action_name}) by {x_name} and {y_name}")
+# The height holds the title and the legend under the map too.
+st.altair_chart(alt.layer(*layers).properties(height=560, title=title), width="stretch")
 if players[player] != "ensemble":
     from cartpole_core.recipes import policy_map_recipe
 
