@@ -81,4 +81,4 @@ clean:
 
 ## screenshots: refresh the README's screenshots (docs/screenshots) with the browser test
 screenshots: $(VENV)/.dev-installed browser
-	CARTPOLE_LAB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_browser.py -q
+	CARTPOLE_LAB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/test_browser.py tests/test_phone.py -q

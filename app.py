@@ -18,9 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import 
 from cartpole_core.cluster import engine_info, warm_engine  # noqa: E402
 from pages import sessions  # noqa: E402
 from pages.common import Lab, lab, model_fits, page_frame, remember_settings, tensorflow_line, undo_last  # noqa: E402
+from pages.phone import fit_phones  # noqa: E402
 from pages.server import capacity_line, engine_line, server_line  # noqa: E402
 
 st.set_page_config(page_title="CartPole Lab", page_icon="🕹️", layout="wide")
+fit_phones()  # tap targets for a fingertip, forms that keep their button on a phone's first screen
 
 PAGES = {
     "Start": [

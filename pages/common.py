@@ -12,6 +12,7 @@ import functools
 import re
 import secrets
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -801,6 +802,24 @@ def tensorflow_line() -> str:
 
 # ---------------------------------------------------------------- charts
 
+#: The longest line of a chart's title and of its subtitle (characters). Vega-Lite counts the
+#: title in the chart's width: a title wider than a phone's 358 px column leaves the plot none
+#: (the Generations chart shrank to one vertical line). A title's letters are ~7 px wide, a
+#: subtitle's under 6: these lines fit 300 px.
+TITLE_LINE, SUBTITLE_LINE = 40, 52
+
+
+def chart_title(text: str, subtitle: str = "") -> alt.TitleParams:
+    """A chart's title that fits a phone: ``text`` in lines of at most :data:`TITLE_LINE`
+    characters, and an optional ``subtitle`` under it in smaller type, in lines of at most
+    :data:`SUBTITLE_LINE`. Give the whole chart (a layer's top, not one of its layers) this title:
+    only there does Streamlit also cut a line too long for the frame."""
+    lines = textwrap.wrap(text, TITLE_LINE, break_on_hyphens=False)
+    title = alt.TitleParams(lines if len(lines) > 1 else text)
+    if subtitle:
+        title.subtitle = textwrap.wrap(subtitle, SUBTITLE_LINE, break_on_hyphens=False)
+    return title
+
 
 def score_histogram(scores: np.ndarray, title: str, threshold: float | None = None) -> alt.Chart:
     """Histogram of game scores, with the keep threshold as a labelled red rule drawn on top.
@@ -812,7 +831,7 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
     counts, _ = np.histogram(values, bins=60) if values.size else (np.zeros(1), None)
     crowded = values.size > 0 and counts.max() > 0.6 * values.size
     bars = (
-        alt.Chart(df, title=title)
+        alt.Chart(df)
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("score:Q", bin=alt.Bin(maxbins=60), title="score (sum of rewards)"),
@@ -830,7 +849,7 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
         )
     )
     if threshold is None:
-        return bars
+        return bars.properties(title=chart_title(title))
     line = pd.DataFrame({"threshold": [threshold], "label": [f"kept from {score_text(threshold)}"]})
     rule = (
         alt.Chart(line)
@@ -842,14 +861,14 @@ def score_histogram(scores: np.ndarray, title: str, threshold: float | None = No
         .mark_text(color=ACCENT, align="left", dx=4, dy=4, baseline="top", fontWeight="bold")
         .encode(x="threshold:Q", y=alt.value(0), text="label:N")
     )
-    return bars + rule + label
+    return alt.layer(bars, rule, label).properties(title=chart_title(title))
 
 
 def counter_chart(counts: dict[float, int]) -> alt.Chart:
     """Bar chart of kept games per score (the notebook's Counter)."""
     df = pd.DataFrame({"score": list(counts.keys()), "games": list(counts.values())})
     return (
-        alt.Chart(df, title="Kept games per score (as the notebook counts them)")
+        alt.Chart(df, title=chart_title("Kept games per score", "as the notebook counts them"))
         .mark_bar(color=MODEL_COLOR)
         .encode(
             x=alt.X("score:Q", title="score"),
@@ -859,28 +878,38 @@ def counter_chart(counts: dict[float, int]) -> alt.Chart:
     )
 
 
-def curves_chart(df: pd.DataFrame, x: str, title: str, x_title: str) -> alt.Chart:
-    """Loss and accuracy against ``x`` in two panels side by side, each axis from 0 (a change
-    in the third decimal stays the small change it is)."""
+def curves_charts(df: pd.DataFrame, x: str, title: str, x_title: str, note: str = "") -> list[alt.Chart]:
+    """Loss and accuracy against ``x``, one chart each (titled "``title``: loss", with ``note``
+    under it), each axis from 0 (a change in the third decimal stays the small change it is).
+    Two charts, not a two-panel facet: a facet has a fixed width, too wide for a phone, and
+    :func:`show_curves` puts them side by side where there is room."""
     long = df.melt(id_vars=[x], value_vars=[c for c in df.columns if c != x and c != "epoch"], var_name="series")
     long["metric"] = np.where(long["series"].str.contains("loss"), "loss", "accuracy")
     long["series"] = long["series"].map(lambda name: FIELD_WORDS.get(name, name))
-    base = (
-        alt.Chart(long)
-        .mark_line(point=len(df) <= 30)
-        .encode(
-            # Epochs and batches are whole numbers: no 1.1, 1.2 … ticks between them.
-            x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
-            y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=True)),
-            color=alt.Color("series:N", title=None),
-            tooltip=[f"{x}:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
+    charts = []
+    for metric in ("loss", "accuracy"):
+        shown = long[long["metric"] == metric]
+        # A legend only for two curves (with validation); under the plot, so it keeps its width.
+        legend = alt.Legend(orient="bottom") if shown["series"].nunique() > 1 else None
+        charts.append(
+            # No height of its own: Streamlit's chart height holds the title and the legend too.
+            alt.Chart(shown, title=chart_title(f"{title}: {metric}", note))
+            .mark_line(point=len(df) <= 30)
+            .encode(
+                # Epochs and batches are whole numbers: no 1.1, 1.2 … ticks between them.
+                x=alt.X(f"{x}:Q", title=x_title, axis=alt.Axis(tickMinStep=1, format="d")),
+                y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=True)),
+                color=alt.Color("series:N", title=None, legend=legend),
+                tooltip=[f"{x}:Q", "series:N", alt.Tooltip("value:Q", format=".4f")],
+            )
         )
-    )
-    return (
-        base.properties(width=300, height=220)
-        .facet(column=alt.Column("metric:N", title=None), title=title)
-        .resolve_scale(y="independent")
-    )
+    return charts
+
+
+def show_curves(df: pd.DataFrame, x: str, title: str, x_title: str, note: str = "") -> None:
+    """:func:`curves_charts` side by side (one under the other on a phone)."""
+    for column, chart in zip(st.columns(2), curves_charts(df, x, title, x_title, note), strict=True):
+        column.altair_chart(chart, width="stretch")
 
 
 def batch_curves(batches: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -967,7 +996,7 @@ def scores_by_game_chart(results: dict[str, np.ndarray], title: str) -> alt.Char
     ]
     df = pd.concat(frames)
     return (
-        alt.Chart(df, title=title)
+        alt.Chart(df, title=chart_title(title))
         .mark_line(point=True)
         .encode(
             x=alt.X("game:Q", title="game (same start for every player)", axis=alt.Axis(tickMinStep=1)),
@@ -990,7 +1019,7 @@ def choice_chart(ratios: dict[str, np.ndarray], action_names: tuple[str, ...]) -
             # A height per bar: a fixed total height squashes nominal bars to nothing in
             # Streamlit's charts (streamlit/streamlit#9604).
             pd.DataFrame(rows),
-            title="Choice ratios: share of steps on each action",
+            title=chart_title("Choice ratios", "share of steps on each action"),
             height=alt.Step(30),
         )
         .mark_bar()
@@ -1022,11 +1051,14 @@ def next_step(*steps: tuple[str, str]) -> None:
         row.page_link(page, label=f"{'Next: ' if i == 0 else 'or '}{label} →")
 
 
-def metrics_row(result: EvaluationResult, label: str = "") -> None:
-    """Mean, median, min and max of an evaluation as st.metric tiles."""
+def metrics_rows(players: list[tuple[str, EvaluationResult]]) -> None:
+    """Mean, median, min and max of each ``(label, evaluation)`` as st.metric tiles: a row per
+    player, a column per figure. On a phone, where columns go one under another, each figure's
+    players stay together (the network's mean just above random play's)."""
     cols = st.columns(4)
-    prefix = f"{label} " if label else ""
-    cols[0].metric(f"{prefix}mean", f"{result.mean:.1f}")
-    cols[1].metric(f"{prefix}median", score_text(result.median))
-    cols[2].metric(f"{prefix}min", score_text(result.min))
-    cols[3].metric(f"{prefix}max", score_text(result.max))
+    for label, result in players:
+        prefix = f"{label} " if label else ""
+        cols[0].metric(f"{prefix}mean", f"{result.mean:.1f}")
+        cols[1].metric(f"{prefix}median", score_text(result.median))
+        cols[2].metric(f"{prefix}min", score_text(result.min))
+        cols[3].metric(f"{prefix}max", score_text(result.max))

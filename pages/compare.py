@@ -19,6 +19,8 @@ from pages.common import (
     MODEL_COLOR,
     PLAYER_CHOICES,
     PLAYER_WORDS,
+    RANDOM_COLOR,
+    chart_title,
     checked,
     choice_chart,
     counted_player_line,
@@ -145,7 +147,7 @@ if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Y
     st.markdown(counted_player_line(env_id, sampled))
     rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
     df = pd.DataFrame(rows)
-    base = alt.Chart(df, title="Mean score over seeds, with 95 % confidence intervals")
+    base = alt.Chart(df)
     bars = base.mark_bar(opacity=0.8).encode(
         x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("mean:Q", title="mean score"),
@@ -161,7 +163,8 @@ if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Y
         x=alt.X("player:N", sort=None), y=alt.Y("low:Q", title="mean score"), y2="high:Q"
     )
     c1, c2 = st.columns([3, 2])
-    c1.altair_chart(bars + errors, width="stretch")
+    title = chart_title("Mean score over seeds", "with 95 % confidence intervals")
+    c1.altair_chart(alt.layer(bars, errors).properties(title=title), width="stretch")
     c2.altair_chart(choice_chart({r.name: r.choice_ratios for r in results}, info.action_names), width="stretch")
     st.dataframe(
         pd.DataFrame(
@@ -226,24 +229,34 @@ elif dataset is not None:
                 {"observation": name, "games": label, "value": float(x), "share": float(y)}
                 for x, y in zip(edges[:-1], share, strict=True)
             ]
-    c2.altair_chart(
-        alt.Chart(pd.DataFrame(hist_rows), title="What the player saw: kept vs rejected games")
-        .mark_line(interpolate="step-after")
-        .encode(
-            x=alt.X("value:Q", title=None),
-            y=alt.Y("share:Q", title="share of steps", axis=alt.Axis(format="%")),
-            color=alt.Color("games:N", scale=alt.Scale(domain=["kept", "rejected"], range=[MODEL_COLOR, "#8d99ae"])),
-            tooltip=[
-                "observation:N",
-                "games:N",
-                alt.Tooltip("value:Q", format=".3f"),
-                alt.Tooltip("share:Q", format=".1%"),
-            ],
-        )
-        .properties(width=220, height=140)
-        .facet(facet=alt.Facet("observation:N", title=None), columns=2)
-        .resolve_scale(x="independent", y="independent"),
-    )
+    c2.markdown("**What the player saw: kept vs rejected games**")
+    lines = {"kept": MODEL_COLOR, "rejected": RANDOM_COLOR}
+    c2.caption(" · ".join(f"{games} games: the {'dark' if games == 'kept' else 'grey'} line" for games in lines))
+    saw = pd.DataFrame(hist_rows)
+    # One chart per observation, two to a row (one under another on a phone): a facet's panels have
+    # a fixed width, too wide for a phone. No legend in each (the caption says which line is which):
+    # the panels are small, their height is for the plot.
+    for row in range(0, len(ds_info.obs_names), 2):
+        for col, name in zip(c2.columns(2), ds_info.obs_names[row : row + 2], strict=False):
+            col.altair_chart(
+                alt.Chart(saw[saw["observation"] == name])
+                .mark_line(interpolate="step-after")
+                .encode(
+                    x=alt.X("value:Q", title=name),
+                    y=alt.Y("share:Q", title="share of steps", axis=alt.Axis(format="%")),
+                    color=alt.Color(
+                        "games:N", scale=alt.Scale(domain=list(lines), range=list(lines.values())), legend=None
+                    ),
+                    tooltip=[
+                        "observation:N",
+                        "games:N",
+                        alt.Tooltip("value:Q", format=".3f"),
+                        alt.Tooltip("share:Q", format=".1%"),
+                    ],
+                ),
+                width="stretch",
+                height=220,
+            )
     if len(frames) == 1:
         st.caption("Rejected games are shown for datasets generated in this session.")
 next_step(("pages/runs.py", "Runs"))

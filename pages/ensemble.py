@@ -16,6 +16,7 @@ from pages.common import (
     PLAYER_CHOICES,
     PLAYER_COLORS,
     PLAYER_WORDS,
+    chart_title,
     checked,
     counted_player_line,
     end_page,
@@ -166,7 +167,7 @@ if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id
     rows = [{"player": f"member {i + 1}", "mean score": r.mean, "kind": "member"} for i, r in enumerate(ev.members)]
     rows.append({"player": "ensemble", "mean score": ev.ensemble.mean, "kind": "ensemble"})
     chart = (
-        alt.Chart(pd.DataFrame(rows), title=f"Mean score over the same {ev.ensemble.config.games} games")
+        alt.Chart(pd.DataFrame(rows), title=chart_title(f"Mean score over the same {ev.ensemble.config.games} games"))
         .mark_bar()
         .encode(
             x=alt.X("player:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),

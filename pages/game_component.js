@@ -15,6 +15,9 @@ export default function (component) {
   const keys = data.keys; // one label per action, in action order
   const idle = data.idle_action; // the action when no key is held (null: keep the last one)
   const maxSteps = data.max_steps;
+  // A touch screen (a phone, a tablet) has no arrow keys: its words speak of the buttons.
+  const touch = globalThis.matchMedia ? globalThis.matchMedia("(pointer: coarse)").matches : false;
+  const idleWords = keys.length === 3 ? "it does nothing" : "it keeps pushing the last way";
 
   let state = data.start.slice();
   let actions = [];
@@ -28,12 +31,25 @@ export default function (component) {
   keys.forEach((label, action) => {
     const b = document.createElement("button");
     b.textContent = label;
+    b.title = data.action_names[action];
+    b.setAttribute("aria-label", data.action_names[action]);
     b.dataset.action = String(action);
-    b.addEventListener("pointerdown", (e) => { e.preventDefault(); press(action); });
-    b.addEventListener("pointerup", () => release(action));
-    b.addEventListener("pointerleave", () => release(action));
+    b.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      if (b.setPointerCapture) b.setPointerCapture(e.pointerId); // a thumb that slides off still holds
+      b.classList.add("held");
+      press(action);
+    });
+    for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) {
+      b.addEventListener(end, () => { b.classList.remove("held"); release(action); });
+    }
+    b.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press is a push, not a menu
     buttons.appendChild(b);
   });
+  const named = keys.map((label, action) => `${label} ${data.action_names[action]}`).join(", ");
+  root.querySelector(".keys").textContent = touch
+    ? `Your buttons, under the game: ${named}. Hold one to push (none held: ${idleWords}).`
+    : `Your keys: ${named} (no key: ${idleWords}).`;
 
   const KEYMAP = { ArrowLeft: 0, a: 0, ArrowRight: keys.length - 1, d: keys.length - 1 };
   if (keys.length === 3) { KEYMAP.ArrowDown = 1; KEYMAP.s = 1; }
@@ -59,7 +75,8 @@ export default function (component) {
 
   function start() {
     const hz = 50 * Number(speedBox.value);
-    status.textContent = `Playing at ${speedBox.options[speedBox.selectedIndex].text}: hold a key (or a button) to push.`;
+    const how = touch ? "hold a button to push" : "hold a key (or a button) to push";
+    status.textContent = `Playing at ${speedBox.options[speedBox.selectedIndex].text}: ${how}.`;
     root.dataset.state = "playing";
     timer = setInterval(tick, 1000 / hz);
   }
@@ -118,7 +135,9 @@ export default function (component) {
     root.dataset.steps = String(actions.length);
   }
 
-  status.textContent = data.message;
+  status.textContent = touch
+    ? `Your game ${data.number}: tap and hold ${keys.join(" or ")} to start.`
+    : `Your game ${data.number}: press ${keys.join(" or ")} (or a button) to start.`;
   root.dataset.state = "ready";
   draw();
   return () => {

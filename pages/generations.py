@@ -19,6 +19,7 @@ from pages.common import (
     LIMITS,
     PLAYER_COLORS,
     board_results,
+    chart_title,
     checked,
     env_picker,
     finish_stopped,
@@ -61,15 +62,8 @@ state = lab()
 st.title("Generations")
 st.markdown(
     "The notebook stops at a network that imitates lucky random play. Repeat its own idea: let the "
-    "network play, **keep its best games, and retrain on them** (the cross-entropy method). Every generation "
-    "is measured on the same fixed games twice: playing its **most probable action** (greedy) and **drawing "
-    "its action from its probabilities** (sampled, how it plays while collecting games). A generation whose "
-    "counted player scores clearly worse than the best network's (by more than the measurement's noise) is "
-    "not built on: the next starts again from the best, **unless the player that collects the games got "
-    "clearly better** (that is the method making progress, which starting over would undo). The table says, "
-    "generation by generation, which network the next one started from and why."
+    "network play, **keep its best games, and retrain on them** (the cross-entropy method)."
 )
-st.caption(RACE_SUMMARY)
 
 
 def signed(score: float, env_id: str) -> str:
@@ -205,9 +199,7 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     """Both players' mean score per generation, the counted player's min-max range as a band
     and the target as a rule; each player in its own colour (the same on every page)."""
     counted = str(df["player"].iloc[0]) if len(df) else "greedy"
-    base = alt.Chart(
-        df, title=f"Evaluation score per generation (same games every generation; band: {counted} min–max)"
-    )
+    base = alt.Chart(df)
     band = base.mark_area(opacity=0.15, color=PLAYER_COLORS[counted]).encode(
         x=alt.X("generation:Q", title="generation", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("min:Q", title="score"),
@@ -224,7 +216,12 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
         .encode(
             x="generation:Q",
             y="score:Q",
-            color=alt.Color("player:N", title="player", scale=policy_colors(sorted(set(names.values())))),
+            color=alt.Color(
+                "player:N",
+                title="player",
+                scale=policy_colors(sorted(set(names.values()))),
+                legend=alt.Legend(orient="bottom"),
+            ),
             tooltip=["generation:Q", "player:N", alt.Tooltip("score:Q", format=".1f")],
         )
     )
@@ -232,7 +229,10 @@ def progress_chart(df: pd.DataFrame, target: float | None) -> alt.LayerChart:
     if target is not None:
         rule = alt.Chart(pd.DataFrame({"target": [target]})).mark_rule(color=ACCENT, strokeDash=[4, 4])
         layers.append(rule.encode(y="target:Q"))
-    return alt.layer(*layers)
+    title = chart_title("Evaluation score per generation", f"same games every generation; band: {counted} min–max")
+    # The height holds the title and the legend under the plot (the legend is there, not at the
+    # side, so the plot keeps its width on a phone): 430 px leave the plot its ~200.
+    return alt.layer(*layers).properties(title=title, height=430)
 
 
 def keep_stopped_generations(result: Any) -> str | None:
@@ -259,14 +259,6 @@ if session_model("imp", here="pages/generations.py") is not None:  # a model of 
     start_choices.insert(0, f"the current model ({state.model_source})")
 fitted = env_defaults(env_id)  # the env's step limit, the score that masters it, its player and selection
 settings_follow_env("imp", env_id, {"imp_target": fitted.target, "imp_player": fitted.player, "imp_data": fitted.data})
-st.caption(
-    f"{env_id}: games of up to {fitted.goal_steps:,} steps"
-    + f", {target_words(env_id)}"
-    + f"; the {fitted.player} player counts. Games are picked by "
-    f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
-    + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
-    + "; the score shown is always the game's own."
-)
 notice = st.empty()  # "What to notice", with what this session's numbers show (drawn again below)
 
 
@@ -423,6 +415,26 @@ with st.form("improve_form"):
             help="Rows per learning step, for the first network and every generation.",
         )
     submitted = st.form_submit_button("Run generations", icon=":material/trending_up:", type="primary")
+# After the button (on a phone too, the button is on the first screen): how a run goes, and how fast.
+with st.expander("How generations go, and how fast", icon=":material/school:"):
+    st.markdown(
+        "Every generation "
+        "is measured on the same fixed games twice: playing its **most probable action** (greedy) and **drawing "
+        "its action from its probabilities** (sampled, how it plays while collecting games). A generation whose "
+        "counted player scores clearly worse than the best network's (by more than the measurement's noise) is "
+        "not built on: the next starts again from the best, **unless the player that collects the games got "
+        "clearly better** (that is the method making progress, which starting over would undo). The table says, "
+        "generation by generation, which network the next one started from and why."
+    )
+    st.caption(
+        f"{env_id}: games of up to {fitted.goal_steps:,} steps"
+        + f", {target_words(env_id)}"
+        + f" (the {fitted.player} player counts). Games are picked by "
+        f"**{selection_words(env_id, fitted.progress_dim)}** and learned from "
+        + ("**the best games so far**" if fitted.data == "best" else "**each generation's own best games**")
+        + "; the score shown is always the game's own."
+    )
+    st.caption(RACE_SUMMARY)
 
 share_settings(
     [
@@ -532,9 +544,13 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
         st.altair_chart(
             alt.Chart(
                 kept,
-                title="Kept games per score, each generation (the Counter, generation by generation; played by the "
-                f"{'sampled' if run_config.sample_actions else 'greedy'} player)",
-                height=alt.Step(28),  # per row: a fixed pixel height squashes the rows in Streamlit
+                title=chart_title(
+                    "Kept games per score, each generation",
+                    "as the notebook counts them; played by the "
+                    + ("sampled" if run_config.sample_actions else "greedy")
+                    + " player",
+                ),
+                height=alt.Step(32),  # per row: a fixed pixel height squashes the rows in Streamlit
             )
             .mark_circle(color=PLAYER_COLORS["sampled" if run_config.sample_actions else "greedy"])
             .encode(

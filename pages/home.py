@@ -92,56 +92,7 @@ st.markdown(
     "Then let it play, side by side with random play, and push it further with ensembles."
 )
 
-with st.expander("About: which notebook this is, and why imitating lucky games works", icon=":material/school:"):
-    st.markdown(
-        "CartPole Lab grew from a classic teaching notebook on CartPole: it plays 10,000 random games, keeps "
-        "the ones scoring at least 50, trains a network to answer each kept observation with the action taken "
-        "there, and lets that network play. Every step of it is a page here (1 to 4), with its figures; pages "
-        "5 to 7 go further.\n\n"
-        "**Where the games come from.** The games come from Gymnasium, a standard collection of games for "
-        "learning programs: CartPole (keep a pole upright on a cart), then Acrobot, MountainCar and "
-        "LunarLander, harder tests of the same idea. Each page plays the game you pick.\n\n"
-        "**Why it works.** A random game that lasted long is one where, more often than not, the random "
-        "push happened to be the right one. The network learns the *typical* move in each situation from "
-        "thousands of such steps: it keeps their tendency and drops their noise, so it plays far better "
-        "than any of the games it learned from. Generations repeat the idea with the network's own best "
-        "games, until it masters the game. No reward is ever used for learning, only to pick the games."
-    )
-
-steps = [
-    ("1 · Random play", "pages/random_play.py", "watch random games", state.random_play is not None),
-    (
-        "2 · Generate data",
-        "pages/generate.py",
-        "keep the games scoring at least a threshold",
-        state.dataset is not None,
-    ),
-    ("3 · Train", "pages/train.py", "imitate the kept games", state.model is not None),
-    ("4 · Play & evaluate", "pages/play.py", "let the network play, beside random play", state.evaluation is not None),
-    ("5 · Ensemble", "pages/ensemble.py", "several weak networks vote", state.ensemble is not None),
-    ("6 · Generations", "pages/generations.py", "retrain on its own best games", state.improve is not None),
-]
-st.subheader("Your pipeline")
-cols = st.columns(3) + st.columns(3)  # two rows of three cards
-for col, (title, path, what, done) in zip(cols, steps, strict=True):
-    with col.container(border=True):
-        st.markdown(f"**{title}**")
-        st.caption(what)
-        st.markdown(
-            ":green[:material/check_circle: **done**]" if done else ":gray[:material/radio_button_unchecked: not yet]"
-        )
-        st.page_link(path, label="Open", icon=":material/arrow_forward:")
-
-take_home = st.container(border=True)
-take_home.markdown("**Take it home**")
-if state.steps:
-    take_home_zip_button(take_home, state.steps)
-else:
-    take_home.caption(
-        "Once a page has made a result, this session can be downloaded here as a Jupyter notebook with the "
-        "library it runs on, and each page's **Show the code** gives the Python behind its result."
-    )
-
+# The main button first (on a phone too, it is on the first screen); what explains it after.
 st.subheader("The whole notebook in one click")
 st.markdown(
     "10,000 random CartPole-v1 games, keep those scoring ≥ 50, train the notebook's network "
@@ -179,7 +130,7 @@ if right.button(
         from cartpole_core.recipes import notebook_recipe
 
         record_step("home", notebook_recipe(config, result), result)
-        st.rerun()  # redraw the step cards above with the new state
+        st.rerun()  # redraw the page (its result, the step cards) with the new state
 
 
 def made_with(r: NotebookResult) -> str:
@@ -216,3 +167,53 @@ if state.notebook is not None:
     )
     show_code("home", r)
     st.page_link("pages/play.py", label="See the network play (GIFs, charts) →", icon=":material/sports_esports:")
+
+steps = [
+    ("1 · Random play", "pages/random_play.py", "watch random games", state.random_play is not None),
+    (
+        "2 · Generate data",
+        "pages/generate.py",
+        "keep the games scoring at least a threshold",
+        state.dataset is not None,
+    ),
+    ("3 · Train", "pages/train.py", "imitate the kept games", state.model is not None),
+    ("4 · Play & evaluate", "pages/play.py", "let the network play, beside random play", state.evaluation is not None),
+    ("5 · Ensemble", "pages/ensemble.py", "several weak networks vote", state.ensemble is not None),
+    ("6 · Generations", "pages/generations.py", "retrain on its own best games", state.improve is not None),
+]
+st.subheader("Your pipeline")
+cols = st.columns(3) + st.columns(3)  # two rows of three cards
+for col, (title, path, what, done) in zip(cols, steps, strict=True):
+    with col.container(border=True):
+        st.markdown(f"**{title}**")
+        st.caption(what)
+        st.markdown(
+            ":green[:material/check_circle: **done**]" if done else ":gray[:material/radio_button_unchecked: not yet]"
+        )
+        st.page_link(path, label="Open", icon=":material/arrow_forward:")
+
+take_home = st.container(border=True)
+take_home.markdown("**Take it home**")
+if state.steps:
+    take_home_zip_button(take_home, state.steps)
+else:
+    take_home.caption(
+        "Once a page has made a result, this session can be downloaded here as a Jupyter notebook with the "
+        "library it runs on, and each page's **Show the code** gives the Python behind its result."
+    )
+
+with st.expander("About: which notebook this is, and why imitating lucky games works", icon=":material/school:"):
+    st.markdown(
+        "CartPole Lab grew from a classic teaching notebook on CartPole: it plays 10,000 random games, keeps "
+        "the ones scoring at least 50, trains a network to answer each kept observation with the action taken "
+        "there, and lets that network play. Every step of it is a page here (1 to 4), with its figures; pages "
+        "5 to 7 go further.\n\n"
+        "**Where the games come from.** The games come from Gymnasium, a standard collection of games for "
+        "learning programs: CartPole (keep a pole upright on a cart), then Acrobot, MountainCar and "
+        "LunarLander, harder tests of the same idea. Each page plays the game you pick.\n\n"
+        "**Why it works.** A random game that lasted long is one where, more often than not, the random "
+        "push happened to be the right one. The network learns the *typical* move in each situation from "
+        "thousands of such steps: it keeps their tendency and drops their noise, so it plays far better "
+        "than any of the games it learned from. Generations repeat the idea with the network's own best "
+        "games, until it masters the game. No reward is ever used for learning, only to pick the games."
+    )

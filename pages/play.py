@@ -20,7 +20,7 @@ from pages.common import (
     ensemble_fits,
     env_picker,
     lab,
-    metrics_row,
+    metrics_rows,
     network_label,
     next_step,
     of_this_game,
@@ -210,8 +210,7 @@ if result is not None and baseline is not None and of_this_game(result.config.en
             f"You played {len(yours)} {info.env_id} game(s): play with seed 0 and at most {len(yours)} games "
             "to meet them on the same starts, you vs the network vs random."
         )
-    metrics_row(result, name)
-    metrics_row(baseline, "random")
+    metrics_rows([(name, result), ("random", baseline)])
     gif_cols = st.columns(3)
     for col, key in zip(gif_cols, ("best", "worst", "random"), strict=True):
         if key in state.evaluation_gifs:

@@ -46,12 +46,6 @@ if picked is None:
     end_page()
 info = picked
 env_id = info.env_id
-keys = PLAYABLE[env_id]
-st.caption(
-    "Your keys: "
-    + ", ".join(f"**{k}** {name}" for k, name in zip(keys, info.action_names, strict=True))
-    + (" (no key: it does nothing)." if len(keys) == 3 else " (no key: it keeps pushing the last way).")
-)
 
 games = [g for g in state.your_games if g.env_id == env_id]
 seed = game_seed(len(games))  # game k starts where Play & evaluate's game k (seed 0) starts
@@ -111,11 +105,21 @@ if state.your_film is not None and state.your_film[0] == env_id and state.your_f
         caption=f"Your game {state.your_film[1]} as the server replayed it: score {score_text(shown.score)}",
     )
 
+# The rule outside the form, so that choosing it redraws the form: a number the rule ignores is
+# shown greyed out, with why.
+keep = st.radio("Keep", ["all", "best", "at least"], horizontal=True, key="you_keep_mode")
 with st.form("you_keep"):
-    c = st.columns(3)
-    keep = c[0].radio("Keep", ["all", "best", "at least"], horizontal=True, key="you_keep_mode")
-    best = c[1].number_input("Best how many", 1, 1_000, min(5, len(games)), key="you_best")
-    at_least = c[2].number_input("Scoring at least", value=float(max(scores)) / 2, key="you_at_least")
+    c = st.columns(2)
+    best = c[0].number_input(
+        "Best how many", 1, 1_000, min(5, len(games)), key="you_best", disabled=keep != "best",
+        help="How many of your best games to keep." + ("" if keep == "best" else " Used when keeping the best."),
+    )  # fmt: skip
+    at_least = c[1].number_input(
+        "Scoring at least", value=float(max(scores)) / 2, key="you_at_least", disabled=keep != "at least",
+        help="The score a game needs to be kept." + ("" if keep == "at least" else " Used when keeping 'at least'."),
+    )  # fmt: skip
+    if keep == "all":
+        st.caption("Keeping all your games: neither number is used.")
     kept = st.form_submit_button("Use these games as the dataset", icon=":material/dataset:", type="primary")
 if kept:
     try:

@@ -13,6 +13,7 @@ from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
 from pages.common import (
     PLAYER_CHOICES,
+    chart_title,
     counted_player_line,
     end_page,
     ensemble_fits,
@@ -196,7 +197,7 @@ cells = pd.DataFrame(
     }
 )
 heat = (
-    alt.Chart(cells, title=f"P({action_name}) by {x_name} and {y_name}")
+    alt.Chart(cells)
     .mark_rect()
     .encode(
         x=alt.X("x:Q", title=x_name, scale=alt.Scale(domain=list(ranges[x_dim]), nice=False)),
@@ -204,7 +205,10 @@ heat = (
         y=alt.Y("y:Q", title=y_name, scale=alt.Scale(domain=list(ranges[y_dim]), nice=False)),
         y2="y2:Q",
         color=alt.Color(
-            "p:Q", title=f"P({action_name})", scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True)
+            "p:Q",
+            title=f"P({action_name})",
+            scale=alt.Scale(scheme="redblue", domain=[0, 1], reverse=True),
+            legend=alt.Legend(orient="bottom"),  # the map keeps the width, on a phone too
         ),
         tooltip=[alt.Tooltip("p:Q", format=".2f", title=f"P({action_name})")],
     )
@@ -240,7 +244,9 @@ if overlay:
             f"The overlaid game lasted {int(game.lengths[0])} steps (score {score_text(game.scores[0])}), played by "
             f"{player_title(players[player], sampled)}. {counted_player_line(env_id, sampled)}"
         )
-st.altair_chart(alt.layer(*layers).properties(height=480), width="stretch")
+title = chart_title(f"P({action_name}) by {x_name} and {y_name}")
+# The height holds the title and the legend under the map too.
+st.altair_chart(alt.layer(*layers).properties(height=560, title=title), width="stretch")
 if players[player] != "ensemble":
     from cartpole_core.recipes import policy_map_recipe
 

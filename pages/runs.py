@@ -322,6 +322,11 @@ else:
         else "Saved before runs had owners: only the server's operator can delete it.",
     )
 
+#: A run's label as two lines, its name and then its date (the last " (" begins the date).
+TWO_LINES = (
+    "lastindexof(datum.label, ' (') > 0 ? [slice(datum.label, 0, lastindexof(datum.label, ' (')), "
+    "slice(datum.label, lastindexof(datum.label, ' (') + 1)] : datum.label"
+)
 scored = [r for r in healthy if isinstance(r.results.get("scores"), list) and r.results["scores"]]
 if scored:
     st.subheader("Compare scores")
@@ -343,7 +348,8 @@ if scored:
             alt.Chart(pd.DataFrame(rows), title="Game scores per run", height=alt.Step(44))
             .mark_boxplot(extent="min-max", size=28)
             .encode(
-                y=alt.Y("run:N", title=None, axis=alt.Axis(labelLimit=180)),
+                # Each name over two lines, its date under it: the plot keeps its width on a phone.
+                y=alt.Y("run:N", title=None, axis=alt.Axis(labelExpr=TWO_LINES, labelLimit=140, labelLineHeight=14)),
                 x=alt.X("score:Q", title="score"),
                 tooltip=["run:N"],
             )

@@ -22,6 +22,7 @@ from pages.common import (
     LIMITS,
     MODEL_COLOR,
     RANDOM_COLOR,
+    chart_title,
     checked,
     env_picker,
     finish_stopped,
@@ -53,7 +54,7 @@ st.markdown(
     "Which score requirement, network or number of epochs works best? One seed can flatter a setting, "
     "so a sweep runs **every combination of the values you give on several seeds** — each run a "
     "*trial* of the whole pipeline — and compares the means over seeds with their 95 % confidence "
-    "intervals. Trials run side by side on the server's engine and appear as they finish."
+    "intervals."
 )
 
 from cartpole_core.improve import ImproveConfig  # noqa: E402
@@ -74,7 +75,8 @@ from cartpole_core.sweep import (  # noqa: E402
     value_text,
 )
 
-MODES = {"notebook": "the notebook pipeline (generate → train → play)", "generations": "generations"}
+#: Short enough to share one line on a phone (the help says what each runs).
+MODES = {"notebook": "the notebook pipeline", "generations": "generations"}
 #: What each trial varies first, and its values, until someone picks otherwise.
 FIRST_VARY = {"notebook": ("score_requirement", "50,60"), "generations": ("keep_top", "0.1,0.3")}
 NONE = "none"
@@ -274,13 +276,14 @@ def sweep_form() -> SweepConfig | None:
         base = base_settings(mode, env_id, int(eval_games or 20), refused)
         rows = [vary_row(base, mode, 1), vary_row(base, mode, 2)]
         kinds = sweepable(base)
-        st.caption(
+        submitted = st.form_submit_button("Run the sweep", icon=":material/science:", type="primary")
+        st.caption(  # after the button: on a phone too, the button is on the first screen
             f"At most {LIMITS['sweep_trials']} trials (values × seeds) here. Settings: "
             + " · ".join(
                 f"{setting_words(name)} ({HOW_TO_WRITE.get(kind, kind.__name__)})" for name, kind in kinds.items()
             )
         )
-        submitted = st.form_submit_button("Run the sweep", icon=":material/science:", type="primary")
+    st.caption(engine_line(engine_info(), head="Trials run side by side: ") + ".")  # after the button, as above
 
     keys = ["sweep_mode", "sweep_env", "sweep_seeds", "sweep_eval"]
     keys += (
@@ -376,7 +379,7 @@ def one_setting_chart(result: SweepResult, df: pd.DataFrame, field: str) -> alt.
     name = setting_words(field)  # summary_frame's column
     order = list(df[name])
     x = alt.X(f"{name}:O", sort=order, title=name, axis=alt.Axis(labelAngle=0))
-    base = alt.Chart(df.dropna(subset=["mean"]), title="Mean score over seeds, with 95 % confidence intervals")
+    base = alt.Chart(df.dropna(subset=["mean"]))
     tooltip = interval_tooltip(name)
     band = base.mark_errorbar(color=ACCENT, thickness=2, ticks=alt.TickConfig(width=14)).encode(
         x=x, y=alt.Y("low:Q", title="mean score"), y2="high:Q"
@@ -395,7 +398,8 @@ def one_setting_chart(result: SweepResult, df: pd.DataFrame, field: str) -> alt.
         .mark_circle(color=RANDOM_COLOR, size=40, opacity=0.8)
         .encode(x=x, y="mean:Q", tooltip=[f"{name}:O", "seed:Q", alt.Tooltip("mean:Q", format=".1f")])
     )
-    return alt.layer(dots, band, line, points).properties(height=320)
+    title = chart_title("Mean score over seeds", "with 95 % confidence intervals")
+    return alt.layer(dots, band, line, points).properties(height=320, title=title)
 
 
 def two_settings_chart(df: pd.DataFrame, x_field: str, y_field: str) -> alt.LayerChart:
@@ -404,7 +408,7 @@ def two_settings_chart(df: pd.DataFrame, x_field: str, y_field: str) -> alt.Laye
     x = alt.X(f"{x_name}:O", sort=list(dict.fromkeys(df[x_name])), title=x_name, axis=alt.Axis(labelAngle=0))
     y = alt.Y(f"{y_name}:O", sort=list(dict.fromkeys(df[y_name])), title=y_name)
     middle = float(df["mean"].dropna().mean()) if df["mean"].notna().any() else 0.0
-    base = alt.Chart(df, title="Mean score over seeds (hover a cell for its 95 % interval)").encode(
+    base = alt.Chart(df).encode(
         x=x,
         y=y,
         tooltip=interval_tooltip(x_name, y_name),
@@ -416,7 +420,8 @@ def two_settings_chart(df: pd.DataFrame, x_field: str, y_field: str) -> alt.Laye
         text="label:N",
         color=alt.condition(alt.datum.mean > middle, alt.value("white"), alt.value("#1f2a37")),
     )
-    return alt.layer(cells, text).properties(height=alt.Step(56))
+    title = chart_title("Mean score over seeds", "hover over or tap a cell for its 95 % interval")
+    return alt.layer(cells, text).properties(height=alt.Step(56), title=title)
 
 
 def clipped_note(result: SweepResult) -> str:
@@ -588,7 +593,6 @@ def show_result(result: SweepResult) -> None:
 
 
 finish_stopped(state.sweep_live, keep_stopped_sweep, "Sweep stopped before any trial finished: nothing to show.")
-st.caption(engine_line(engine_info(), head="Trials run side by side: ") + ".")
 config = sweep_form()
 if config is not None:
     run_sweep(config)

@@ -19,7 +19,6 @@ from pages.common import (
     batch_curves,
     checked,
     chosen_upload,
-    curves_chart,
     env_picker,
     finish_stopped,
     from_url,
@@ -36,6 +35,7 @@ from pages.common import (
     setting,
     share_settings,
     show_code,
+    show_curves,
     show_error,
     shown_step,
     url_number,
@@ -89,13 +89,6 @@ def show_tensorboard_logs(folder: Path) -> None:
 finish_stopped(state.live_training, keep_stopped_training, "Training cancelled before it started: nothing changed.")
 
 dataset = session_dataset("train")
-if dataset is not None:
-    n_actions = dataset.n_actions
-    st.caption(
-        f"Guessing gives {100 / n_actions:.0f} % with {dataset.env_id}'s {n_actions} actions, and the random "
-        "player's moves are noisy even in a kept game, so far from 100 % is normal: on CartPole-v1 the notebook "
-        "reached about 61 % (chance 50 %), enough to play far better than random, as the next page shows."
-    )
 if dataset is None and state.dataset is None:
     st.warning("There is no dataset in this session yet: make one first.", icon=":material/dataset:")
     st.page_link("pages/generate.py", label="Generate data →", icon=":material/dataset:")
@@ -104,7 +97,6 @@ elif dataset is not None:
         f"Dataset: {dataset.n_games:,} games, {len(dataset):,} rows of {dataset.env_id} ({state.dataset_source})."
     )
     with st.form("train_form"):
-        st.markdown("**Network** (defaults: the notebook's)")
         c = st.columns(3)
         hidden = c[0].text_input(
             "Hidden layers",
@@ -112,62 +104,68 @@ elif dataset is not None:
             key="train_hidden",
             help="Units of each hidden layer, input side first, separated by commas.",
         )
-        dropout = url_number(
-            c[1],
-            "Dropout",
-            *setting(ModelConfig, "dropout"),
-            step=0.05,
-            key="train_dropout",
-            help="Share of units switched off at random while training (the notebook keeps 80 %).",
-        )
-        lr = url_number(
-            c[2],
-            "Learning rate",
-            *setting(ModelConfig, "learning_rate"),
-            step=1e-4,
-            format="%.4f",
-            key="train_lr",
-            help="How big each learning step is: larger learns faster but less steadily.",
-        )
-        st.markdown("**Training**")
-        c = st.columns(4)
         epochs = url_number(
-            c[0],
+            c[1],
             "Epochs",
             *(epochs_range := setting(TrainingConfig, "epochs", cap=LIMITS["epochs"])),
             key="train_epochs",
             help=f"Passes over the data (the notebook: 4; at most {epochs_range[1]} here).",
         )
         batch = url_number(
-            c[1],
+            c[2],
             "Batch size",
             *setting(TrainingConfig, "batch_size"),
             key="train_batch",
             help="Rows per learning step (the notebook: 64).",
         )
-        split = url_number(
-            c[2],
-            "Validation share",
-            *setting(TrainingConfig, "validation_split"),
-            step=0.05,
-            key="train_split",
-            help="Share of games held out to check the network on games it never saw (0 = none).",
-        )
-        seed = url_number(
-            c[3],
-            "Seed",
-            *setting(TrainingConfig, "seed"),
-            key="train_seed",
-            help="Same seed, same starting weights, same shuffling.",
-        )
-        tensorboard = st.checkbox(
-            "Write training logs",
-            value=False,
-            key="train_tensorboard",
-            help="Like the notebook's logs/ folder: loss and accuracy per epoch, the network's layers and "
-            "weights, for the notebook's log viewer. You can download them after training.",
-        )
+        # Folded away: the form's button stays on a phone's first screen.
+        with st.expander("More settings (the defaults are the notebook's)", icon=":material/tune:"):
+            c = st.columns(4)
+            dropout = url_number(
+                c[0],
+                "Dropout",
+                *setting(ModelConfig, "dropout"),
+                step=0.05,
+                key="train_dropout",
+                help="Share of units switched off at random while training (the notebook keeps 80 %).",
+            )
+            lr = url_number(
+                c[1],
+                "Learning rate",
+                *setting(ModelConfig, "learning_rate"),
+                step=1e-4,
+                format="%.4f",
+                key="train_lr",
+                help="How big each learning step is: larger learns faster but less steadily.",
+            )
+            split = url_number(
+                c[2],
+                "Validation share",
+                *setting(TrainingConfig, "validation_split"),
+                step=0.05,
+                key="train_split",
+                help="Share of games held out to check the network on games it never saw (0 = none).",
+            )
+            seed = url_number(
+                c[3],
+                "Seed",
+                *setting(TrainingConfig, "seed"),
+                key="train_seed",
+                help="Same seed, same starting weights, same shuffling.",
+            )
+            tensorboard = st.checkbox(
+                "Write training logs",
+                value=False,
+                key="train_tensorboard",
+                help="Like the notebook's logs/ folder: loss and accuracy per epoch, the network's layers and "
+                "weights, for the notebook's log viewer. You can download them after training.",
+            )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
+    st.caption(
+        f"Guessing gives {100 / dataset.n_actions:.0f} % with {dataset.env_id}'s {dataset.n_actions} actions, and "
+        "the random player's moves are noisy even in a kept game, so far from 100 % is normal: on CartPole-v1 the "
+        "notebook reached about 61 % (chance 50 %), enough to play far better than random, as the next page shows."
+    )
 
     share_settings(
         ["train_hidden", "train_dropout", "train_lr", "train_epochs", "train_batch", "train_split", "train_seed"]
@@ -202,7 +200,8 @@ elif dataset is not None:
                 if now - last_draw[0] > 0.5:
                     last_draw[0] = now
                     df = pd.DataFrame(rows)[["step", "loss", "accuracy"]]
-                    chart.altair_chart(curves_chart(df, "step", "Learning live", "batch"))
+                    with chart.container():
+                        show_curves(df, "step", "Learning live", "batch")
 
             trained = run_with_stop(
                 live,
@@ -243,12 +242,12 @@ elif dataset is not None:
         if result.epoch_history:
             epochs_df = pd.DataFrame(result.epoch_history)
             epochs_df.insert(0, "epoch", range(1, len(epochs_df) + 1))
-            st.altair_chart(curves_chart(epochs_df, "epoch", "Per epoch", "epoch"))
+            show_curves(epochs_df, "epoch", "Per epoch", "epoch")
         batches = pd.DataFrame(result.batch_history)
         if not batches.empty and "epoch" in batches:
             smooth, window = batch_curves(batches)
-            title = "Per batch" + (f" (moving average of {window} batches)" if window > 1 else "")
-            st.altair_chart(curves_chart(smooth, "step", title, "batch"))
+            note = f"moving average of {window} batches" if window > 1 else ""
+            show_curves(smooth, "step", "Per batch", "batch", note)
         steps = state.model.gradient_steps
         st.caption(f"{result.samples:,} training rows · {steps:,} learning steps so far · {state.model_source}")
         show_code("train", result)

@@ -871,6 +871,7 @@ def test_the_game_picked_on_random_play_is_every_pages_game(server: str, browser
         assert "LunarLander-v3" in picker_text(page, key), name
         assert "Environment: LunarLander-v3" in sidebar.inner_text(), name
         if name == "Generations":
+            page.get_by_text("How generations go, and how fast").first.click()  # the fold below the button
             assert shows(page, "LunarLander-v3: games of up to 1,000 steps")
             screenshot(page, shots / "generations_lunarlander.png")
     choose_env(page, "cmp_env", "CartPole-v1")

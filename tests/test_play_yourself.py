@@ -64,7 +64,7 @@ def test_games_are_kept_bad_messages_refused_and_nothing_is_lost(sent: list, tmp
     sent.append(good(1))
     at.run()
     assert [g.score for g in at.session_state["lab"].your_games] == [40, 500]
-    at.radio(key="you_keep_mode").set_value("best")
+    at.radio(key="you_keep_mode").set_value("best").run()  # the rule redraws the form: its number opens
     at.number_input(key="you_best").set_value(1)
     next(b for b in at.button if "Use these games" in b.label).click()
     at.run()
