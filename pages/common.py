@@ -1001,7 +1001,9 @@ def scores_by_game_chart(results: dict[str, np.ndarray], title: str) -> alt.Char
         .encode(
             x=alt.X("game:Q", title="game (same start for every player)", axis=alt.Axis(tickMinStep=1)),
             y=alt.Y("score:Q", title="score"),
-            color=alt.Color("policy:N", title="player", scale=policy_colors(list(results))),
+            color=alt.Color(
+                "policy:N", title="player", scale=policy_colors(list(results)), legend=alt.Legend(orient="bottom")
+            ),  # under the plot: the players' names are long, and a phone's width is the plot's
             tooltip=["policy:N", "game:Q", "score:Q"],
         )
     )

@@ -224,7 +224,7 @@ def test_every_page_in_a_phones_hand(server: str, phone, shots: Path) -> None:  
     page.get_by_label("Hidden layers", exact=True).fill("16")
     set_number(page, "Epochs", 2)  # two points on each curve
     press(fit)
-    assert page.get_by_text("gradient steps learned").count()
+    assert page.get_by_text("learning steps so far").count()
     check("Train, trained")
     phone_shot(page, shots, "train", at=page.locator("h3", has_text="Result"))
 
