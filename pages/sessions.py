@@ -309,7 +309,7 @@ def approx_bytes(value: object) -> int:
     a ``.keras`` file) and string reachable from it through dataclass fields, dicts, lists,
     tuples and sets, each counted once, plus the containers themselves; other objects count
     nothing. Safe to call while a job's thread changes it (what changes under it is skipped)."""
-    total, seen, stack = 0, set(), [value]
+    total, seen, stack = 0, set[int](), [value]
     while stack and len(seen) < MAX_OBJECTS:
         obj = stack.pop()
         if obj is None or isinstance(obj, (bool, int, float)) or id(obj) in seen:
