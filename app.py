@@ -52,7 +52,7 @@ def sidebar() -> None:
     state = lab()
     with st.sidebar:
         st.markdown("### This session")
-        sessions.show_kept(nothing_yet=state.dataset is None and state.model is None)  # keeps the cookie
+        sessions.show_kept(state, nothing_yet=state.dataset is None and state.model is None)  # keeps the cookie
         st.caption(f"Environment: **{state.env_id}**")
         if state.dataset is not None:
             other = "" if state.dataset.env_id == state.env_id else f", of {state.dataset.env_id}"
@@ -76,12 +76,13 @@ def sidebar() -> None:
                 st.rerun()
         if state.ensemble is not None:
             st.caption(f"Ensemble: **{len(state.ensemble.models)} members**, {state.ensemble.config.vote} vote")
-        if state.dataset is not None or state.model is not None or state.steps:
+        if not sessions.nothing_made(state):  # a dataset, a model, results, games played, a board name
             with st.popover("Start afresh", icon=":material/restart_alt:"):
                 st.caption(
-                    "Forget this session's dataset, models and results, on this server too (for a shared "
-                    "computer, or a clean slate). Runs you saved stay on the Runs page, but this browser can "
-                    "no longer delete them."
+                    "Forget this session's dataset, models, results and games, on this server too (for a "
+                    "shared computer, or a clean slate). Runs you saved stay on the Runs page, but this "
+                    "browser can no longer delete them. Other open tabs keep showing the old work until "
+                    "you reload them."
                 )
                 if st.button("Forget my session", key="start_afresh", type="primary"):
                     st.session_state["lab"] = sessions.start_afresh(Lab)

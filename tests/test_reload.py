@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
+from pages.sessions import FORGOTTEN, TOKEN_PATTERN, cookie_name
 from tests import test_browser
 from tests.test_browser import generate, no_exception, screenshot, set_number, settle, train
 
@@ -24,7 +25,10 @@ server, browser, shots = test_browser.server, test_browser.browser, test_browser
 
 pytestmark = pytest.mark.browser
 
-COOKIE = "cartpole_lab_session"
+
+def cookie(context, server: str) -> list[dict]:
+    """The browser's session cookies for the app at ``server`` (its name ends with the port)."""
+    return [c for c in context.cookies() if c["name"] == cookie_name(urlparse(server).port)]
 
 
 def session_lines(page) -> str:
@@ -48,9 +52,9 @@ def test_a_reload_keeps_the_dataset_and_model_and_another_visitor_gets_none(serv
     train(page, "8", epochs=1)
     dataset, model = dataset_and_model(page)
     assert "none yet" not in dataset and "none yet" not in model, (dataset, model)
-    (cookie,) = [c for c in visitor.cookies() if c["name"] == COOKIE]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie["value"]) and cookie["sameSite"] == "Strict"
-    assert cookie["value"] not in page.url, "never in the address: a copied link would hand the session over"
+    (kept,) = cookie(visitor, server)
+    assert TOKEN_PATTERN.fullmatch(kept["value"]) and kept["sameSite"] == "Strict"
+    assert kept["value"] not in page.url, "never in the address: a copied link would hand the session over"
 
     page.reload()
     settle(page)
@@ -58,7 +62,7 @@ def test_a_reload_keeps_the_dataset_and_model_and_another_visitor_gets_none(serv
     assert dataset_and_model(page) == (dataset, model), session_lines(page)
     assert page.locator("h1").first.inner_text() == "Train"
     assert page.get_by_text("Per epoch").count() >= 1, "the training's curves came back with it"
-    assert cookie["value"] not in page.locator("body").inner_text(), "the token is never drawn"
+    assert kept["value"] not in page.locator("body").inner_text(), "the token is never drawn"
     screenshot(page, shots / "reload_kept.png")
 
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -67,8 +71,8 @@ def test_a_reload_keeps_the_dataset_and_model_and_another_visitor_gets_none(serv
     settle(theirs)
     no_exception(theirs)
     assert dataset_and_model(theirs) == ("Dataset: none yet", "Model: none yet"), session_lines(theirs)
-    (their_cookie,) = [c for c in other.cookies() if c["name"] == COOKIE]
-    assert their_cookie["value"] != cookie["value"]
+    (their_cookie,) = cookie(other, server)
+    assert their_cookie["value"] != kept["value"]
     screenshot(theirs, shots / "reload_other_visitor.png")
     other.close()
 
@@ -87,15 +91,59 @@ def test_a_reload_keeps_the_dataset_and_model_and_another_visitor_gets_none(serv
     second_tab.reload()
     settle(second_tab)
     assert dataset_and_model(second_tab) == ("Dataset: none yet", "Model: none yet"), session_lines(second_tab)
-    (fresh,) = [c for c in visitor.cookies() if c["name"] == COOKIE]
-    assert fresh["value"] != cookie["value"]
+    (fresh,) = cookie(visitor, server)
+    assert fresh["value"] != kept["value"]
+    visitor.close()
+
+
+def test_start_afresh_in_one_tab_tells_the_other_whose_reload_opens_the_new_session(
+    server: str, browser, shots: Path
+) -> None:
+    """Two tabs of one browser share a session. Tab A starts afresh and makes something new;
+    tab B, still showing the old work, says at its next click that the session was forgotten
+    in another tab, leaves the cookie naming A's new session, and its reload opens that one."""
+    visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab_a = visitor.new_page()
+    tab_a.goto(server)
+    settle(tab_a)
+    generate(tab_a, 300)
+    tab_b = visitor.new_page()
+    tab_b.goto(server)
+    settle(tab_b)
+    old_dataset, _ = dataset_and_model(tab_b)
+    assert "300 games" in old_dataset or "300 random games" in old_dataset, old_dataset
+
+    tab_a.get_by_role("button", name="Start afresh").click()
+    tab_a.get_by_text("Other open tabs keep showing the old work until you reload them.").wait_for()
+    tab_a.get_by_role("button", name="Forget my session").click()
+    settle(tab_a)
+    generate(tab_a, 400)
+    (after_afresh,) = cookie(visitor, server)
+    new_dataset, _ = dataset_and_model(tab_a)
+    assert new_dataset != old_dataset, (new_dataset, old_dataset)
+
+    tab_b.bring_to_front()
+    test_browser.open_page(tab_b, "Glossary")  # a click in tab B: a script run of its session
+    no_exception(tab_b)
+    lines = session_lines(tab_b)
+    assert FORGOTTEN in lines and "Kept for" not in lines, lines
+    assert dataset_and_model(tab_b)[0] == old_dataset, "tab B keeps its page until reloaded"
+    screenshot(tab_b, shots / "reload_forgotten_in_another_tab.png")
+    (still,) = cookie(visitor, server)
+    assert still["value"] == after_afresh["value"], "tab B did not write the old token back"
+
+    tab_b.reload()
+    settle(tab_b)
+    no_exception(tab_b)
+    assert dataset_and_model(tab_b)[0] == new_dataset, session_lines(tab_b)
+    assert "Kept for 1 hour" in session_lines(tab_b)
     visitor.close()
 
 
 def test_a_session_this_server_does_not_keep_starts_afresh_and_says_why(server: str, browser, shots: Path) -> None:
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     stale = "Q" * 43  # a token from before a restart
-    phone.add_cookies([{"name": COOKIE, "value": stale, "url": server}])
+    phone.add_cookies([{"name": cookie_name(urlparse(server).port), "value": stale, "url": server}])
     page = phone.new_page()
     page.goto(server)
     settle(page)
@@ -107,8 +155,8 @@ def test_a_session_this_server_does_not_keep_starts_afresh_and_says_why(server: 
     screenshot(page, shots / "reload_ended_phone.png")
     assert line in session_lines(page)
     assert dataset_and_model(page) == ("Dataset: none yet", "Model: none yet")
-    (cookie,) = [c for c in phone.cookies() if c["name"] == COOKIE]
-    assert cookie["value"] != stale, "a token the server does not know is never adopted"
+    (kept,) = cookie(phone, server)
+    assert kept["value"] != stale, "a token the server does not know is never adopted"
     phone.close()
 
 
@@ -184,6 +232,6 @@ def test_a_browser_that_refuses_the_cookie_is_told_a_reload_starts_afresh(server
         text = session_lines(app)
         assert "This browser does not keep the cookie that brings a session back" in text, text
         assert "Kept for" not in text
-        assert not [c for c in visitor.cookies() if c["name"] == COOKIE]
+        assert not cookie(visitor, server.replace("127.0.0.1", "localhost"))
         screenshot(page, shots / "reload_refused_in_a_frame.png")
         visitor.close()

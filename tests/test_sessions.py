@@ -6,14 +6,32 @@ connected" drive it."""
 from __future__ import annotations
 
 import gc
+import re
 import threading
+import types
 import weakref
 
+import numpy as np
 import pytest
 
+from cartpole_core.dataset import Dataset
+from cartpole_core.human import HumanGame
 from pages import sessions
 from pages.common import Lab, finish_stopped
-from pages.sessions import TOKEN_PATTERN, Gone, SessionStore, ended_line, kept_for, read_setting
+from pages.sessions import (
+    FORGOTTEN,
+    TOKEN_PATTERN,
+    Gone,
+    SessionStore,
+    approx_bytes,
+    budget_bytes,
+    cookie_name,
+    ended_line,
+    kept_for,
+    nothing_made,
+    read_setting,
+    sweep_until,
+)
 
 MINUTE = 60.0
 
@@ -129,7 +147,7 @@ def test_a_script_run_counts_as_a_visit() -> None:
     lab = Lab()
     token = kept.new(lab, "tab")
     clock.minutes(9)
-    kept.seen(token, "tab")
+    assert kept.seen(token, "tab", lab) is None, "still kept"
     clock.minutes(9)
     kept.sweep()
     assert kept.resume(token, "tab") is lab
@@ -193,7 +211,7 @@ def test_many_threads_at_once_each_get_their_own_session_back() -> None:
                 mine.append((kept.new(lab, f"{n}-{i}"), lab))
                 token, expected = mine[i // 2]
                 assert kept.resume(token, f"{n}-{i}-again") is expected
-                kept.seen(token, f"{n}-{i}")
+                assert kept.seen(token, f"{n}-{i}", expected) is None
                 if i % 50 == 0:
                     kept.sweep()
         except BaseException as exc:  # pragma: no cover - shown below
@@ -277,3 +295,274 @@ def test_a_job_still_running_in_another_tab_is_not_taken_for_a_stopped_one() -> 
     live.update(running=False, stopped="half a network")  # the first tab's run ended on a Stop
     finish_stopped(live, lambda partial: kept.append(partial) or "kept", "nothing")
     assert live["done"] is True and kept == ["half a network"]
+
+
+# ---------------------------------------------------------------- a tab that outlived its session
+
+
+def test_a_tab_whose_session_was_forgotten_in_another_tab_is_told_and_it_is_not_kept_again() -> None:
+    kept, _, tabs = store()
+    tabs.open |= {"tab A", "tab B"}
+    lab = Lab(board_name="Ada")
+    token = kept.new(lab, "tab A")
+    assert kept.resume(token, "tab B") is lab  # the same browser's second tab
+    kept.forget(token)  # tab A: Start afresh
+    fresh = kept.new(Lab(), "tab A")
+    assert kept.seen(token, "tab B", lab) is Gone.LEFT, "tab B's next script run learns it"
+    assert kept.seen(token, "tab B", lab) is Gone.LEFT, "and is not kept again by asking"
+    assert kept.resume(token, "tab C") is Gone.LEFT and len(kept) == 1
+    assert isinstance(kept.resume(fresh, "tab B reloaded"), Lab)
+
+
+def test_a_session_forgotten_after_it_expired_is_still_forgotten_for_a_tab_holding_it() -> None:
+    kept, clock, _ = store(minutes=10)
+    lab = Lab()
+    token = kept.new(lab, "tab B")  # tab B disconnected (the fake says no tab is live)...
+    clock.minutes(11)
+    kept.sweep()
+    assert kept.resume(token, "x") is Gone.EXPIRED
+    kept.forget(token)  # ...while tab A, still holding it too, started afresh
+    assert kept.seen(token, "tab B", lab) is Gone.LEFT
+
+
+def test_a_session_that_expired_while_its_tab_was_away_is_kept_again_under_the_same_token() -> None:
+    kept, clock, tabs = store(minutes=10)
+    lab = Lab(board_name="Ada")
+    token = kept.new(lab, "tab")  # the phone dropped the connection at once
+    clock.minutes(11)
+    kept.sweep()
+    assert kept.resume(token, "someone") is Gone.EXPIRED
+    tabs.open.add("tab")  # back: Streamlit kept its session a while, and the Lab in it
+    assert kept.seen(token, "tab", lab) is None, "this tab holds the Lab: it is kept again"
+    assert kept.resume(token, "reloaded") is lab, "and a reload brings it back"
+
+
+def test_a_session_let_go_for_room_while_its_tab_was_away_is_kept_again() -> None:
+    kept, clock, tabs = store(kept=1)
+    lab = Lab(board_name="Ada")
+    token = kept.new(lab, "tab")
+    clock.minutes(1)
+    tabs.open.add("newcomer")
+    other = kept.new(Lab(board_name="Bo"), "newcomer")  # no room: the idle one goes
+    assert kept.resume(token, "x") is Gone.NO_ROOM
+    tabs.open.add("tab")
+    assert kept.seen(token, "tab", lab) is None
+    assert kept.resume(token, "tab reloaded") is lab
+    assert kept.resume(other, "newcomer") is not None and len(kept) == 2, "both are open in a tab"
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_sessions_with_nothing_in_them_go_first() -> None:
+    kept, clock, _ = store(kept=2)
+    kept._is_empty = nothing_made  # as this server's store is made
+    full = Lab(board_name="Ada")
+    full_token = kept.new(full, "gone 1")  # the oldest, idle
+    clock.minutes(1)
+    empty_token = kept.new(Lab(), "gone 2")
+    clock.minutes(1)
+    kept.new(Lab(), "arrives")
+    assert kept.resume(empty_token, "x") is Gone.NO_ROOM, "the empty one went, though newer"
+    assert kept.resume(full_token, "y") is full
+
+
+def test_idle_sessions_are_capped_by_their_bytes_measured_when_they_go_idle() -> None:
+    clock, tabs = Clock(), Tabs()
+    measured: list[str] = []
+
+    def size(lab: Lab) -> int:
+        measured.append(lab.board_name)
+        return int(lab.board_name.split()[-1])
+
+    kept = SessionStore(60, 40, clock=clock, is_live=tabs, budget_bytes=100, size=size)
+    tabs.open.add("open")
+    big_open = Lab(board_name="open 500")
+    open_token = kept.new(big_open, "open")  # a tab holds it: never counted, never let go
+    for _ in range(5):
+        assert kept.seen(open_token, "open", big_open) is None
+    kept.sweep()
+    assert "open 500" not in measured, "a session a tab holds is not measured, script run or sweep"
+    old, newer = Lab(board_name="old 60"), Lab(board_name="newer 30")
+    old_token = kept.new(old, "gone 1")
+    clock.minutes(1)
+    newer_token = kept.new(newer, "gone 2")
+    kept.sweep()
+    assert kept.idle_bytes() == 90
+    clock.minutes(1)
+    kept.new(Lab(board_name="third 40"), "gone 3")  # 130 bytes idle: the oldest goes
+    kept.sweep()
+    assert kept.resume(old_token, "x") is Gone.NO_ROOM
+    assert kept.resume(newer_token, "y") is newer
+    assert kept.resume(open_token, "open") is big_open
+    assert kept.idle_bytes() <= 100
+
+
+def test_a_session_larger_than_the_whole_budget_goes_once_idle() -> None:
+    clock, tabs = Clock(), Tabs()
+    kept = SessionStore(60, 40, clock=clock, is_live=tabs, budget_bytes=100, size=lambda lab: 1000)
+    tabs.open.add("tab")
+    lab = Lab(board_name="Ada")
+    token = kept.new(lab, "tab")
+    kept.sweep()
+    assert kept.resume(token, "tab") is lab, "kept while its tab is open"
+    tabs.open.clear()
+    kept.sweep()
+    assert kept.resume(token, "tab") is Gone.NO_ROOM
+
+
+def test_a_size_that_fails_is_one_line_and_counts_nothing(capsys) -> None:
+    def size(lab: Lab) -> int:
+        raise RuntimeError("dictionary changed size during iteration")
+
+    kept = SessionStore(60, 40, budget_bytes=10, size=size)
+    token = kept.new(Lab(), "tab")
+    kept.sweep()
+    assert isinstance(kept.resume(token, "tab"), Lab)
+    assert "could not measure" in capsys.readouterr().err
+
+
+def test_approx_bytes_counts_arrays_and_gifs_once_each() -> None:
+    assert approx_bytes(Lab()) < 20_000, "an empty session costs next to nothing"
+    rows = 100_000
+    dataset = Dataset(
+        observations=np.zeros((rows, 4), np.float32),
+        actions=np.zeros(rows, np.int64),
+        game_ids=np.zeros(rows, np.int64),
+        game_scores=np.zeros(500, np.float32),
+        metadata={"env_id": "CartPole-v1", "n_actions": 2},
+    )
+    arrays = rows * (16 + 8 + 8) + 500 * 4
+    lab = Lab(dataset=dataset, random_gif=b"G" * 300_000, evaluation_gifs={"network": (b"g" * 200_000, "caption")})
+    lab.undo = ("the dataset replaced", Lab(dataset=dataset))  # the same arrays, not counted twice
+    size = approx_bytes(lab)
+    assert arrays + 500_000 <= size < arrays + 500_000 + 50_000, size
+
+
+def test_nothing_made_is_a_session_without_work_games_or_a_board_name() -> None:
+    assert nothing_made(Lab())
+    assert nothing_made(Lab(settings={"gen_games": 700})), "settings alone are not worth memory"
+    assert not nothing_made(Lab(board_name="Ada"))
+    game = HumanGame("CartPole-v1", 0, np.zeros(3, np.int64), np.zeros((4, 4), np.float32), 3.0, True)
+    assert not nothing_made(Lab(your_games=[game]))
+    assert not nothing_made(Lab(live_training={"running": True}))
+
+
+def test_the_budget_is_a_share_of_the_memory_unless_set(capsys) -> None:
+    gb = 1024**3
+    assert budget_bytes({}, memory_bytes=10 * gb) == int(1.5 * gb)
+    assert budget_bytes({"CARTPOLE_LAB_SESSIONS_MB": "200"}, memory_bytes=10 * gb) == 200 * 1024**2
+    assert budget_bytes({"CARTPOLE_LAB_SESSIONS_MB": "lots"}, memory_bytes=10 * gb) == int(1.5 * gb)
+    assert "CARTPOLE_LAB_SESSIONS_MB='lots'" in capsys.readouterr().err
+    assert sessions.BUDGET_BYTES > 0
+
+
+def test_the_sweeper_goes_on_after_a_sweep_fails(capsys) -> None:
+    sweeps: list[int] = []
+
+    class Flaky:
+        def sweep(self) -> None:
+            sweeps.append(len(sweeps))
+            if len(sweeps) == 1:
+                raise KeyError("gone")
+
+    rounds = iter([True, True, True, False])
+    sweep_until(Flaky(), lambda: next(rounds))  # type: ignore[arg-type]
+    assert sweeps == [0, 1, 2]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sweeping the kept sessions failed" in err[0]
+
+
+def test_each_port_has_its_own_cookie() -> None:
+    assert cookie_name(8501) == "cartpole_lab_session_8501" != cookie_name(8502)
+
+
+# ---------------------------------------------------------------- begin, start afresh, the sidebar
+
+
+class FakeStreamlit:
+    """What :mod:`pages.sessions` uses of Streamlit, for one browser with several tabs: each
+    tab's session state, the browser's cookies (as the page's script writes them) and what the
+    sidebar drew."""
+
+    def __init__(self) -> None:
+        self.tabs: dict[str, dict] = {}
+        self.tab = ""
+        self.cookies: dict[str, str] = {}
+        self.drawn: list[str] = []
+        self.context = types.SimpleNamespace(headers={"Host": "127.0.0.1"}, cookies=self.cookies)
+
+    @property
+    def session_state(self) -> dict:
+        return self.tabs.setdefault(self.tab, {})
+
+    def get_option(self, name: str) -> int:
+        assert name == "server.port"
+        return 8611
+
+    def toast(self, text: str, **kwargs: object) -> None:
+        self.drawn.append(text)
+
+    def caption(self, text: str) -> None:
+        self.drawn.append(text)
+
+    def html(self, body: str, **kwargs: object) -> None:
+        self.drawn.append(body)
+        written = re.search(r"document\.cookie = '([^=]+)=([^;]+);", body)
+        assert written, body
+        self.cookies[written.group(1)] = written.group(2)  # the browser keeps it
+
+
+@pytest.fixture
+def one_browser(monkeypatch: pytest.MonkeyPatch) -> FakeStreamlit:
+    fake = FakeStreamlit()
+    kept, _, tabs = store()
+    tabs.open |= {"tab A", "tab B", "tab B reloaded"}
+    monkeypatch.setattr(sessions, "st", fake)
+    monkeypatch.setattr(sessions, "STORE", kept)
+    monkeypatch.setattr(sessions, "MINUTES", 60)
+    monkeypatch.setattr(sessions, "_browser_session", lambda: fake.tab)
+    monkeypatch.setattr(sessions, "_start_sweeper", lambda: None)
+    return fake
+
+
+def run_in(fake: FakeStreamlit, tab: str) -> Lab:
+    """One script run in ``tab``: its Lab (begun on its first run) and the sidebar's line."""
+    fake.tab, fake.drawn = tab, []
+    if "lab" not in fake.session_state:
+        fake.session_state["lab"] = sessions.begin(Lab)
+    state = fake.session_state["lab"]
+    sessions.show_kept(state, nothing_yet=nothing_made(state))
+    return state
+
+
+def test_start_afresh_in_one_tab_tells_the_other_and_its_reload_opens_the_new_session(one_browser) -> None:
+    fake = one_browser
+    name = cookie_name(8611)
+    old = run_in(fake, "tab A")
+    old.board_name = "Ada"
+    old_token = fake.cookies[name]
+    assert TOKEN_PATTERN.fullmatch(old_token) and "Kept for 1 hour" in fake.drawn[-1]
+    assert run_in(fake, "tab B") is old, "the same browser's second tab: the same session"
+
+    fake.tab = "tab A"  # Start afresh in tab A, then its next script run
+    fake.session_state["lab"] = sessions.start_afresh(Lab)
+    fresh = run_in(fake, "tab A")
+    fresh.board_name = "Ada again"
+    new_token = fake.cookies[name]
+    assert fresh is not old and new_token != old_token
+
+    assert run_in(fake, "tab B") is old, "tab B keeps its page until reloaded"
+    assert fake.drawn == [FORGOTTEN]
+    assert fake.cookies[name] == new_token, "tab B never writes the old token back"
+    assert run_in(fake, "tab B reloaded") is fresh, "tab B's reload opens tab A's new session"
+
+
+def test_a_first_visit_keeps_a_new_session_and_a_stale_cookie_says_why(one_browser) -> None:
+    fake = one_browser
+    fake.cookies[cookie_name(8611)] = "Q" * 43  # from before a restart
+    lab = run_in(fake, "tab A")
+    assert nothing_made(lab)
+    assert fake.drawn[0] == ended_line(Gone.UNKNOWN), "the toast"
+    assert fake.cookies[cookie_name(8611)] != "Q" * 43
+    assert len(sessions.STORE) == 1
