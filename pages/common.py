@@ -106,6 +106,17 @@ class Step:
     model: Network | None = None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Compare's last result: every player's scores over the seeds, the game they played and
+    how the networks played (sampled or greedy)."""
+
+    results: list[Any]
+    """One ``cartpole_core.evaluate`` comparison row per player, in the order chosen."""
+    env_id: str
+    sampled: bool
+
+
 @dataclass
 class Lab:
     """Everything this browser session has made. Lives in ``st.session_state["lab"]``."""
@@ -126,8 +137,13 @@ class Lab:
     evaluation: EvaluationResult | None = None
     evaluation_random: EvaluationResult | None = None
     evaluation_gifs: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    film_failed: bool = False
+    """Filming :attr:`evaluation` failed: Play & evaluate offers to film again rather than retrying
+    on every click."""
     ensemble: EnsembleResult | None = None
     ensemble_eval: EnsembleEvaluation | None = None
+    comparison: Comparison | None = None
+    """Compare's last result (kept with the session: it comes back after a reload)."""
     notebook: NotebookResult | None = None
     improve: ImproveResult | None = None
     improve_live: dict[str, Any] | None = None
@@ -277,7 +293,7 @@ def set_model(
         env_id = next((e for e in (state.env_id, *SUGGESTED_ENV_IDS) if _shape_fits(model, e)), "")
     state.model_env_id = env_id or ""
     state.evaluation = state.evaluation_random = None
-    state.evaluation_gifs = {}
+    state.evaluation_gifs, state.film_failed = {}, False
 
 
 class _PageEnds(Exception):
@@ -745,7 +761,8 @@ def run_with_stop(
     a stopped job hands over in ``live`` (the page's entry in the session), so the next script
     run, the one Stop's click starts, keeps it with :func:`finish_stopped`. Returns the result,
     or None when the job failed (the page keeps what it had)."""
-    live.update(done=False, stopped=None, running=True)
+    # The widgets first, then the record: a rerun or a closed tab can end the script at any st
+    # call, and only inside the ``try`` does ``finally`` clear "running" (else it sticks).
     stop_slot = st.empty()
     stop_slot.button(stop_label, icon=":material/stop:", key=f"{key}_stop", help=stop_help)
     update, bar = progress_bar(label)
@@ -759,6 +776,7 @@ def run_with_stop(
         live["stopped"] = partial
 
     try:
+        live.update(done=False, stopped=None, running=True)
         result = start(progress, keep)
     except Exception as exc:  # shown to the user; the session keeps what it had
         live["done"] = True  # failed, not stopped
@@ -785,6 +803,45 @@ def finish_stopped(live: dict[str, Any] | None, keep: Callable[[Any], str | None
     partial = live.get("stopped")
     message = None if partial is None else keep(partial)
     st.info(message or nothing, icon=":material/stop_circle:")
+
+
+STILL_RUNNING = (
+    "A job of this session is still running (in another tab, or from before the reload): its result comes "
+    "here when it ends."
+)
+#: Seconds between two looks at a job running elsewhere (:func:`still_running`).
+POLL_SECONDS = 2.0
+
+
+def still_running(live: dict[str, Any] | None) -> bool:
+    """At the top of a page, after :func:`finish_stopped`: True while the page's job runs in
+    another script run of this session (another tab, or the tab before its reload), saying so
+    in one line and looking again every :data:`POLL_SECONDS`: the page is drawn again, with the
+    result, when the job ends. The page's main button then starts nothing
+    (:func:`refuse_while_running`): its job would replace the record the running job fills."""
+    if live is None or not live.get("running", False):
+        return False
+    st.info(STILL_RUNNING, icon=":material/hourglass_top:")
+
+    @st.fragment(run_every=POLL_SECONDS)
+    def look_again() -> None:
+        if not live.get("running", False):
+            st.rerun()  # the whole page: the job's result is the session's now
+
+    look_again()
+    return True
+
+
+def refuse_while_running(running: bool) -> bool:
+    """True when nothing may start because :func:`still_running` said a job runs; says so
+    beside the button. Use it as ``if submitted and not refuse_while_running(busy) and …``."""
+    if running:
+        st.warning(
+            "Nothing was started: a job of this session is still running. Wait for its result here (or stop "
+            "it in its own tab), then start again.",
+            icon=":material/block:",
+        )
+    return running
 
 
 def tensorflow_line() -> str:
@@ -970,6 +1027,27 @@ def player_title(name: str, sampled: bool) -> str:
     return f"{who}, {PLAYER_WORDS['sampled' if sampled else 'greedy']}"
 
 
+def player_moves(sampled: bool, many: bool = False) -> str:
+    """How a network picks its moves, in words (:data:`PLAYER_WORDS`): ``"always its most
+    probable move"``; ``many``: said of several networks, ``"always their most probable move"``."""
+    words = PLAYER_WORDS["sampled" if sampled else "greedy"]
+    return re.sub(r"\bits\b", "their", words) if many else words
+
+
+def player_select(where: Any, key: str, env_id: str, help: str, label: str = "How the network plays") -> str:
+    """The "how they play" box (greedy or sampled): it starts on the player ``env_id`` counts,
+    goes back to that one when the game changes (:func:`settings_follow_env`), keeps the
+    visitor's own choice within one game, and ends its ``help`` with the counted player.
+    ``key`` (``"play_mode"``): the widget's key, also in the page's links."""
+    from cartpole_core.envs import PLAYERS, env_defaults
+
+    counted = env_defaults(env_id).player
+    settings_follow_env(key.removesuffix("_mode"), env_id, {key: counted})  # the game's counted player
+    shown = url_select(where, label, list(PLAYERS), counted, key=key, format_func=PLAYER_CHOICES.get,
+                       help=f"{help} {env_id} counts the {counted} player.")  # fmt: skip
+    return str(shown)
+
+
 def counted_player_line(env_id: str, sampled: bool | None = None) -> str:
     """One sentence on which player ``env_id`` counts and why; ``sampled``: how the result on
     show plays (None: no result), said when it is the other player."""
@@ -1043,6 +1121,15 @@ def score_text(score: float) -> str:
     """A score as people read it: ``"500"`` for whole numbers (CartPole), ``"-421.1"`` otherwise
     (a cut at -55.1961 reads -55.2)."""
     return f"{score:.0f}" if float(score).is_integer() else f"{score:.1f}"
+
+
+def signed_score(score: float, env_id: str) -> str:
+    """A mean score as a verdict says it: :func:`score_text` of it to one decimal (``"241.3"``,
+    ``"500"``), with its sign where ``env_id``'s scores can be negative (``"+11.7"``, ``"-98.2"``)."""
+    from cartpole_core.envs import score_range
+
+    text = score_text(round(score, 1))
+    return f"+{text}" if score_range(env_id, 1)[0] < 0 and score > 0 else text
 
 
 def next_step(*steps: tuple[str, str]) -> None:

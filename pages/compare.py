@@ -10,16 +10,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import PLAYERS, env_defaults, env_info
+from cartpole_core.envs import env_info
 from cartpole_core.evaluate import EvaluationConfig, compare
 from cartpole_core.policies import Policy, RandomPolicy
 from pages.common import (
     ACCENT,
     LIMITS,
     MODEL_COLOR,
-    PLAYER_CHOICES,
-    PLAYER_WORDS,
     RANDOM_COLOR,
+    Comparison,
     chart_title,
     checked,
     choice_chart,
@@ -29,6 +28,8 @@ from pages.common import (
     lab,
     next_step,
     of_this_game,
+    player_moves,
+    player_select,
     policy_colors,
     progress_bar,
     ray_job,
@@ -36,12 +37,10 @@ from pages.common import (
     session_dataset,
     session_model,
     setting,
-    settings_follow_env,
     share_settings,
     show_code,
     show_error,
     url_number,
-    url_select,
 )
 
 state = lab()
@@ -66,8 +65,6 @@ if ensemble_fits():
     available.append("ensemble")
 available += [f"generation {g}" for g in sorted(snapshots)]
 
-counted = env_defaults(env_id).player
-settings_follow_env("cmp", env_id, {"cmp_mode": counted})  # the game's counted player
 c = st.columns(4)
 chosen = c[0].multiselect(
     "Players",
@@ -85,15 +82,13 @@ games = url_number(
     key="cmp_games",
     help="Games each player plays on each seed.",
 )
-mode = url_select(
+mode = player_select(
     c[3],
-    "How the networks play",
-    list(PLAYERS),
-    counted,
-    key="cmp_mode",
-    format_func=PLAYER_CHOICES.get,
-    help="greedy: every network (and the ensemble) makes its most probable move; sampled: a move drawn from its "
-    f"probabilities. Random play always draws at random. {env_id} counts the {counted} player.",
+    "cmp_mode",
+    env_id,
+    "greedy: every network (and the ensemble) makes its most probable move; sampled: a move drawn from its "
+    "probabilities. Random play always draws at random.",
+    label="How the networks play",
 )
 
 
@@ -131,19 +126,17 @@ if st.button(
     else:
         from cartpole_core.recipes import compare_recipe
 
-        st.session_state["cmp_results"], st.session_state["_cmp_results_env"] = results, env_id
-        st.session_state["_cmp_results_sampled"] = config.sample_actions
+        state.comparison = Comparison(results, env_id, config.sample_actions)
         recipe = compare_recipe(list(chosen), info.n_actions, config, list(range(int(n_seeds))))
         if recipe is not None:
             record_step("compare", recipe, results, model=state.model)
     finally:
         bar.empty()
 
-results = st.session_state.get("cmp_results")
-if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Your last comparison was on"):
-    sampled = bool(st.session_state.get("_cmp_results_sampled", False))
-    moves = PLAYER_WORDS["sampled" if sampled else "greedy"].replace("its", "their")
-    st.subheader(f"Every player on the same games, the networks {moves}")
+shown = state.comparison
+if shown is not None and shown.results and of_this_game(shown.env_id, "Your last comparison was on"):
+    results, sampled = shown.results, shown.sampled
+    st.subheader(f"Every player on the same games, the networks {player_moves(sampled, many=True)}")
     st.markdown(counted_player_line(env_id, sampled))
     rows = [{"player": r.name, "mean": r.mean, "low": r.ci95[0], "high": r.ci95[1]} for r in results]
     df = pd.DataFrame(rows)
@@ -171,7 +164,7 @@ if results and of_this_game(st.session_state.get("_cmp_results_env", env_id), "Y
             [
                 {
                     "player": r.name,
-                    "plays": "at random" if r.name == "random" else PLAYER_WORDS["sampled" if sampled else "greedy"],
+                    "plays": "at random" if r.name == "random" else player_moves(sampled),
                     "mean": round(r.mean, 1),
                     "95 % CI": f"{r.ci95[0]:.1f} – {r.ci95[1]:.1f}" + (" (cut)" if r.interval.clipped else ""),
                     "per seed": ", ".join(f"{m:.1f}" for m in r.seed_means),

@@ -8,14 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from cartpole_core.ensemble import EnsembleConfig
-from cartpole_core.envs import PLAYERS, env_defaults
 from cartpole_core.evaluate import EvaluationConfig
 from cartpole_core.progress import Progress
 from pages.common import (
     LIMITS,
-    PLAYER_CHOICES,
     PLAYER_COLORS,
-    PLAYER_WORDS,
     chart_title,
     checked,
     counted_player_line,
@@ -24,12 +21,13 @@ from pages.common import (
     lab,
     next_step,
     of_this_game,
+    player_moves,
+    player_select,
     progress_bar,
     ray_job,
     record_step,
     session_dataset,
     setting,
-    settings_follow_env,
     share_settings,
     show_code,
     show_error,
@@ -54,8 +52,6 @@ if dataset is None and state.dataset is None:
 if dataset is None:
     end_page()
 what_to_notice("ensemble", dataset.env_id)
-counted = env_defaults(dataset.env_id).player
-settings_follow_env("ens", dataset.env_id, {"ens_mode": counted})  # the game's counted player
 
 with st.form("ensemble_form"):
     c = st.columns(5)
@@ -96,15 +92,13 @@ with st.form("ensemble_form"):
         key="ens_seed",
         help="Member 1 uses this seed, member 2 the next one, and so on.",
     )
-    mode = url_select(
+    mode = player_select(
         st.columns(5)[0],
-        "How they play",
-        list(PLAYERS),
-        counted,
-        key="ens_mode",
-        format_func=PLAYER_CHOICES.get,
-        help="greedy: each player makes its most probable move (the ensemble: its vote's); sampled: a move drawn "
-        f"from its probabilities (the ensemble: from its vote's shares). {dataset.env_id} counts the {counted} player.",
+        "ens_mode",
+        dataset.env_id,
+        "greedy: each player makes its most probable move (the ensemble: its vote's); sampled: a move drawn "
+        "from its probabilities (the ensemble: from its vote's shares).",
+        label="How they play",
     )
     submitted = st.form_submit_button("Train the members and compare", icon=":material/how_to_vote:", type="primary")
 
@@ -148,7 +142,7 @@ if submitted and checked(members, epochs, games, seed):
 ens, ev = state.ensemble, state.ensemble_eval
 if ens is not None and ev is not None and of_this_game(ev.ensemble.config.env_id, "Your ensemble plays"):
     sampled = ev.ensemble.config.sample_actions
-    moves = PLAYER_WORDS["sampled" if sampled else "greedy"].replace("its", "their")
+    moves = player_moves(sampled, many=True)
     st.subheader(
         f"The ensemble and its {len(ev.members)} members, {moves}, on {ev.ensemble.config.games:,} games of "
         f"{ev.ensemble.config.env_id}"

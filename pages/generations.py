@@ -30,6 +30,7 @@ from pages.common import (
     policy_colors,
     ray_job,
     record_step,
+    refuse_while_running,
     run_with_stop,
     save_as_run,
     session_model,
@@ -40,6 +41,8 @@ from pages.common import (
     show_code,
     show_error,
     shown_step,
+    signed_score,
+    still_running,
     url_number,
     url_select,
     url_slider,
@@ -64,14 +67,6 @@ st.markdown(
     "The notebook stops at a network that imitates lucky random play. Repeat its own idea: let the "
     "network play, **keep its best games, and retrain on them** (the cross-entropy method)."
 )
-
-
-def signed(score: float, env_id: str) -> str:
-    """A mean score as the verdict says it: ``"241.3"``, ``"500"``, and with its sign where a
-    game's scores can be negative (``"+11.7"``, ``"-98.2"``)."""
-    text = f"{round(score, 1):g}" if float(round(score, 1)).is_integer() else f"{score:.1f}"
-    negative_scores = score_range(env_id, 1)[0] < 0
-    return f"+{text}" if negative_scores and score > 0 else text
 
 
 def next_step_words(record: GenerationRecord, after: GenerationRecord | None, config: ImproveConfig) -> str:
@@ -124,15 +119,18 @@ def records_frame(records: list[Any], config: ImproveConfig | None = None) -> pd
     return pd.DataFrame(rows)
 
 
-def verdict(records: list[GenerationRecord], config: ImproveConfig, stopped: bool | None) -> tuple[bool, str]:
+def verdict(
+    records: list[GenerationRecord], config: ImproveConfig, stopped: bool | None, running: bool = False
+) -> tuple[bool, str]:
     """Whether the run reached its target, and the one sentence that says how it ended: solved
     (or mastered) at which generation and whether it stopped there, or how far it got.
-    ``stopped``: True when Stop ended it, None when not known (no result came back)."""
+    ``stopped``: True when Stop ended it, None when not known (no result came back);
+    ``running``: the run goes on (in another tab): how far it got so far, not how it ended."""
     env_id, target, last = config.env_id, config.target_mean, records[-1].generation
     best = max(records, key=lambda r: (r.mean, r.generation))  # the later one on a tie, as the run keeps
     counted = f"the {config.player} player's mean"
     if target is None:
-        best_words = f"{signed(best.mean, env_id)} at generation {best.generation}"
+        best_words = f"{signed_score(best.mean, env_id)} at generation {best.generation}"
         return False, f"No target set: the best, {counted}, is {best_words}."
     top = score_range(env_id, config.goal_steps)[1]
     own = {env_defaults(env_id).target, env_info(env_id).reward_threshold}
@@ -145,10 +143,12 @@ def verdict(records: list[GenerationRecord], config: ImproveConfig, stopped: boo
             return True, f"Mastered at generation {g} ({top:g} is the most a game can score)."
         what = "Solved" if target in own else "Reached the target"
         stop = f"; stopping there, before the {config.max_generations} generations allowed" if early else ""
-        score = signed(reached.mean, env_id)
+        score = signed_score(reached.mean, env_id)
         return True, f"{what} at generation {g}: {counted} {score} against the target {target:g}{stop}."
     what = "Not mastered yet" if target >= top else "Not solved yet" if target in own else "Target not reached yet"
-    if stopped:
+    if running:
+        ended = f"so far: generation {last} is the last measured, and the run goes on"
+    elif stopped:
         ended = f"when you stopped it after generation {last}"
     elif stopped is None:
         ended = f"when it ended after generation {last}"
@@ -157,7 +157,7 @@ def verdict(records: list[GenerationRecord], config: ImproveConfig, stopped: boo
     else:
         ended = f"after all {config.max_generations} generations"
     return False, (
-        f"{what}: best {signed(best.mean, env_id)} against the target {target:g} ({counted}, generation "
+        f"{what}: best {signed_score(best.mean, env_id)} against the target {target:g} ({counted}, generation "
         f"{best.generation}), {ended}."
     )
 
@@ -168,8 +168,8 @@ def what_the_numbers_show(records: list[GenerationRecord], config: ImproveConfig
     env_id, last = config.env_id, records[-1].generation
     if last == 0:
         return (
-            f"Only generation 0 so far: the greedy player {signed(records[0].greedy_mean, env_id)}, the sampled "
-            f"player {signed(records[0].sampled_mean, env_id)}."
+            f"Only generation 0 so far: the greedy player {signed_score(records[0].greedy_mean, env_id)}, the sampled "
+            f"player {signed_score(records[0].sampled_mean, env_id)}."
         )
     lines = []
     for player in PLAYERS:
@@ -179,10 +179,10 @@ def what_the_numbers_show(records: list[GenerationRecord], config: ImproveConfig
         verb = "climbed" if end > first else "fell" if end < first else "stayed"
         line = (
             f"the {player} player{' (the one that counts)' if player == config.player else ''} {verb} from "
-            f"{signed(first, env_id)} at generation 0 to {signed(end, env_id)} at generation {last}"
+            f"{signed_score(first, env_id)} at generation 0 to {signed_score(end, env_id)} at generation {last}"
         )
         if means[peak] > end:
-            line += f", below its best, {signed(means[peak], env_id)} at generation {records[peak].generation}"
+            line += f", below its best, {signed_score(means[peak], env_id)} at generation {records[peak].generation}"
         lines.append(line)
     text = "In this run, " + "; ".join(lines) + "."
     fell_back = sum(r.start_reason == "fallback" for r in records)
@@ -251,6 +251,7 @@ def keep_stopped_generations(result: Any) -> str | None:
 finish_stopped(
     state.improve_live, keep_stopped_generations, "Stopped before the first generation was measured: nothing changed."
 )
+busy = still_running(state.improve_live)
 
 DEFAULTS = ImproveConfig()
 env_id = env_picker("imp_env").env_id  # type: ignore[union-attr]  (any game: None only with choices)
@@ -397,7 +398,7 @@ with st.form("improve_form"):
             *setting(ImproveConfig, "first_games", cap=LIMITS["games"]),
             step=500,
             key="imp_first_games",
-            help="Random games whose best ones (the env's keep rule) train the first network, generation 0. "
+            help="Random games whose best ones (the game's keep rule) train the first network, generation 0. "
             "The notebook plays 10,000; fewer start rougher but sooner.",
         )
         first_epochs = url_number(
@@ -443,8 +444,12 @@ share_settings(
         "imp_first_games", "imp_first_epochs", "imp_batch", "imp_player",
     ]
 )  # fmt: skip
-if submitted and checked(generations, games, epochs, eval_games, confirm, seed, temperature, first_games, first_epochs,
-                         batch_size):  # fmt: skip
+if (
+    submitted
+    and not refuse_while_running(busy)
+    and checked(generations, games, epochs, eval_games, confirm, seed, temperature, first_games, first_epochs,
+                batch_size)
+):  # fmt: skip
     from cartpole_core.jobs import improve_job
 
     try:
@@ -529,7 +534,8 @@ if live and live["records"] and of_this_game(live["config"].env_id, "Your last g
             help="The best network on games it was never measured on.",
         )
     m[3].metric("Seconds", f"{records[-1].elapsed:.1f}")
-    reached, sentence = verdict(records, run_config, None if result is None else result.stopped_early)
+    running = bool(live.get("running"))
+    reached, sentence = verdict(records, run_config, None if result is None else result.stopped_early, running)
     (st.success if reached else st.info)(sentence, icon=":material/flag:")
     st.altair_chart(progress_chart(df, run_config.target_mean), width="stretch")
     kept = pd.DataFrame(

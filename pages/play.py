@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cartpole_core.envs import PLAYERS, env_defaults, env_info
+from cartpole_core.envs import env_info
 from cartpole_core.evaluate import EvaluationConfig, EvaluationResult
 from cartpole_core.policies import Policy, RandomPolicy
 from cartpole_core.storage import RunRecord
 from pages.common import (
     LIMITS,
-    PLAYER_CHOICES,
     Step,
     board_results,
     checked,
@@ -24,6 +23,7 @@ from pages.common import (
     network_label,
     next_step,
     of_this_game,
+    player_select,
     player_title,
     progress_bar,
     ray_job,
@@ -32,7 +32,6 @@ from pages.common import (
     scores_by_game_chart,
     session_model,
     setting,
-    settings_follow_env,
     share_settings,
     show_error,
     show_recipe,
@@ -51,19 +50,19 @@ st.markdown(
 )
 
 env_id = env_picker("play_env").env_id  # type: ignore[union-attr]  (any game: None only with choices)
-settings_follow_env("play", env_id, {"play_mode": env_defaults(env_id).player})  # the game's counted player
 model = session_model("play")
 choices = ["current model", "ensemble", "random"]
 available = {"current model": model is not None, "ensemble": ensemble_fits(), "random": True}
 what_to_notice("play", env_id)
 c = st.columns(4)
 players = [name for name in choices if available[name]]
-if st.session_state.get("_play_offered", players) != players and players[0] != "random":
-    # a network (or an ensemble) is here since this page was last drawn: it is the one shown,
-    # not the random player remembered from when there was nothing else
+ALONE = "_play_policy_alone"  # in the Lab's settings: the player was chosen while random play was the only one
+if state.settings.get(ALONE) and players != ["random"]:
+    # a network (or an ensemble) is here since the player was chosen among random play alone: it is
+    # the one shown, not the random player remembered from then (a random player the visitor
+    # picked beside a network is kept)
     st.session_state.pop("play_policy", None)
     state.settings.pop("play_policy", None)
-st.session_state["_play_offered"] = players
 policy_choice = url_select(
     c[0],
     "Player",
@@ -72,6 +71,7 @@ policy_choice = url_select(
     key="play_policy",
     help="Who plays: the network trained on the Train page, the ensemble, or random pushes.",
 )
+state.settings[ALONE] = players == ["random"]
 games = url_number(
     c[1],
     "Games",
@@ -82,15 +82,12 @@ games = url_number(
 seed = url_number(
     c[2], "Seed", *setting(EvaluationConfig, "seed"), key="play_seed", help="Same seed, same starting positions."
 )
-play_mode = url_select(
+play_mode = player_select(
     c[3],
-    "How the network plays",
-    list(PLAYERS),
-    env_defaults(env_id).player,
-    key="play_mode",
-    format_func=PLAYER_CHOICES.get,
-    help="greedy: always its most probable action; sampled: an action drawn from its probabilities "
-    f"(the way Generations trains it). {env_id} counts the {env_defaults(env_id).player} player.",
+    "play_mode",
+    env_id,
+    "greedy: always its most probable action; sampled: an action drawn from its probabilities "
+    "(the way Generations trains it).",
 )
 why_slot = st.empty()  # which player this game counts, and why: here when no result of it says so
 if state.model is None:
@@ -135,6 +132,7 @@ if st.button(
         show_error(exc)
     else:
         state.evaluation, state.evaluation_random, state.evaluation_gifs = played.result, played.baseline, played.gifs
+        state.film_failed = False
         if policy_choice == "current model":
             from cartpole_core.recipes import play_recipe
 
@@ -160,9 +158,18 @@ def play_step(result: EvaluationResult, baseline: EvaluationResult) -> Step | No
 def film_if_missing(result: EvaluationResult, baseline: EvaluationResult) -> None:
     """An evaluation that came without its films (the notebook's, made on Home) gets them
     here, once: its best and worst games and random play on the best, played again by the
-    session's network."""
+    session's network. After a failed filming the page offers "Film again" (a click on any
+    other widget does not start it again: it would hold the page each time)."""
     notebook = state.notebook
     if state.evaluation_gifs or model is None or notebook is None or notebook.evaluation is not result:
+        return
+    if state.film_failed and not st.button(
+        "Film again",
+        icon=":material/movie:",
+        key="play_film_again",
+        help="Play the best and the worst game again, to film them (the last try failed).",
+    ):
+        st.caption("Filming the best and the worst game failed: the scores are shown without them.")
         return
     from cartpole_core.jobs import film_job
     from cartpole_core.policies import ModelPolicy
@@ -173,8 +180,9 @@ def film_if_missing(result: EvaluationResult, baseline: EvaluationResult) -> Non
                        LIMITS["gif_frames"], progress=update)  # fmt: skip
     except Exception as exc:  # shown to the user; the scores are shown anyway
         show_error(exc)
+        state.film_failed = True
     else:
-        state.evaluation_gifs = gifs
+        state.evaluation_gifs, state.film_failed = gifs, False
     finally:
         bar.empty()
 

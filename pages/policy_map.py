@@ -7,12 +7,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cartpole_core.envs import PLAYERS, env_defaults, make_env, obs_label
+from cartpole_core.envs import make_env, obs_label
 from cartpole_core.errors import UserError
 from cartpole_core.evaluate import EvaluationConfig, evaluate
 from cartpole_core.policies import Policy, probability_grid
 from pages.common import (
-    PLAYER_CHOICES,
     chart_title,
     counted_player_line,
     end_page,
@@ -20,10 +19,10 @@ from pages.common import (
     env_picker,
     lab,
     next_step,
+    player_select,
     player_title,
     score_text,
     session_model,
-    settings_follow_env,
     share_settings,
     show_error,
     show_recipe,
@@ -127,8 +126,6 @@ action_name = url_select(
     help="The action whose probability the colours show.",
 )
 x_dim, y_dim = names.index(x_name), names.index(y_name)
-counted = env_defaults(env_id).player
-settings_follow_env("map", env_id, {"map_mode": counted})  # the game's counted player
 base = start_state()
 others = [i for i in range(info.obs_dim) if i not in (x_dim, y_dim)]
 if others:
@@ -151,15 +148,13 @@ overlay = overlay_col.checkbox(
     key="map_overlay",
     help="Game 1 of seed 0, played by this player.",
 )
-mode = url_select(
+mode = player_select(
     mode_col,
-    "How it plays that game",
-    list(PLAYERS),
-    counted,
-    key="map_mode",
-    format_func=PLAYER_CHOICES.get,
-    help="The map shows the probabilities, the same for both; the overlaid game is played greedy (always the "
-    f"most probable move) or sampled (a move drawn from them). {env_id} counts the {counted} player.",
+    "map_mode",
+    env_id,
+    "The map shows the probabilities, the same for both; the overlaid game is played greedy (always the "
+    "most probable move) or sampled (a move drawn from them).",
+    label="How it plays that game",
 )
 share_settings(["map_player", "map_x", "map_y", "map_action", "map_mode"])
 

@@ -34,6 +34,7 @@ from pages.common import (
     progress_bar,
     ray_job,
     record_step,
+    refuse_while_running,
     run_with_stop,
     save_as_run,
     setting,
@@ -42,6 +43,7 @@ from pages.common import (
     show_code,
     show_error,
     shown_step,
+    still_running,
     url_number,
     url_score,
     use_notebook_result,
@@ -593,8 +595,9 @@ def show_result(result: SweepResult) -> None:
 
 
 finish_stopped(state.sweep_live, keep_stopped_sweep, "Sweep stopped before any trial finished: nothing to show.")
+busy = still_running(state.sweep_live)
 config = sweep_form()
-if config is not None:
+if config is not None and not refuse_while_running(busy):
     run_sweep(config)
 if state.sweep is not None and of_this_game(state.sweep.config.env_id, "Your last sweep played"):
     show_result(state.sweep)

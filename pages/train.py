@@ -28,6 +28,7 @@ from pages.common import (
     of_this_game,
     ray_job,
     record_step,
+    refuse_while_running,
     run_with_stop,
     save_as_run,
     session_dataset,
@@ -38,6 +39,7 @@ from pages.common import (
     show_curves,
     show_error,
     shown_step,
+    still_running,
     url_number,
 )
 from pages.learn import what_to_notice
@@ -87,6 +89,7 @@ def show_tensorboard_logs(folder: Path) -> None:
 
 
 finish_stopped(state.live_training, keep_stopped_training, "Training cancelled before it started: nothing changed.")
+busy = still_running(state.live_training)
 
 dataset = session_dataset("train")
 if dataset is None and state.dataset is None:
@@ -157,7 +160,7 @@ elif dataset is not None:
                 "Write training logs",
                 value=False,
                 key="train_tensorboard",
-                help="Like the notebook's logs/ folder: loss and accuracy per epoch, the network's layers and "
+                help="Like the notebook's training logs: loss and accuracy per epoch, the network's layers and "
                 "weights, for the notebook's log viewer. You can download them after training.",
             )
         submitted = st.form_submit_button("Train", icon=":material/neurology:", type="primary")
@@ -170,7 +173,7 @@ elif dataset is not None:
     share_settings(
         ["train_hidden", "train_dropout", "train_lr", "train_epochs", "train_batch", "train_split", "train_seed"]
     )
-    if submitted and checked(dropout, lr, epochs, batch, split, seed):
+    if submitted and not refuse_while_running(busy) and checked(dropout, lr, epochs, batch, split, seed):
         from cartpole_core.jobs import train_job
         from cartpole_core.model import parse_hidden
 

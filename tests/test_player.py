@@ -89,18 +89,28 @@ def test_cartpole_pages_start_on_the_greedy_player_and_lunarlander_pages_on_the_
         visit(at, page)
         assert at.selectbox(key=key).value == "sampled", page
 
-    # A visitor's own choice wins until the game changes (across pages: the browser test, since
-    # AppTest runs a page alone, without app.py's remembering of the settings).
+    # A visitor's own choice wins within one game; a game change brings that game's counted
+    # player (settings_follow_env). Each check is of a value the other rule would not give.
+    # (Across pages: the browser test, since AppTest runs a page alone, without app.py's
+    # remembering of the settings.)
     visit(at, "pages/play.py")
-    at.selectbox(key="play_mode").set_value("greedy").run()
-    at.number_input(key="play_games").set_value(3).run()
-    assert at.selectbox(key="play_mode").value == "greedy"
     at.selectbox(key="play_env").set_value("CartPole-v1").run()
-    assert not at.exception and at.selectbox(key="play_mode").value == "greedy"
+    assert at.selectbox(key="play_mode").value == "greedy", "CartPole's counted player"
+    at.selectbox(key="play_mode").set_value("sampled").run()
+    at.number_input(key="play_games").set_value(3).run()
+    assert not at.exception and at.selectbox(key="play_mode").value == "sampled", "kept: not CartPole's default"
+    at.selectbox(key="play_env").set_value("Acrobot-v1").run()  # counts the greedy player too
+    assert not at.exception and at.selectbox(key="play_mode").value == "greedy", "Acrobot's, not the kept sampled"
+    at.selectbox(key="play_mode").set_value("sampled").run()
+    at.selectbox(key="play_env").set_value("LunarLander-v3").run()
+    at.selectbox(key="play_mode").set_value("greedy").run()
+    at.number_input(key="play_games").set_value(4).run()
+    assert at.selectbox(key="play_mode").value == "greedy", "kept: not LunarLander's default"
+    at.selectbox(key="play_env").set_value("CartPole-v1").run()
     at.selectbox(key="play_mode").set_value("sampled").run()
     at.selectbox(key="play_env").set_value("LunarLander-v3").run()
     at.selectbox(key="play_env").set_value("CartPole-v1").run()
-    assert not at.exception and at.selectbox(key="play_mode").value == "greedy"
+    assert not at.exception and at.selectbox(key="play_mode").value == "greedy", "back to CartPole's, not sampled"
 
 
 def test_lunarlander_results_name_the_sampled_player_and_say_why() -> None:

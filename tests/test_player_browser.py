@@ -65,3 +65,30 @@ def test_play_on_lunarlander_starts_on_the_sampled_player_and_says_why(server: s
     assert "greedy: most probable move" in picker_text(page, "play_mode")
     no_exception(page)
     page.close()
+
+
+def test_a_random_player_picked_beside_a_network_stays_when_an_ensemble_appears(server: str, browser) -> None:
+    """Only a random player remembered from when it was the only one gives way to the network:
+    one the visitor picked beside a network is theirs, also after an ensemble is trained."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    generate(page, 300)
+    train(page, "16", epochs=1)
+    open_page(page, "Play & evaluate")
+    assert "current model" in picker_text(page, "play_policy")
+    page.locator(".st-key-play_policy").click()
+    page.get_by_role("option", name="random", exact=True).click()
+    settle(page)
+    open_page(page, "Ensemble")
+    set_number(page, "Members", 2)
+    set_number(page, "Evaluation games", 2)
+    page.get_by_role("button", name="Train the members and compare").click()
+    settle(page)
+    no_exception(page)
+    assert shows(page, "The ensemble and its 2 members")
+    open_page(page, "Play & evaluate")
+    no_exception(page)
+    shown = picker_text(page, "play_policy")
+    assert "random" in shown and "current model" not in shown, shown
+    page.close()

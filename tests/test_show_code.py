@@ -203,7 +203,7 @@ def test_the_code_each_page_shows_gives_the_pages_numbers(tmp_path: Path, monkey
     at.number_input(key="cmp_seeds").set_value(2)
     at.number_input(key="cmp_games").set_value(3)
     _press(at, "Compare")
-    shown = [[c.name, c.seed_means.tolist()] for c in at.session_state["cmp_results"]]
+    shown = [[c.name, c.seed_means.tolist()] for c in at.session_state["lab"].comparison.results]
     got = _run_elsewhere(
         _shown_code(at), tmp_path / "compare", _step(at, "compare"),
         '[[c.name, c.seed_means.tolist()] for c in g["compared"]]',
