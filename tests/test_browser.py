@@ -165,6 +165,26 @@ def train(page, hidden: str, epochs: int) -> None:
     assert shows(page, "Per epoch")
 
 
+def with_a_network(browser, server: str):
+    """A new visitor's page (desktop size) with a tiny CartPole network trained on 300 random games."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(server)
+    settle(page)
+    generate(page, 300)
+    train(page, "16", epochs=1)
+    return page
+
+
+def train_ensemble(page, members: int, games: int) -> None:
+    """On the Ensemble page: train ``members`` members, play ``games`` games and wait."""
+    open_page(page, "Ensemble")
+    set_number(page, "Members", members)
+    set_number(page, "Evaluation games", games)
+    page.get_by_role("button", name="Train the members and compare").click()
+    settle(page)
+    no_exception(page)
+
+
 def screenshot(page, path: Path) -> None:
     page.mouse.move(1, 1)  # no tooltip in the picture
     page.wait_for_timeout(300)
@@ -211,12 +231,7 @@ def test_a_person_goes_random_play_generate_train_play(server: str, browser, sho
     settle(page)
     assert shows(page, "Saved as run")
 
-    open_page(page, "Ensemble")
-    set_number(page, "Members", 3)
-    set_number(page, "Evaluation games", 10)
-    page.get_by_role("button", name="Train the members and compare").click()
-    settle(page)
-    no_exception(page)
+    train_ensemble(page, members=3, games=10)
     assert shows(page, "Ensemble mean")
     screenshot(page, shots / "ensemble.png")
 
@@ -729,6 +744,7 @@ def test_lunarlander_generations_reach_a_positive_mean(server: str, browser, sho
     open_page(page, "Generate data")
     choose_env(page, "gen_env", "LunarLander-v3")
     open_page(page, "Generations")
+    page.get_by_text("How generations go, and how fast").first.click()  # the fold below the button
     assert shows(page, "the sampled player counts")
     page.get_by_text("a first network trained on random games").first.click()
     set_number(page, "Most generations", 30)
@@ -887,11 +903,7 @@ def test_a_model_of_another_game_is_refused_at_the_page_with_the_fix(server: str
     page says in one line that the model plays CartPole-v1, offers to train one or start
     generations for LunarLander, plays only random there; "Play CartPole-v1 again" brings the
     game back on every page and the model with it."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(server)
-    settle(page)
-    generate(page, 300)
-    train(page, "16", epochs=1)
+    page = with_a_network(browser, server)
     open_page(page, "Play & evaluate")
     choose_env(page, "play_env", "LunarLander-v3")
     no_exception(page)

@@ -22,6 +22,8 @@ from tests.test_browser import (
     settle,
     shows,
     train,
+    train_ensemble,
+    with_a_network,
 )
 
 # The browser tests' own fixtures: a server of the app on a loopback port, Chromium, the screenshots' folder.
@@ -70,22 +72,13 @@ def test_play_on_lunarlander_starts_on_the_sampled_player_and_says_why(server: s
 def test_a_random_player_picked_beside_a_network_stays_when_an_ensemble_appears(server: str, browser) -> None:
     """Only a random player remembered from when it was the only one gives way to the network:
     one the visitor picked beside a network is theirs, also after an ensemble is trained."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(server)
-    settle(page)
-    generate(page, 300)
-    train(page, "16", epochs=1)
+    page = with_a_network(browser, server)
     open_page(page, "Play & evaluate")
     assert "current model" in picker_text(page, "play_policy")
     page.locator(".st-key-play_policy").click()
     page.get_by_role("option", name="random", exact=True).click()
     settle(page)
-    open_page(page, "Ensemble")
-    set_number(page, "Members", 2)
-    set_number(page, "Evaluation games", 2)
-    page.get_by_role("button", name="Train the members and compare").click()
-    settle(page)
-    no_exception(page)
+    train_ensemble(page, members=2, games=2)
     assert shows(page, "The ensemble and its 2 members")
     open_page(page, "Play & evaluate")
     no_exception(page)
